@@ -1,0 +1,95 @@
+"""The simulation graph: node set and parameters from configs/, checked against the schema.
+
+`sim_graph()` is called by launch/sim.launch.py (ROS 2 install) and by `robot-dyn launch
+sim` / the main job / the graph tests (plain processes).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from robot_dyn import paths
+from robot_dyn.bringup import schema
+
+
+class ConfigError(ValueError):
+    """A malformed or inconsistent config file; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node: its ROS name, console-script executable, Python module and parameters."""
+
+    name: str
+    executable: str
+    module: str
+    parameters: dict = field(default_factory=dict)
+
+
+def _check_value(where: str, name: str, value, default):
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, (int, str)):
+        ok = isinstance(value, type(default)) and not isinstance(value, bool)
+    else:  # list of numbers
+        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        value = [float(v) for v in value] if ok else value
+    if not ok:
+        kind = "a list of numbers" if isinstance(default, list) else type(default).__name__
+        raise ConfigError(f"{where}: parameter '{name}' must be {kind}, got {value!r}")
+    return value
+
+
+def load_node_parameters(path: Path, node: str) -> dict:
+    """The `<node>: ros__parameters:` section of a YAML file, every key checked against the schema."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
+    section = (data or {}).get(node) if isinstance(data, dict) else None
+    if not isinstance(section, dict) or not isinstance(section.get("ros__parameters"), dict):
+        raise ConfigError(f"{path}: expected '{node}: ros__parameters: {{...}}'")
+    return check_parameters(f"{path}: {node}", node, section["ros__parameters"])
+
+
+def check_parameters(where: str, node: str, params: dict) -> dict:
+    known = schema.NODES[node]
+    out = {}
+    for name, value in params.items():
+        if name == "use_sim_time":
+            out[name] = _check_value(where, name, value, True)
+            continue
+        if name not in known:
+            hint = difflib.get_close_matches(name, known, n=1)
+            raise ConfigError(f"{where}: unknown parameter '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+        out[name] = _check_value(where, name, value, known[name][0])
+    return out
+
+
+def sim_graph(robot: str = "panda", backend: str = "mujoco", mode: str = "lockstep", effects: str = "nominal",
+              overrides: dict | None = None, config_dir: Path | None = None) -> list[NodeSpec]:
+    """sim + controller, sharing robot and gravity handling; overrides: {node: {param: value}}."""
+    config_dir = Path(config_dir) if config_dir else paths.config_path("")
+    sim = load_node_parameters(config_dir / "sim.yaml", "sim")
+    controller = load_node_parameters(config_dir / "controller.yaml", "controller")
+    sim.update(robot=robot, backend=backend, mode=mode, effects_profile=effects, use_sim_time=False)
+    controller.update(robot=robot, use_sim_time=True)
+    for node, params in (overrides or {}).items():
+        if node not in ("sim", "controller"):
+            raise ConfigError(f"overrides: unknown node '{node}' (sim, controller)")
+        (sim if node == "sim" else controller).update(check_parameters(f"overrides: {node}", node, params))
+    # One owner for facts both nodes must agree on: the simulated robot decides.
+    controller["robot_compensates_gravity"] = sim.get("robot_compensates_gravity", schema.SIM["robot_compensates_gravity"][0])
+    controller["rate_hz"] = sim.get("state_rate_hz", schema.SIM["state_rate_hz"][0])
+    return [
+        NodeSpec("sim", "sim", "robot_dyn.nodes.sim_node", sim),
+        NodeSpec("controller", "controller", "robot_dyn.nodes.controller_node", controller),
+    ]

@@ -1,0 +1,65 @@
+"""Every node's parameters: name -> default, with a description. ROS-free, so configs can be
+checked before any node starts, and the nodes declare exactly these."""
+
+SIM = {
+    "robot": ("panda", "robot name: urdf/<robot>.urdf and configs/robots/<robot>.yaml"),
+    "backend": ("mujoco", "physics backend: mujoco | pybullet"),
+    "effects_profile": ("nominal", "unmodelled effects profile from configs/sim_effects.yaml"),
+    "mode": ("lockstep", "lockstep (physics waits for each outer-loop reference) | realtime (wall-clock paced)"),
+    "physics_rate_hz": (1000.0, "physics and robot-layer rate, Hz (1000 or more)"),
+    "state_rate_hz": (500.0, "/joint_states and /clock rate, Hz; equals the controller's rate in lockstep"),
+    "lockstep_timeout_s": (0.1, "wall time without a reference after which lockstep runs on at real-time pace"),
+    "robot_compensates_gravity": (True, "the simulated arm adds its nominal gravity torque, like Franka and KUKA"),
+    "initial_positions": ([], "rad, URDF joint order; empty = the robot's home"),
+    "stiffness": ([], "joint stiffness K, Nm/rad; empty = configs/robots/<robot>.yaml"),
+    "damping": ([], "joint damping D, Nm s/rad; empty = robot config"),
+    "safe_stiffness": ([], "hold-mode stiffness, Nm/rad; empty = robot config"),
+    "safe_damping": ([], "hold-mode damping, Nm s/rad; empty = robot config"),
+    "torque_limits": ([], "Nm; empty = URDF effort limits"),
+    "torque_rate_limits": ([], "Nm/s; empty = robot config"),
+    "stale_timeout_s": (0.05, "a reference older than this (sim time) makes the robot layer hold position"),
+    "extrapolation_horizon_s": (0.004, "how far a reference is extrapolated between outer ticks, s"),
+    "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
+    "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
+}
+
+CONTROLLER = {
+    "robot": ("panda", "robot name"),
+    "rate_hz": (500.0, "outer-loop rate, Hz (ticks are driven by /joint_states, decimated to this)"),
+    "feedforward": ("nominal", "none | nominal (URDF rigid-body inverse dynamics)"),
+    "robot_compensates_gravity": (True, "true for Franka/KUKA and the sim default: the feedforward leaves gravity out"),
+    "joint_speed_scale": (0.5, "share of the joint velocity/acceleration limits used by joint goals"),
+    "cartesian_speed": (0.25, "pose goals: peak linear speed, m/s"),
+    "cartesian_acceleration": (1.0, "pose goals: peak linear acceleration, m/s^2"),
+    "angular_speed": (1.0, "pose goals: peak angular speed, rad/s"),
+    "angular_acceleration": (3.0, "pose goals: peak angular acceleration, rad/s^2"),
+    "path_start_tolerance": (0.01, "a Cartesian path must start within this distance of the desired pose, m"),
+    "ik_position_gain": (400.0, "differential IK pose-error gain, 1/s^2"),
+    "ik_velocity_gain": (40.0, "differential IK twist-error gain, 1/s"),
+    "ik_nullspace_stiffness": (10.0, "posture task stiffness in the IK nullspace, 1/s^2"),
+    "ik_nullspace_damping": (6.3, "posture task damping in the IK nullspace, 1/s"),
+    "resync_threshold": (0.05, "rad: when idle and the arm is this far from the desired state, restart from it"),
+    "desired_pose_rate_hz": (50.0, "rate of /controller/desired_pose, Hz"),
+    "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
+    "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
+}
+
+HARDWARE_ADAPTER = {
+    "target": ("franka", "franka (joint_trajectory_controller) | kuka (lbr_fri_ros2_stack torque command)"),
+    "robot": ("panda", "robot name of the references' joint names"),
+    "input_topic": ("/impedance_reference", "the project's impedance reference"),
+    "output_topic": ("", "the arm controller's command topic; empty = the target's default"),
+    "joint_prefix_from": ("panda_", "joint-name prefix in the references"),
+    "joint_prefix_to": ("fr3_", "joint-name prefix the arm expects"),
+    "horizon_s": (0.01, "franka: time_from_start of the forwarded point, s"),
+}
+
+NODES = {"sim": SIM, "controller": CONTROLLER, "hardware_adapter": HARDWARE_ADAPTER}
+
+
+def defaults(schema: dict) -> dict:
+    return {name: default for name, (default, _) in schema.items()}
+
+
+def descriptions(schema: dict) -> dict:
+    return {name: text for name, (_, text) in schema.items()}

@@ -1,0 +1,48 @@
+"""Second-order closed-loop differential inverse kinematics with a nullspace posture task.
+
+qdd = J# (a_d - Jdot qd + Kd (v_d - J qd) + Kp e) + N (-Kp_null (q - q_posture) - Kd_null qd)
+
+with J# the damped pseudo-inverse of the 6 x n Jacobian (LOCAL_WORLD_ALIGNED,
+linear rows first), N = I - J# J, and e the 6D pose error [p_d - p; log(R_d R^T)].
+Run on the *desired* joint state, it turns a Cartesian motion into a smooth joint
+reference (q_d, qd_d, qdd_d) whose accelerations feed the rigid-body feedforward.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pinocchio as pin
+
+
+@dataclass(frozen=True)
+class IKGains:
+    position: float = 400.0  # 1/s^2 on the pose error
+    velocity: float = 40.0  # 1/s on the twist error (critically damped with 400)
+    nullspace_stiffness: float = 10.0  # 1/s^2 toward the posture
+    nullspace_damping: float = 6.3  # 1/s
+    damping: float = 1e-3  # damped least squares, m (or rad)
+
+
+def pose_error(p_d, R_d, p, R) -> np.ndarray:
+    """[p_d - p; log(R_d R^T)] (6,), base-frame axes."""
+    return np.concatenate([p_d - p, pin.log3(R_d @ R.T)])
+
+
+def damped_pinv(jac: np.ndarray, damping: float) -> np.ndarray:
+    """J^T (J J^T + damping^2 I)^-1."""
+    jjt = jac @ jac.T
+    jjt[np.diag_indices_from(jjt)] += damping**2
+    return np.linalg.solve(jjt, jac).T
+
+
+def clik_acceleration(jac, drift, error, twist_error, acc_ref, q, qd, q_posture, gains: IKGains) -> np.ndarray:
+    """Joint acceleration (rad/s^2) that makes the end-effector follow the Cartesian reference.
+
+    jac: 6 x n Jacobian; drift: Jdot qd (6,); error: pose error (6,); twist_error:
+    v_d - J qd (6,); acc_ref: desired spatial acceleration [a; alpha] (6,).
+    """
+    jpinv = damped_pinv(jac, gains.damping)
+    task = jpinv @ (acc_ref - drift + gains.velocity * twist_error + gains.position * error)
+    posture = -gains.nullspace_stiffness * (q - q_posture) - gains.nullspace_damping * qd
+    return task + posture - jpinv @ (jac @ posture)

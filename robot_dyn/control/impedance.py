@@ -1,0 +1,223 @@
+"""The inner loop: joint impedance law, torque limits and the stale-reference watchdog.
+
+tau = tau_ff + K (q_d - q) + D (qd_d - qd), clipped to |tau| <= tau_max and
+|d tau/dt| <= dtau_max. This runs at physics rate inside the sim node (on a
+real arm the same law runs in the arm's real-time controller, see hardware/).
+Units: rad, rad/s, rad/s^2, Nm, Nm/s, seconds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from robot_dyn.robots.description import RobotDescription
+
+
+def impedance_torque(q, qd, q_d, qd_d, tau_ff, stiffness, damping) -> np.ndarray:
+    """The unclipped impedance law tau_ff + K (q_d - q) + D (qd_d - qd), diagonal gains."""
+    return tau_ff + stiffness * (q_d - q) + damping * (qd_d - qd)
+
+
+def limit_torque(tau, tau_prev, tau_max, dtau_max, dt) -> np.ndarray:
+    """Clip tau to the torque-rate limit around tau_prev, then to the torque limit."""
+    step = dtau_max * dt
+    # np.minimum/np.maximum: several times cheaper than np.clip on 7-vectors.
+    tau = np.minimum(np.maximum(tau, tau_prev - step), tau_prev + step)
+    return np.minimum(np.maximum(tau, -tau_max), tau_max)
+
+
+class ReferenceRejected(ValueError):
+    """A reference that must not reach the motors; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ImpedanceReference:
+    """One outer-loop reference: desired joint state and feedforward at time `stamp` (s).
+
+    Arrays are in the robot's joint order once validated.
+    """
+
+    stamp: float
+    joint_names: tuple[str, ...]
+    q: np.ndarray
+    qd: np.ndarray
+    qdd: np.ndarray
+    tau_ff: np.ndarray
+
+
+@dataclass
+class ImpedanceSettings:
+    """Gains and limits of the robot layer; all may change at run time."""
+
+    stiffness: np.ndarray
+    damping: np.ndarray
+    safe_stiffness: np.ndarray
+    safe_damping: np.ndarray
+    tau_max: np.ndarray
+    dtau_max: np.ndarray
+    stale_timeout: float = 0.05
+    # How far a reference is extrapolated (q_d + qd_d t + qdd_d t^2/2) between outer ticks
+    # before it is held constant: one or two outer periods, never the whole stale timeout.
+    extrapolation_horizon: float = 0.004
+
+    @classmethod
+    def from_robot(cls, robot: RobotDescription, **overrides) -> "ImpedanceSettings":
+        values = dict(
+            stiffness=robot.stiffness.copy(),
+            damping=robot.damping.copy(),
+            safe_stiffness=robot.safe_stiffness.copy(),
+            safe_damping=robot.safe_damping.copy(),
+            tau_max=robot.tau_max.copy(),
+            dtau_max=robot.dtau_max.copy(),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def validated(self, n: int) -> "ImpedanceSettings":
+        """Checked copy: every vector has n finite non-negative entries, timeouts positive."""
+        out = {}
+        for name in ("stiffness", "damping", "safe_stiffness", "safe_damping", "tau_max", "dtau_max"):
+            raw = getattr(self, name)
+            value = np.full(n, float(raw)) if np.isscalar(raw) else np.asarray(raw, dtype=float)
+            if value.shape != (n,) or not np.all(np.isfinite(value)) or np.any(value < 0):
+                raise ValueError(f"'{name}' must be {n} finite non-negative numbers, got {raw!r}")
+            out[name] = value
+        for name in ("stale_timeout", "extrapolation_horizon"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"'{name}' must be a positive number of seconds, got {value!r}")
+            out[name] = value
+        return ImpedanceSettings(**out)
+
+
+def validate_reference(
+    robot: RobotDescription,
+    stamp: float,
+    names,
+    positions,
+    velocities=(),
+    accelerations=(),
+    efforts=(),
+) -> ImpedanceReference:
+    """Check a raw reference and reorder it into the robot's joint order.
+
+    Empty velocities, accelerations or efforts mean zeros (as in JointTrajectory).
+    Raises ReferenceRejected naming the offending field.
+    """
+    names = tuple(names)
+    n = robot.n_joints
+    if not math.isfinite(stamp):
+        raise ReferenceRejected(f"header.stamp is not finite ({stamp})")
+    unknown = [j for j in names if j not in robot.joint_names]
+    if unknown:
+        raise ReferenceRejected(f"joint_names: unknown joints {unknown}; this robot has {list(robot.joint_names)}")
+    if len(set(names)) != len(names):
+        raise ReferenceRejected(f"joint_names: duplicate joint names in {list(names)}")
+    if len(names) != n:
+        missing = [j for j in robot.joint_names if j not in names]
+        raise ReferenceRejected(f"joint_names: {len(names)} joints given, {n} expected (missing {missing})")
+    order = [names.index(j) for j in robot.joint_names]
+    fields = {}
+    for field_name, raw, optional in (
+        ("positions", positions, False),
+        ("velocities", velocities, True),
+        ("accelerations", accelerations, True),
+        ("effort", efforts, True),
+    ):
+        values = np.asarray(raw, dtype=float).reshape(-1)
+        if values.size == 0 and optional:
+            fields[field_name] = np.zeros(n)
+            continue
+        if values.size != n:
+            raise ReferenceRejected(f"{field_name}: {values.size} values for {n} joints")
+        if not np.all(np.isfinite(values)):
+            bad = [robot.joint_names[i] for i in np.flatnonzero(~np.isfinite(values[order]))]
+            raise ReferenceRejected(f"{field_name}: NaN or infinite value for joints {bad}")
+        fields[field_name] = values[order]
+    q = fields["positions"]
+    outside = np.flatnonzero((q < robot.q_min) | (q > robot.q_max))
+    if outside.size:
+        details = ", ".join(
+            f"{robot.joint_names[i]}={q[i]:.4f} not in [{robot.q_min[i]:.4f}, {robot.q_max[i]:.4f}]" for i in outside
+        )
+        raise ReferenceRejected(f"positions: outside joint limits: {details}")
+    fast = np.flatnonzero(np.abs(fields["velocities"]) > robot.qd_max)
+    if fast.size:
+        raise ReferenceRejected(f"velocities: above the velocity limit at joints {[robot.joint_names[i] for i in fast]}")
+    strong = np.flatnonzero(np.abs(fields["effort"]) > robot.tau_max)
+    if strong.size:
+        raise ReferenceRejected(f"effort: feedforward above the torque limit at joints {[robot.joint_names[i] for i in strong]}")
+    return ImpedanceReference(stamp, robot.joint_names, q, fields["velocities"], fields["accelerations"], fields["effort"])
+
+
+@dataclass
+class RobotLayer:
+    """The stateful 1 kHz layer: holds the latest valid reference and computes the torque.
+
+    Modes: 'hold' (no valid fresh reference: hold the measured position captured
+    when hold began, safe gains, zero feedforward) and 'track'. The layer starts
+    in 'hold'. Events (rejections, mode changes) are appended to `events` as
+    (time, text) for the host to log; the host drains them.
+    """
+
+    robot: RobotDescription
+    settings: ImpedanceSettings
+    mode: str = "hold"
+    reference: ImpedanceReference | None = None
+    events: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.settings = self.settings.validated(self.robot.n_joints)
+        self._tau_prev = np.zeros(self.robot.n_joints)
+        self._q_hold: np.ndarray | None = None
+        self.rejected = 0
+
+    def update_settings(self, settings: ImpedanceSettings) -> None:
+        """Swap gains/limits at run time (validated first; on error the old ones stay)."""
+        self.settings = settings.validated(self.robot.n_joints)
+
+    def submit(self, now: float, stamp: float, names, positions, velocities=(), accelerations=(), efforts=()) -> bool:
+        """Offer a raw reference at time `now`; returns False (and records why) if rejected."""
+        try:
+            reference = validate_reference(self.robot, stamp, names, positions, velocities, accelerations, efforts)
+            age = now - reference.stamp
+            if age > self.settings.stale_timeout:
+                raise ReferenceRejected(f"header.stamp: reference is stale ({age * 1e3:.1f} ms old)")
+            if age < -self.settings.stale_timeout:
+                raise ReferenceRejected(f"header.stamp: reference is {-age * 1e3:.1f} ms in the future")
+        except ReferenceRejected as exc:
+            self.rejected += 1
+            self.events.append((now, f"reference rejected: {exc}"))
+            return False
+        self.reference = reference
+        return True
+
+    def torque(self, now: float, q: np.ndarray, qd: np.ndarray, dt: float) -> np.ndarray:
+        """Joint torque command (Nm, excluding any robot-side gravity compensation) for this tick."""
+        s = self.settings
+        ref = self.reference
+        age = now - ref.stamp if ref is not None else math.inf
+        if age <= s.stale_timeout:
+            if self.mode != "track":
+                self.mode = "track"
+                self.events.append((now, "tracking references"))
+            t = min(max(age, 0.0), s.extrapolation_horizon)
+            q_d = ref.q + t * (ref.qd + 0.5 * t * ref.qdd)
+            qd_d = ref.qd + t * ref.qdd
+            tau = impedance_torque(q, qd, q_d, qd_d, ref.tau_ff, s.stiffness, s.damping)
+        else:
+            if self.mode != "hold" or self._q_hold is None:
+                self._q_hold = q.copy()
+                if self.mode != "hold":
+                    self.events.append((now, f"reference stale (age {age * 1e3:.1f} ms): holding position"))
+                self.mode = "hold"
+            tau = impedance_torque(q, qd, self._q_hold, 0.0, 0.0, s.safe_stiffness, s.safe_damping)
+        tau = limit_torque(tau, self._tau_prev, s.tau_max, s.dtau_max, dt)
+        self._tau_prev = tau
+        return tau
+
+    def drain_events(self) -> list:
+        events, self.events = self.events, []
+        return events

@@ -1,0 +1,188 @@
+"""The controller core (outer loop, 100-500 Hz): goals -> smooth references -> impedance reference.
+
+Joint goals become minimum-jerk joint motions; pose goals and Cartesian paths are
+turned into joint motion by second-order differential IK run on the desired
+state. Each tick returns (q_d, qd_d, qdd_d, tau_ff) for the robot layer, where
+tau_ff is the URDF rigid-body inverse dynamics along the reference, without
+gravity when the robot compensates gravity itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from robot_dyn.control.ik import IKGains, clik_acceleration, pose_error
+from robot_dyn.control.trajectory import CartesianMove, CartesianPath, JointMotion, min_jerk_duration
+from robot_dyn.dynamics.rigid_body import RigidBody
+from robot_dyn.robots.description import RobotDescription
+
+FEEDFORWARD_MODES = ("none", "nominal")
+
+
+@dataclass
+class OuterLoopConfig:
+    feedforward: str = "nominal"
+    robot_compensates_gravity: bool = True
+    joint_speed_scale: float = 0.5  # joint goals use this share of the velocity/acceleration limits
+    cartesian_speed: float = 0.25  # m/s, pose goals
+    cartesian_acceleration: float = 1.0  # m/s^2
+    angular_speed: float = 1.0  # rad/s
+    angular_acceleration: float = 3.0  # rad/s^2
+    path_start_tolerance: float = 0.01  # m: a Cartesian path must start this close to the desired pose
+    limit_margin: float = 0.02  # rad kept from joint limits by the reference
+    ik: IKGains = field(default_factory=IKGains)
+
+    def validated(self) -> "OuterLoopConfig":
+        if self.feedforward not in FEEDFORWARD_MODES:
+            raise ValueError(f"'feedforward' must be one of {FEEDFORWARD_MODES}, got '{self.feedforward}'")
+        for name in ("joint_speed_scale", "cartesian_speed", "cartesian_acceleration", "angular_speed",
+                     "angular_acceleration", "path_start_tolerance"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"'{name}' must be a positive number, got {value!r}")
+        if self.joint_speed_scale > 1:
+            raise ValueError(f"'joint_speed_scale' must be at most 1, got {self.joint_speed_scale}")
+        return self
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Impedance reference at time `stamp` (s): rad, rad/s, rad/s^2, Nm."""
+
+    stamp: float
+    q: np.ndarray
+    qd: np.ndarray
+    qdd: np.ndarray
+    tau_ff: np.ndarray
+
+
+class GoalRejected(ValueError):
+    """A goal that cannot be executed; the message says why."""
+
+
+class OuterLoop:
+    """Holds the desired joint state and the active motion; tick() advances both."""
+
+    def __init__(self, robot: RobotDescription, config: OuterLoopConfig | None = None, model: RigidBody | None = None):
+        self.robot = robot
+        self.config = (config or OuterLoopConfig()).validated()
+        self.model = model or RigidBody(robot)
+        self.posture = robot.home.copy()
+        self.motion = None  # JointMotion | CartesianMove | CartesianPath | None
+        self.q_d = self.qd_d = self.qdd_d = None
+        self._t_last = None
+        self.events: list[str] = []
+        self._lo = robot.q_min + self.config.limit_margin
+        self._hi = robot.q_max - self.config.limit_margin
+
+    @property
+    def started(self) -> bool:
+        return self.q_d is not None
+
+    def start(self, t: float, q: np.ndarray) -> None:
+        """Begin from the measured position at rest."""
+        self.q_d, self.qd_d, self.qdd_d = np.array(q, float), np.zeros(self.robot.n_joints), np.zeros(self.robot.n_joints)
+        self._t_last, self.motion = t, None
+
+    def busy(self, t: float) -> bool:
+        return self.motion is not None and t < self.motion.t_end
+
+    def desired_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.ee_pose(self.q_d)
+
+    # --- goals -------------------------------------------------------------
+    def command_joint_goal(self, t: float, q_goal) -> float:
+        """Minimum-jerk motion from the current desired state to q_goal; returns its duration (s)."""
+        self._require_started()
+        q_goal = np.asarray(q_goal, float)
+        if q_goal.shape != (self.robot.n_joints,) or not np.all(np.isfinite(q_goal)):
+            raise GoalRejected(f"joint goal: expected {self.robot.n_joints} finite positions")
+        outside = np.flatnonzero((q_goal < self._lo) | (q_goal > self._hi))
+        if outside.size:
+            raise GoalRejected(f"joint goal: outside joint limits (with margin) at {[self.robot.joint_names[i] for i in outside]}")
+        scale = self.config.joint_speed_scale
+        duration = min_jerk_duration(q_goal - self.q_d, scale * self.robot.qd_max, scale * self.robot.qdd_max)
+        self.motion = JointMotion.plan(t, self.q_d, self.qd_d, self.qdd_d, q_goal, duration)
+        return duration
+
+    def command_pose_goal(self, t: float, position, rotation) -> float:
+        """Straight-line minimum-jerk end-effector move to (position m, rotation 3x3), base frame."""
+        self._require_started()
+        position, rotation = np.asarray(position, float), np.asarray(rotation, float)
+        if position.shape != (3,) or rotation.shape != (3, 3) or not (np.all(np.isfinite(position)) and np.all(np.isfinite(rotation))):
+            raise GoalRejected("pose goal: position must be 3 finite numbers and orientation a unit quaternion")
+        p0, R0 = self.desired_pose()
+        angle = np.linalg.norm(CartesianMove(0, 1, p0, R0, position, rotation).rotvec)
+        c = self.config
+        duration = max(min_jerk_duration(np.linalg.norm(position - p0), c.cartesian_speed, c.cartesian_acceleration),
+                       min_jerk_duration(angle, c.angular_speed, c.angular_acceleration))
+        self.motion = CartesianMove(t, duration, p0, R0, position, rotation)
+        return duration
+
+    def command_cartesian_path(self, t: float, path: CartesianPath) -> float:
+        """Follow a sampled end-effector path; it must start near the current desired pose."""
+        self._require_started()
+        p0, _ = self.desired_pose()
+        gap = np.linalg.norm(path.p[0] - p0)
+        if gap > self.config.path_start_tolerance:
+            raise GoalRejected(f"cartesian path starts {gap * 100:.1f} cm from the current pose; send a pose goal to its start first")
+        if path.t_end <= t:
+            raise GoalRejected("cartesian path ends in the past")
+        self.motion = path
+        return path.t_end - t
+
+    def stop(self, t: float) -> None:
+        """Come to rest where the desired state is now (a short minimum-jerk stop)."""
+        if self.started:
+            self.motion = JointMotion.plan(t, self.q_d, self.qd_d, self.qdd_d, np.clip(self.q_d, self._lo, self._hi), 0.3)
+
+    def _require_started(self) -> None:
+        if not self.started:
+            raise GoalRejected("no joint state received yet")
+
+    # --- the tick ----------------------------------------------------------
+    def tick(self, t: float) -> Reference:
+        """Advance the desired state to time t and return the impedance reference for t."""
+        self._require_started()
+        h = t - self._t_last
+        if isinstance(self.motion, JointMotion):
+            self.q_d, self.qd_d, self.qdd_d = self.motion.sample(t)
+        else:
+            if h > 0:  # integrate the desired state with last tick's acceleration
+                self.q_d = self.q_d + h * (self.qd_d + 0.5 * h * self.qdd_d)
+                self.qd_d = self.qd_d + h * self.qdd_d
+            if self.motion is None:
+                self.qd_d = np.zeros_like(self.qd_d)
+                self.qdd_d = np.zeros_like(self.qdd_d)
+            else:
+                self.qdd_d = self._cartesian_acceleration(self.motion.sample(t))
+        self._t_last = t
+        self._respect_limits()
+        return Reference(t, self.q_d.copy(), self.qd_d.copy(), self.qdd_d.copy(), self.feedforward(self.q_d, self.qd_d, self.qdd_d))
+
+    def _cartesian_acceleration(self, ref) -> np.ndarray:
+        p, R, jac, drift = self.model.ee_kinematics(self.q_d, self.qd_d)
+        error = pose_error(ref.position, ref.rotation, p, R)
+        twist_error = np.concatenate([ref.velocity, ref.angular_velocity]) - jac @ self.qd_d
+        acc_ref = np.concatenate([ref.acceleration, ref.angular_acceleration])
+        return clik_acceleration(jac, drift, error, twist_error, acc_ref, self.q_d, self.qd_d, self.posture, self.config.ik)
+
+    def _respect_limits(self) -> None:
+        """Keep the reference inside the joint limits (with margin) and velocity limits; say so when it bites."""
+        outside = (self.q_d < self._lo) | (self.q_d > self._hi)
+        if np.any(outside):
+            self.q_d = np.clip(self.q_d, self._lo, self._hi)
+            self.qd_d = np.where(outside, 0.0, self.qd_d)
+            self.qdd_d = np.where(outside, 0.0, self.qdd_d)
+            self.events.append(f"reference clamped at joint limits: {[self.robot.joint_names[i] for i in np.flatnonzero(outside)]}")
+        self.qd_d = np.clip(self.qd_d, -self.robot.qd_max, self.robot.qd_max)
+
+    def feedforward(self, q, qd, qdd) -> np.ndarray:
+        """URDF rigid-body torque along the reference (Nm), without gravity if the robot compensates it."""
+        if self.config.feedforward == "none":
+            return np.zeros(self.robot.n_joints)
+        tau = self.model.rnea(q, qd, qdd)
+        if self.config.robot_compensates_gravity:
+            tau -= self.model.gravity(q)
+        return np.clip(tau, -self.robot.tau_max, self.robot.tau_max)

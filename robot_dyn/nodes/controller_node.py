@@ -1,0 +1,199 @@
+"""controller node: the outer loop. Goals in, impedance references out, at `rate_hz`.
+
+Ticks are driven by /joint_states (decimated to rate_hz), so the loop follows sim
+time in simulation and the arm's state stream on hardware.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
+
+from robot_dyn.control.ik import IKGains
+from robot_dyn.control.outer_loop import GoalRejected, OuterLoop, OuterLoopConfig
+from robot_dyn.nodes.messages import (
+    cartesian_path_from_msg, diagnostics_msg, pose_to_arrays, reference_msg, rotation_to_quaternion, to_sec, to_stamp,
+)
+from robot_dyn.bringup import schema
+from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
+from robot_dyn.robots import load_robot
+from robot_dyn.timing import TickTimer
+
+DEFAULTS = schema.defaults(schema.CONTROLLER)
+DESCRIPTIONS = schema.descriptions(schema.CONTROLLER)
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def outer_loop_config(p: dict) -> OuterLoopConfig:
+    ik = IKGains(position=p["ik_position_gain"], velocity=p["ik_velocity_gain"],
+                 nullspace_stiffness=p["ik_nullspace_stiffness"], nullspace_damping=p["ik_nullspace_damping"])
+    keys = ("feedforward", "robot_compensates_gravity", "joint_speed_scale", "cartesian_speed", "cartesian_acceleration",
+            "angular_speed", "angular_acceleration", "path_start_tolerance")
+    return OuterLoopConfig(**{k: p[k] for k in keys}, ik=ik).validated()
+
+
+class ControllerNode(Node):
+    def __init__(self):
+        super().__init__("controller")
+        declare_parameters(self, DEFAULTS, DESCRIPTIONS)
+        p = parameter_values(self, DEFAULTS)
+        self.robot = load_robot(p["robot"])
+        self.loop = OuterLoop(self.robot, outer_loop_config(p))
+        self.period = 1.0 / p["rate_hz"]
+        self.resync_threshold = p["resync_threshold"]
+        self.pose_period = 1.0 / p["desired_pose_rate_hz"]
+        self.stats_file = p["stats_file"]
+        self.timer = TickTimer()
+        self.last_tick = -np.inf
+        self.last_pose_pub = -np.inf
+        self._order = None  # index map from the JointState's name order to the robot's
+
+        self.ref_pub = self.create_publisher(JointTrajectory, "/impedance_reference", RELIABLE)
+        self.pose_pub = self.create_publisher(PoseStamped, "/controller/desired_pose", 10)
+        self.event_pub = self.create_publisher(String, "/controller/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(JointState, "/joint_states", self.on_joint_state, RELIABLE)
+        self.create_subscription(JointState, "/controller/joint_goal", self.on_joint_goal, RELIABLE)
+        self.create_subscription(PoseStamped, "/controller/pose_goal", self.on_pose_goal, RELIABLE)
+        self.create_subscription(MultiDOFJointTrajectory, "/controller/cartesian_path", self.on_cartesian_path, RELIABLE)
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.t_now = None
+        self.get_logger().info(f"{self.robot.name}: outer loop at {p['rate_hz']:.0f} Hz, feedforward '{p['feedforward']}'")
+
+    def event(self, text: str, warn: bool = False) -> None:
+        (self.get_logger().warning if warn else self.get_logger().info)(text)
+        self.event_pub.publish(String(data=text))
+
+    def on_set_parameters(self, params) -> SetParametersResult:
+        changes = {prm.name: prm.value for prm in params}
+        fixed = sorted(set(changes) & {"robot", "rate_hz"})
+        if fixed:
+            return SetParametersResult(successful=False, reason=f"{fixed} cannot change at run time; restart the node")
+        current = parameter_values(self, DEFAULTS)
+        current.update(changes)
+        try:
+            self.loop.config = outer_loop_config(current)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.resync_threshold = current["resync_threshold"]
+        return SetParametersResult(successful=True)
+
+    # --- state and tick ----------------------------------------------------
+    def _measured(self, msg: JointState):
+        names = tuple(msg.name)
+        if self._order is None or self._order[0] != names:
+            missing = [j for j in self.robot.joint_names if j not in names]
+            if missing:
+                raise ValueError(f"joint_states lacks joints {missing}")
+            self._order = (names, [names.index(j) for j in self.robot.joint_names])
+        idx = self._order[1]
+        q = np.asarray(msg.position)[idx]
+        qd = np.asarray(msg.velocity)[idx] if len(msg.velocity) == len(names) else np.zeros(len(idx))
+        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
+            raise ValueError("joint_states has non-finite positions or velocities")
+        return q, qd
+
+    def on_joint_state(self, msg: JointState) -> None:
+        t = to_sec(msg.header.stamp)
+        if t - self.last_tick < self.period * 0.5:  # decimate a faster state stream (1 kHz on hardware)
+            return
+        try:
+            q, _qd = self._measured(msg)
+        except ValueError as exc:
+            self.get_logger().error(str(exc), throttle_duration_sec=1.0)
+            return
+        start = time.perf_counter()
+        self.t_now = t
+        if not self.loop.started:
+            self.loop.start(t, q)
+            self.event(f"started from the measured position at t={t:.3f}")
+        elif not self.loop.busy(t) and np.max(np.abs(q - self.loop.q_d)) > self.resync_threshold:
+            self.loop.start(t, q)
+            self.event("arm is far from the desired state while idle: restarted from the measured position", warn=True)
+        ref = self.loop.tick(t)
+        self.ref_pub.publish(reference_msg(ref, self.robot.joint_names))
+        self.timer.add(time.perf_counter() - start)
+        self.last_tick = t
+        for text in self.loop.events:
+            self.event(text, warn=True)
+        self.loop.events.clear()
+        if t - self.last_pose_pub >= self.pose_period:
+            self.publish_desired_pose(t)
+
+    def publish_desired_pose(self, t: float) -> None:
+        p, R = self.loop.desired_pose()
+        msg = PoseStamped()
+        msg.header.stamp, msg.header.frame_id = to_stamp(t), self.robot.base_link
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = p.tolist()
+        o = msg.pose.orientation
+        o.x, o.y, o.z, o.w = rotation_to_quaternion(R)
+        self.pose_pub.publish(msg)
+        self.last_pose_pub = t
+
+    # --- goals -------------------------------------------------------------
+    def _accept(self, kind: str, command) -> None:
+        if self.t_now is None:
+            self.event(f"{kind} rejected: no joint state received yet", warn=True)
+            return
+        try:
+            duration = command()
+        except (GoalRejected, ValueError) as exc:
+            self.event(f"{kind} rejected: {exc}", warn=True)
+            return
+        self.event(f"{kind} accepted: duration {duration:.3f} s")
+
+    def on_joint_goal(self, msg: JointState) -> None:
+        def command():
+            names = list(msg.name)
+            unknown = [j for j in names if j not in self.robot.joint_names]
+            if unknown or sorted(names) != sorted(self.robot.joint_names):
+                raise GoalRejected(f"name: expected the joints {list(self.robot.joint_names)}, got {names}")
+            if len(msg.position) != len(names):
+                raise GoalRejected(f"position: {len(msg.position)} values for {len(names)} joints")
+            goal = np.asarray(msg.position)[[names.index(j) for j in self.robot.joint_names]]
+            return self.loop.command_joint_goal(self.t_now, goal)
+
+        self._accept("joint goal", command)
+
+    def on_pose_goal(self, msg: PoseStamped) -> None:
+        def command():
+            if msg.header.frame_id not in ("", self.robot.base_link):
+                raise GoalRejected(f"header.frame_id: poses must be in '{self.robot.base_link}', got '{msg.header.frame_id}'")
+            return self.loop.command_pose_goal(self.t_now, *pose_to_arrays(msg.pose))
+
+        self._accept("pose goal", command)
+
+    def on_cartesian_path(self, msg: MultiDOFJointTrajectory) -> None:
+        self._accept("cartesian path", lambda: self.loop.command_cartesian_path(self.t_now, cartesian_path_from_msg(msg, self.t_now)))
+
+    # --- reporting ---------------------------------------------------------
+    def stats(self) -> dict:
+        return self.timer.summary("outer_tick_")
+
+    def publish_diagnostics(self) -> None:
+        if self.t_now is not None:
+            self.diag_pub.publish(diagnostics_msg(self.t_now, "controller: outer loop", self.stats()))
+
+    def on_shutdown(self) -> None:
+        if self.stats_file:
+            with open(self.stats_file, "w") as f:
+                json.dump(self.stats(), f, indent=2)
+
+
+def main(args=None):
+    run(ControllerNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""A client of the running graph: sends goals and records what the graph publishes.
+
+Used by the main job (robot-dyn sim), the benchmarks and the graph tests, in the
+process that started the graph. Recording is plain lists of (t, array) so the
+caller can compute metrics without ROS.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped, Transform, Twist
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
+
+from robot_dyn.bringup.processes import isolated_ros_env
+from robot_dyn.control.trajectory import CartesianPath
+from robot_dyn.nodes.messages import rotation_to_quaternion, to_duration, to_sec, to_stamp
+
+RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class GraphClient:
+    """Owns an rclpy context in the graph's domain and one node; call close() when done."""
+
+    def __init__(self, domain_id: int, name: str = "graph_client"):
+        os.environ.update(isolated_ros_env(domain_id))  # this process's DDS participant joins the graph's domain only
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node(name, context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.states: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []  # t, q, qd, tau
+        self.references: list[tuple[float, np.ndarray, np.ndarray]] = []  # t, q_d, tau_ff
+        self.robot_events: list[str] = []
+        self.controller_events: list[str] = []
+        self.joint_names: list[str] | None = None
+        n = self.node
+        n.create_subscription(JointState, "/joint_states", self._on_state, RELIABLE)
+        n.create_subscription(JointTrajectory, "/impedance_reference", self._on_reference, RELIABLE)
+        n.create_subscription(String, "/robot_layer/events", lambda m: self.robot_events.append(m.data), RELIABLE)
+        n.create_subscription(String, "/controller/events", lambda m: self.controller_events.append(m.data), RELIABLE)
+        self.joint_goal_pub = n.create_publisher(JointState, "/controller/joint_goal", RELIABLE)
+        self.pose_goal_pub = n.create_publisher(PoseStamped, "/controller/pose_goal", RELIABLE)
+        self.path_pub = n.create_publisher(MultiDOFJointTrajectory, "/controller/cartesian_path", RELIABLE)
+        self.reference_pub = n.create_publisher(JointTrajectory, "/impedance_reference", RELIABLE)
+
+    def _on_state(self, msg: JointState) -> None:
+        self.joint_names = list(msg.name)
+        self.states.append((to_sec(msg.header.stamp), np.array(msg.position), np.array(msg.velocity), np.array(msg.effort)))
+
+    def _on_reference(self, msg: JointTrajectory) -> None:
+        if msg.points:
+            pt = msg.points[0]
+            self.references.append((to_sec(msg.header.stamp), np.array(pt.positions), np.array(pt.effort)))
+
+    # --- waiting -----------------------------------------------------------
+    @property
+    def sim_time(self) -> float:
+        return self.states[-1][0] if self.states else float("nan")
+
+    def spin_until(self, predicate, wall_timeout: float, what: str) -> None:
+        """Spin until predicate() is true; raise TimeoutError naming `what` after wall_timeout s."""
+        deadline = time.monotonic() + wall_timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {wall_timeout:.0f} s waiting for {what}")
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def wait_for_state(self, wall_timeout: float = 60.0) -> None:
+        self.spin_until(lambda: bool(self.states), wall_timeout, "the first /joint_states")
+
+    def wait_sim_time(self, t: float, wall_timeout: float) -> None:
+        self.spin_until(lambda: self.states and self.sim_time >= t, wall_timeout, f"sim time {t:.2f} s")
+
+    def wait_for_event(self, events: list, prefix: str, wall_timeout: float = 10.0, start: int = 0) -> str:
+        self.spin_until(lambda: any(e.startswith(prefix) for e in events[start:]), wall_timeout, f"an event '{prefix}...'")
+        return next(e for e in events[start:] if e.startswith(prefix))
+
+    # --- goals -------------------------------------------------------------
+    def send_joint_goal(self, joint_names, q) -> None:
+        msg = JointState()
+        msg.name, msg.position = list(joint_names), [float(v) for v in q]
+        self.joint_goal_pub.publish(msg)
+
+    def send_pose_goal(self, position, rotation, frame_id: str = "") -> None:
+        msg = PoseStamped()
+        msg.header.frame_id = frame_id
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in position)
+        o = msg.pose.orientation
+        o.x, o.y, o.z, o.w = rotation_to_quaternion(np.asarray(rotation))
+        self.pose_goal_pub.publish(msg)
+
+    def send_cartesian_path(self, path: CartesianPath, ee_frame: str) -> None:
+        msg = MultiDOFJointTrajectory()
+        msg.header.stamp = to_stamp(path.t0)
+        msg.joint_names = [ee_frame]
+        for k in range(path.times.size):
+            point = MultiDOFJointTrajectoryPoint()
+            tr = Transform()
+            tr.translation.x, tr.translation.y, tr.translation.z = path.p[k].tolist()
+            tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w = rotation_to_quaternion(path.R[k])
+            vel, acc = Twist(), Twist()
+            vel.linear.x, vel.linear.y, vel.linear.z = path.v[k].tolist()
+            vel.angular.x, vel.angular.y, vel.angular.z = path.w[k].tolist()
+            acc.linear.x, acc.linear.y, acc.linear.z = path.a[k].tolist()
+            point.transforms, point.velocities, point.accelerations = [tr], [vel], [acc]
+            point.time_from_start = to_duration(path.times[k] - path.t0)
+            msg.points.append(point)
+        self.path_pub.publish(msg)
+
+    def wait_for_subscribers(self, publisher, wall_timeout: float = 30.0) -> None:
+        self.spin_until(lambda: publisher.get_subscription_count() > 0, wall_timeout, f"a subscriber on {publisher.topic_name}")
+
+    def state_arrays(self, t_from: float = -np.inf, t_to: float = np.inf):
+        """(t, q, qd, tau) arrays of the recorded states within [t_from, t_to]."""
+        rows = [s for s in self.states if t_from <= s[0] <= t_to]
+        return (np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
+                np.array([r[2] for r in rows]), np.array([r[3] for r in rows]))
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)

@@ -1,0 +1,206 @@
+"""sim node: the simulated arm and its 1 kHz robot layer; publishes /clock and /joint_states.
+
+Modes:
+- lockstep: after publishing the state for outer tick k, physics waits until the
+  reference for tick k arrives, then advances one outer period. Deterministic. If no
+  reference arrives within `lockstep_timeout_s` of wall time (a dead or stalled
+  controller), the sim runs on at real-time pace, so the watchdog sees time pass,
+  until references come back. Before the very first reference the sim waits.
+- realtime: physics is paced by the wall clock; references apply as they arrive.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from diagnostic_msgs.msg import DiagnosticArray
+from trajectory_msgs.msg import JointTrajectory
+
+from robot_dyn.control.impedance import ImpedanceSettings
+from robot_dyn.nodes.messages import diagnostics_msg, to_sec, to_stamp
+from robot_dyn.bringup import schema
+from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
+from robot_dyn.robots import load_robot
+from robot_dyn.sim.backend import make_backend
+from robot_dyn.sim.effects import load_profile
+from robot_dyn.sim.simulated_arm import SimulatedArm
+
+DEFAULTS = schema.defaults(schema.SIM)
+DESCRIPTIONS = schema.descriptions(schema.SIM)
+GAIN_PARAMETERS = {
+    "stiffness": "stiffness", "damping": "damping", "safe_stiffness": "safe_stiffness", "safe_damping": "safe_damping",
+    "torque_limits": "tau_max", "torque_rate_limits": "dtau_max", "stale_timeout_s": "stale_timeout",
+    "extrapolation_horizon_s": "extrapolation_horizon",
+}
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__("sim")
+        declare_parameters(self, DEFAULTS, DESCRIPTIONS)
+        p = parameter_values(self, DEFAULTS)
+        if p["mode"] not in ("lockstep", "realtime"):
+            raise ValueError(f"parameter 'mode' must be 'lockstep' or 'realtime', got '{p['mode']}'")
+        self.robot = load_robot(p["robot"])
+        physics_dt = 1.0 / p["physics_rate_hz"]
+        backend = make_backend(p["backend"], self.robot, load_profile(p["effects_profile"]), physics_dt, p["robot_compensates_gravity"])
+        q0 = np.asarray(p["initial_positions"] or self.robot.home, float)
+        if q0.shape != (self.robot.n_joints,):
+            raise ValueError(f"parameter 'initial_positions' must have {self.robot.n_joints} values")
+        self.arm = SimulatedArm(self.robot, backend, self._settings(p), q0)
+        self.mode = p["mode"]
+        self.steps_per_tick = max(1, int(round(p["physics_rate_hz"] / p["state_rate_hz"])))
+        self.tick_period = self.steps_per_tick * physics_dt
+        self.lockstep_timeout = p["lockstep_timeout_s"]
+        self.stats_file = p["stats_file"]
+
+        self.clock_pub = self.create_publisher(ClockMsg, "/clock", RELIABLE)
+        self.state_pub = self.create_publisher(JointState, "/joint_states", RELIABLE)
+        self.event_pub = self.create_publisher(String, "/robot_layer/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(JointTrajectory, "/impedance_reference", self.on_reference, RELIABLE)
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(min(self.tick_period, 0.002), self.on_timer, clock=steady)
+        self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=steady)
+        self.answered_tick = False  # lockstep: the reference for the current tick has arrived
+        self.ever_referenced = False
+        self.free_running_since = None  # (wall, sim time) when lockstep gave up waiting
+        self.last_advance_wall = time.monotonic()
+        self.wall_start, self.sim_start = time.monotonic(), self.arm.time
+        self.missed_ticks = 0
+        self.publish_state()
+        self.get_logger().info(
+            f"{self.robot.name} in {p['backend']} ({p['effects_profile']} effects), {self.mode}, physics "
+            f"{p['physics_rate_hz']:.0f} Hz, state {1 / self.tick_period:.0f} Hz"
+        )
+
+    def _settings(self, p: dict) -> ImpedanceSettings:
+        overrides = {field: p[name] for name, field in GAIN_PARAMETERS.items() if p[name] != []}
+        return ImpedanceSettings.from_robot(self.robot, **overrides)
+
+    def on_set_parameters(self, params) -> SetParametersResult:
+        """Gains and limits change at run time; anything else needs a restart."""
+        changes = {prm.name: prm.value for prm in params}
+        fixed = sorted(set(changes) - set(GAIN_PARAMETERS) - {"use_sim_time"})
+        if fixed:
+            return SetParametersResult(successful=False, reason=f"{fixed} cannot change at run time; restart the node")
+        current = parameter_values(self, DEFAULTS)
+        current.update({k: list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for k, v in changes.items()})
+        try:
+            self.arm.layer.update_settings(self._settings(current))
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.get_logger().info(f"robot layer settings updated: {sorted(changes)}")
+        return SetParametersResult(successful=True)
+
+    # --- references --------------------------------------------------------
+    def on_reference(self, msg: JointTrajectory) -> None:
+        now = self.arm.time
+        stamp = to_sec(msg.header.stamp)
+        if len(msg.points) != 1:
+            self.arm.layer.rejected += 1
+            self.arm.layer.events.append((now, f"reference rejected: points: expected exactly 1 point, got {len(msg.points)}"))
+        else:
+            pt = msg.points[0]
+            self.arm.layer.submit(now, stamp, msg.joint_names, pt.positions, pt.velocities, pt.accelerations, pt.effort)
+        self.ever_referenced = True
+        self.flush_events()
+        if self.mode == "lockstep" and not self.answered_tick and stamp >= now - 1e-9:
+            self.answered_tick = True
+            self.free_running_since = None
+            self.advance_tick()
+
+    def on_timer(self) -> None:
+        wall = time.monotonic()
+        if self.mode == "realtime":
+            due = int((wall - self.wall_start) / self.tick_period) - int(round((self.arm.time - self.sim_start) / self.tick_period))
+            for _ in range(min(due, 10)):  # never more than 10 ticks of catch-up in one go
+                self.advance_tick()
+            self.missed_ticks += max(0, due - 10)
+            return
+        if not self.ever_referenced:
+            # Nobody has answered yet (discovery may not have matched the controller when the
+            # first state went out): repeat the unchanged state, physics does not advance.
+            if wall - self.last_advance_wall > 0.1:
+                self.last_advance_wall = wall
+                self.publish_state()
+            return
+        if self.free_running_since is None:
+            if wall - self.last_advance_wall > self.lockstep_timeout:
+                self.free_running_since = (wall, self.arm.time)
+                self.get_logger().warning(f"no reference for {self.lockstep_timeout:.2f} s of wall time: running on in real time")
+            else:
+                return
+        wall0, sim0 = self.free_running_since
+        due = int((wall - wall0) / self.tick_period) - int(round((self.arm.time - sim0) / self.tick_period))
+        for _ in range(min(due, 10)):
+            self.advance_tick()
+
+    def advance_tick(self) -> None:
+        self.arm.advance(self.steps_per_tick)
+        self.answered_tick = False
+        self.last_advance_wall = time.monotonic()
+        self.flush_events()
+        self.publish_state()
+
+    def publish_state(self) -> None:
+        t, q, qd, tau = self.arm.state()
+        stamp = to_stamp(t)
+        self.clock_pub.publish(ClockMsg(clock=stamp))
+        msg = JointState()
+        msg.header.stamp = stamp
+        msg.name = list(self.robot.joint_names)
+        msg.position, msg.velocity, msg.effort = q.tolist(), qd.tolist(), tau.tolist()
+        self.state_pub.publish(msg)
+
+    def flush_events(self) -> None:
+        for t, text in self.arm.layer.drain_events():
+            log = self.get_logger().warning if ("rejected" in text or "stale" in text) else self.get_logger().info
+            log(f"[t={t:.3f}] {text}")
+            self.event_pub.publish(String(data=f"{t:.4f} {text}"))
+
+    # --- reporting ---------------------------------------------------------
+    def stats(self) -> dict:
+        wall = time.monotonic() - self.wall_start
+        sim = self.arm.time - self.sim_start
+        out = {
+            "sim_time_s": sim,
+            "wall_time_s": wall,
+            "rtf": sim / wall if wall > 0 else math.nan,
+            "physics_rtf": sim / self.arm.physics_seconds if self.arm.physics_seconds > 0 else math.nan,
+            "mode": self.arm.layer.mode,
+            "rejected_references": self.arm.layer.rejected,
+            "missed_ticks": self.missed_ticks,
+        }
+        out.update(self.arm.inner_timer.summary("inner_tick_"))
+        return out
+
+    def publish_diagnostics(self) -> None:
+        self.diag_pub.publish(diagnostics_msg(self.arm.time, "sim: robot layer", self.stats()))
+
+    def on_shutdown(self) -> None:
+        if self.stats_file:
+            with open(self.stats_file, "w") as f:
+                json.dump(self.stats(), f, indent=2)
+        self.arm.backend.close()
+
+
+def main(args=None):
+    run(SimNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Where the package's data folders (urdf/, configs/, launch/, hardware/) live.
+
+In a source checkout or an editable install they sit next to the package; after
+`pip install .` or `colcon build` they are under <prefix>/share/robot_dyn.
+"""
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+PACKAGE = "robot_dyn"
+
+
+@lru_cache(maxsize=1)
+def share_dir() -> Path:
+    """The folder holding urdf/ and configs/ for this installation."""
+    source_root = Path(__file__).resolve().parent.parent
+    if (source_root / "urdf").is_dir() and (source_root / "configs").is_dir():
+        return source_root
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory(PACKAGE))
+    except Exception:  # not in a ROS workspace, or the index is not set up
+        pass
+    for prefix in (sys.prefix, os.environ.get("VIRTUAL_ENV", "")):
+        candidate = Path(prefix) / "share" / PACKAGE
+        if (candidate / "urdf").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"cannot find the {PACKAGE} data folders (urdf/, configs/): looked in "
+        f"{source_root}, the ament index and {sys.prefix}/share/{PACKAGE}"
+    )
+
+
+def urdf_path(robot: str) -> Path:
+    """Path of urdf/<robot>.urdf; raises naming the robots that exist."""
+    path = share_dir() / "urdf" / f"{robot}.urdf"
+    if not path.is_file():
+        known = sorted(p.stem for p in (share_dir() / "urdf").glob("*.urdf"))
+        raise FileNotFoundError(f"unknown robot '{robot}': no {path}; known robots: {known}")
+    return path
+
+
+def config_path(name: str) -> Path:
+    """Path of configs/<name> (name may include a sub-folder)."""
+    return share_dir() / "configs" / name

@@ -1,0 +1,1 @@
+"""Physics backends behind one small interface (robot_dyn.sim.backend.SimBackend)."""

@@ -1,0 +1,65 @@
+"""Unmodelled effects: what the simulated arm has that its URDF model does not.
+
+They give learned models something real to learn: joint friction (Coulomb and
+viscous), rotor armature, perturbed link masses/inertias and an unknown payload.
+Named profiles live in configs/sim_effects.yaml ('nominal' has none,
+'realistic' turns them all on).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import yaml
+
+from robot_dyn import paths
+
+
+@dataclass(frozen=True)
+class UnmodelledEffects:
+    """Per-joint values may be a scalar (all joints) or a list in URDF joint order."""
+
+    coulomb_friction: float | tuple = 0.0  # Nm, MuJoCo frictionloss
+    viscous_friction: float | tuple = 0.0  # Nm s/rad
+    armature: float | tuple = 0.0  # kg m^2, reflected rotor inertia
+    link_mass_scale_std: float = 0.0  # each link's mass and inertia scaled by N(1, std), clipped to [0.5, 1.5]
+    payload_mass: float = 0.0  # kg, rigidly attached at the end-effector frame
+    payload_com: tuple = (0.0, 0.0, 0.0)  # m, in the end-effector frame
+    seed: int = 0  # draws of the link perturbation
+
+    def per_joint(self, name: str, n: int) -> np.ndarray:
+        raw = getattr(self, name)
+        values = np.full(n, float(raw)) if np.isscalar(raw) else np.asarray(raw, dtype=float)
+        if values.shape != (n,) or not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError(f"unmodelled effect '{name}' must be a non-negative number or {n} of them, got {raw!r}")
+        return values
+
+    def link_scales(self, n_links: int) -> np.ndarray:
+        """Mass/inertia scale per moving link (deterministic in `seed`)."""
+        if self.link_mass_scale_std <= 0:
+            return np.ones(n_links)
+        rng = np.random.default_rng(self.seed)
+        return np.clip(rng.normal(1.0, self.link_mass_scale_std, n_links), 0.5, 1.5)
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, f.name) != f.default for f in fields(self) if f.name != "seed")
+
+
+def load_profile(name: str) -> UnmodelledEffects:
+    """The named profile from configs/sim_effects.yaml; unknown names and fields are errors."""
+    path = paths.config_path("sim_effects.yaml")
+    try:
+        profiles = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: malformed YAML: {exc}") from exc
+    if not isinstance(profiles, dict) or name not in profiles:
+        known = sorted(profiles) if isinstance(profiles, dict) else []
+        raise ValueError(f"{path}: no effects profile '{name}'; known profiles: {known}")
+    values = profiles[name] or {}
+    allowed = {f.name for f in fields(UnmodelledEffects)}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(f"{path}: profile '{name}' has unknown fields {unknown}; allowed: {sorted(allowed)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return UnmodelledEffects(**values)

@@ -1,0 +1,123 @@
+"""MuJoCo backend (the default): the URDF arm through MjSpec, a floor, lights and a scene camera."""
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from robot_dyn.dynamics.rigid_body import RigidBody
+from robot_dyn.robots.description import RobotDescription
+from robot_dyn.robots.engines import mujoco_arm_spec
+from robot_dyn.sim.backend import SceneObject
+from robot_dyn.sim.effects import UnmodelledEffects
+
+SCENE_CAMERA = "scene"
+
+
+def _look_at_quat(position, target) -> np.ndarray:
+    """Quaternion (w, x, y, z) of a MuJoCo camera at `position` looking at `target` (world frame, z up)."""
+    z = np.asarray(position, float) - np.asarray(target, float)
+    z /= np.linalg.norm(z)
+    x = np.cross([0.0, 0.0, 1.0], z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, np.column_stack([x, y, z]).reshape(-1))
+    return quat
+
+
+def build_scene_spec(robot: RobotDescription, effects: UnmodelledEffects, dt: float) -> mujoco.MjSpec:
+    """Arm + floor + light + scene camera, with the unmodelled effects written into the model."""
+    spec = mujoco_arm_spec(robot)
+    spec.option.timestep = dt
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    spec.visual.global_.offwidth, spec.visual.global_.offheight = 1280, 960
+    world = spec.worldbody
+    world.add_geom(
+        name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[2, 2, 0.05], rgba=[0.55, 0.57, 0.6, 1], contype=1, conaffinity=3
+    )
+    world.add_light(pos=[0, 0, 3], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8])
+    world.add_light(pos=[1.5, -1.5, 2], dir=[-1, 1, -1], diffuse=[0.4, 0.4, 0.4])
+    cam_pos, target = [1.7, -1.3, 1.2], [0.3, 0.0, 0.45]
+    world.add_camera(name=SCENE_CAMERA, pos=cam_pos, quat=_look_at_quat(cam_pos, target), fovy=45)
+
+    n = robot.n_joints
+    joints = {j.name: j for j in spec.joints}
+    for name, mu, b, arm in zip(
+        robot.joint_names,
+        effects.per_joint("coulomb_friction", n),
+        effects.per_joint("viscous_friction", n),
+        effects.per_joint("armature", n),
+    ):
+        joints[name].frictionloss, joints[name].armature = mu, arm
+        joints[name].damping = [b, 0.0, 0.0]  # MuJoCo 4 damping: linear coefficient first
+    moving = [body for body in spec.bodies if body.name != "world" and body.mass > 0 and body.parent.name != "world"]
+    for body, scale in zip(moving, effects.link_scales(len(moving))):
+        body.mass *= scale
+        body.fullinertia = body.fullinertia * scale
+        body.inertia = body.inertia * scale
+    if effects.payload_mass > 0:
+        ee = spec.body(robot.ee_frame)
+        payload = ee.add_body(name="payload", pos=list(effects.payload_com))
+        payload.mass = effects.payload_mass
+        payload.explicitinertial = True
+        payload.inertia = np.full(3, 2.0 / 5.0 * effects.payload_mass * 0.03**2)  # 3 cm solid sphere
+        payload.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.03, 0, 0], rgba=[0.2, 0.2, 0.2, 1], contype=0, conaffinity=0, mass=0)
+    return spec
+
+
+class MujocoBackend:
+    """Arm in MuJoCo. Torque enters through motor actuators (ctrl, Nm); robot-side gravity
+    compensation, when on, through qfrc_applied with the nominal URDF model."""
+
+    name = "mujoco"
+
+    def __init__(self, robot: RobotDescription, effects: UnmodelledEffects, dt: float, compensates_gravity: bool):
+        self.robot, self.effects, self.dt = robot, effects, dt
+        self.compensates_gravity = compensates_gravity
+        self.spec = build_scene_spec(robot, effects, dt)
+        self._compile()
+        self._nominal = RigidBody(robot)
+
+    def _compile(self) -> None:
+        self.model = self.spec.compile()
+        self.data = mujoco.MjData(self.model)
+        self._qpos = np.array([self.model.joint(j).qposadr[0] for j in self.robot.joint_names])
+        self._dof = np.array([self.model.joint(j).dofadr[0] for j in self.robot.joint_names])
+        self._act = np.array([self.model.actuator(j).id for j in self.robot.joint_names])
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    def reset(self, q: np.ndarray, qd: np.ndarray | None = None) -> None:
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[self._qpos] = q
+        self.data.qvel[self._dof] = 0.0 if qd is None else qd
+        mujoco.mj_forward(self.model, self.data)
+
+    def step(self, tau: np.ndarray) -> None:
+        self.data.ctrl[self._act] = tau
+        if self.compensates_gravity:
+            self.data.qfrc_applied[self._dof] = self._nominal.gravity(self.data.qpos[self._qpos])
+        mujoco.mj_step(self.model, self.data)
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.qpos[self._qpos].copy(), self.data.qvel[self._dof].copy()
+
+    def add_object(self, obj: SceneObject) -> None:
+        """Add a primitive to the scene (recompiles; the arm keeps its state)."""
+        q, qd, t = *self.joint_state(), self.time
+        shapes = {"box": mujoco.mjtGeom.mjGEOM_BOX, "sphere": mujoco.mjtGeom.mjGEOM_SPHERE, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER}
+        if obj.shape not in shapes:
+            raise ValueError(f"object '{obj.name}': unknown shape '{obj.shape}', known: {sorted(shapes)}")
+        body = self.spec.worldbody.add_body(name=obj.name, pos=list(obj.position))
+        if obj.mass > 0:
+            body.add_freejoint()
+        size = list(obj.size) + [0.0] * (3 - len(obj.size))
+        body.add_geom(type=shapes[obj.shape], size=size, rgba=list(obj.rgba), mass=max(obj.mass, 0.0), contype=1, conaffinity=3)
+        self._compile()
+        self.reset(q, qd)
+        self.data.time = t
+
+    def close(self) -> None:
+        pass

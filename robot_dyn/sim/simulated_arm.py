@@ -1,0 +1,44 @@
+"""The simulated robot: a physics backend with the robot layer (impedance law + watchdog)
+run at every physics step, as the arm's real-time controller would."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from robot_dyn.control.impedance import ImpedanceSettings, RobotLayer
+from robot_dyn.robots.description import RobotDescription
+from robot_dyn.sim.backend import SimBackend
+from robot_dyn.timing import TickTimer
+
+
+class SimulatedArm:
+    """backend + RobotLayer. advance(n) runs n physics steps; state() is what sensors report."""
+
+    def __init__(self, robot: RobotDescription, backend: SimBackend, settings: ImpedanceSettings, q0: np.ndarray):
+        self.robot, self.backend = robot, backend
+        self.layer = RobotLayer(robot, settings)
+        self.backend.reset(q0)
+        self.tau = np.zeros(robot.n_joints)  # last commanded joint torque (Nm), excluding gravity compensation
+        self.inner_timer = TickTimer()
+        self.physics_seconds = 0.0  # wall time spent in physics + inner law
+
+    @property
+    def time(self) -> float:
+        return self.backend.time
+
+    def advance(self, steps: int) -> None:
+        backend, layer, dt = self.backend, self.layer, self.backend.dt
+        start = time.perf_counter()
+        for _ in range(steps):
+            q, qd = backend.joint_state()
+            t0 = time.perf_counter()
+            self.tau = layer.torque(backend.time, q, qd, dt)
+            self.inner_timer.add(time.perf_counter() - t0)
+            backend.step(self.tau)
+        self.physics_seconds += time.perf_counter() - start
+
+    def state(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """(t s, q rad, qd rad/s, commanded tau Nm)."""
+        q, qd = self.backend.joint_state()
+        return self.backend.time, q, qd, self.tau.copy()

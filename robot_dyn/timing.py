@@ -1,0 +1,32 @@
+"""Tick-time statistics kept by loops and reported by nodes, jobs and benchmarks."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class TickTimer:
+    """Keeps the last `window` durations (s) and reports percentiles in microseconds."""
+
+    def __init__(self, window: int = 20000):
+        self._values = np.zeros(window)
+        self._count = 0
+
+    def add(self, seconds: float) -> None:
+        self._values[self._count % self._values.size] = seconds
+        self._count += 1
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def summary(self, prefix: str = "") -> dict:
+        """{prefix+'us_p50', prefix+'us_p99', prefix+'us_max', prefix+'count'}; empty if nothing was timed."""
+        values = self._values[: min(self._count, self._values.size)] * 1e6
+        if values.size == 0:
+            return {f"{prefix}count": 0}
+        return {
+            f"{prefix}us_p50": float(np.percentile(values, 50)),
+            f"{prefix}us_p99": float(np.percentile(values, 99)),
+            f"{prefix}us_max": float(values.max()),
+            f"{prefix}count": int(self._count),
+        }

@@ -1,0 +1,74 @@
+"""robot_dyn: installs with pip (a plain virtual environment) and with colcon (a ROS 2 workspace).
+
+With colcon, setup.cfg puts the node executables under lib/robot_dyn so that
+`ros2 run robot_dyn <node>` and launch files find them; with pip they land on PATH.
+"""
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = "robot_dyn"
+
+
+def tree(folder):
+    """data_files entries that copy `folder` recursively under share/robot_dyn."""
+    entries = []
+    for root, _dirs, files in os.walk(folder):
+        paths = [os.path.join(root, f) for f in files if not f.endswith((".pyc", "~"))]
+        if paths:
+            entries.append((os.path.join("share", PACKAGE, root), paths))
+    return entries
+
+
+NODES = {
+    "sim": "robot_dyn.nodes.sim_node:main",
+    "controller": "robot_dyn.nodes.controller_node:main",
+    "hardware_adapter": "robot_dyn.nodes.hardware_adapter_node:main",
+}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Visuomotor learning and control of torque-controlled arms on ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        (os.path.join("share", PACKAGE), ["package.xml"]),
+        *tree("launch"),
+        *tree("configs"),
+        *tree("urdf"),
+        *tree("hardware"),
+    ],
+    install_requires=[
+        "numpy>=1.24",
+        "pyyaml>=6",
+        "pin>=3.0",
+        "mujoco>=3.2",
+        "pybullet>=3.2",
+        "matplotlib>=3.7",
+        "imageio>=2.31",
+        "imageio-ffmpeg>=0.4",
+    ],
+    extras_require={
+        # rclpy and the message packages from the PyPI ROS 2 wheels; a ROS 2 install
+        # already provides them, so they are an extra.
+        "ros": [
+            "ros-rclpy[fastrtps]",
+            "ros-std-msgs",
+            "ros-sensor-msgs",
+            "ros-geometry-msgs",
+            "ros-trajectory-msgs",
+            "ros-rosgraph-msgs",
+            "ros-diagnostic-msgs",
+            "ros-visualization-msgs",
+        ],
+        "test": ["pytest>=7", "hypothesis>=6"],
+    },
+    entry_points={
+        "console_scripts": [f"{name}={target}" for name, target in NODES.items()]
+        + ["robot-dyn=robot_dyn.cli:main"],
+    },
+    zip_safe=False,
+)
