@@ -74,13 +74,17 @@ def check_parameters(where: str, node: str, params: dict) -> dict:
     return out
 
 
-def sim_graph(robot: str = "panda", backend: str = "mujoco", mode: str = "lockstep", effects: str = "nominal",
+def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None = None, effects: str | None = None,
               overrides: dict | None = None, config_dir: Path | None = None) -> list[NodeSpec]:
-    """sim + controller, sharing robot and gravity handling; overrides: {node: {param: value}}."""
+    """sim + controller, sharing robot and gravity handling; overrides: {node: {param: value}}.
+
+    backend, mode and effects left as None keep the values of configs/sim.yaml.
+    """
     config_dir = Path(config_dir) if config_dir else paths.config_path("")
     sim = load_node_parameters(config_dir / "sim.yaml", "sim")
     controller = load_node_parameters(config_dir / "controller.yaml", "controller")
-    sim.update(robot=robot, backend=backend, mode=mode, effects_profile=effects, use_sim_time=False)
+    chosen = {"backend": backend, "mode": mode, "effects_profile": effects}
+    sim.update({k: v for k, v in chosen.items() if v is not None}, robot=robot, use_sim_time=False)
     controller.update(robot=robot, use_sim_time=True)
     for node, params in (overrides or {}).items():
         if node not in ("sim", "controller"):

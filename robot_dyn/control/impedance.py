@@ -203,9 +203,14 @@ class RobotLayer:
             if self.mode != "track":
                 self.mode = "track"
                 self.events.append((now, "tracking references"))
-            t = min(max(age, 0.0), s.extrapolation_horizon)
-            q_d = ref.q + t * (ref.qd + 0.5 * t * ref.qdd)
-            qd_d = ref.qd + t * ref.qdd
+            if age <= s.extrapolation_horizon:
+                t = max(age, 0.0)
+                q_d = ref.q + t * (ref.qd + 0.5 * t * ref.qdd)
+                qd_d = ref.qd + t * ref.qdd
+            else:  # late (ticks missed): stop at the horizon's point rather than keep the old velocity
+                t = s.extrapolation_horizon
+                q_d = ref.q + t * (ref.qd + 0.5 * t * ref.qdd)
+                qd_d = 0.0
             tau = impedance_torque(q, qd, q_d, qd_d, ref.tau_ff, s.stiffness, s.damping)
         else:
             if self.mode != "hold" or self._q_hold is None:

@@ -120,6 +120,7 @@ class CartesianPath:
                                  ("angular velocities", self.w, (n, 3))):
             if arr.shape != shape or not np.all(np.isfinite(arr)):
                 raise ValueError(f"points: {name} must be finite with shape {shape}")
+        self._segments: dict[int, tuple] = {}
 
     @property
     def t0(self) -> float:
@@ -129,16 +130,21 @@ class CartesianPath:
     def t_end(self) -> float:
         return float(self.times[-1])
 
+    def _segment(self, i: int):
+        """Quintic position coefficients and the rotation step of segment i, computed once."""
+        if i not in self._segments:
+            h = self.times[i + 1] - self.times[i]
+            c = quintic(self.p[i], self.v[i], self.a[i], self.p[i + 1], self.v[i + 1], self.a[i + 1], h)
+            self._segments[i] = (h, c, pin.log3(self.R[i + 1] @ self.R[i].T), self.w[i] * h, self.w[i + 1] * h)
+        return self._segments[i]
+
     def sample(self, t: float) -> CartesianSample:
         t = min(max(t, self.times[0]), self.times[-1])
         i = int(min(np.searchsorted(self.times, t, side="right") - 1, self.times.size - 2))
-        h = self.times[i + 1] - self.times[i]
-        c = quintic(self.p[i], self.v[i], self.a[i], self.p[i + 1], self.v[i + 1], self.a[i + 1], h)
+        h, c, r1, m0, m1 = self._segment(i)
         p, v, a = eval_quintic(c, t - self.times[i])
         tau = (t - self.times[i]) / h
-        r1 = pin.log3(self.R[i + 1] @ self.R[i].T)
         # Cubic Hermite of the rotation vector r(tau): r(0)=0, r(1)=r1, r'(0)=w_i h, r'(1)=w_i+1 h.
-        m0, m1 = self.w[i] * h, self.w[i + 1] * h
         h01, h10, h11 = -2 * tau**3 + 3 * tau**2, tau**3 - 2 * tau**2 + tau, tau**3 - tau**2
         r = h01 * r1 + h10 * m0 + h11 * m1
         dr = ((-6 * tau**2 + 6 * tau) * r1 + (3 * tau**2 - 4 * tau + 1) * m0 + (3 * tau**2 - 2 * tau) * m1) / h

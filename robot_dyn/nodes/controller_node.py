@@ -72,7 +72,10 @@ class ControllerNode(Node):
         self.get_logger().info(f"{self.robot.name}: outer loop at {p['rate_hz']:.0f} Hz, feedforward '{p['feedforward']}'")
 
     def event(self, text: str, warn: bool = False) -> None:
-        (self.get_logger().warning if warn else self.get_logger().info)(text)
+        if warn:  # rclpy ties a severity to each call site: one call per severity
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().info(text)
         self.event_pub.publish(String(data=text))
 
     def on_set_parameters(self, params) -> SetParametersResult:

@@ -168,8 +168,11 @@ class SimNode(Node):
 
     def flush_events(self) -> None:
         for t, text in self.arm.layer.drain_events():
-            log = self.get_logger().warning if ("rejected" in text or "stale" in text) else self.get_logger().info
-            log(f"[t={t:.3f}] {text}")
+            # rclpy ties a severity to each call site: one call per severity.
+            if "rejected" in text or "stale" in text:
+                self.get_logger().warning(f"[t={t:.3f}] {text}")
+            else:
+                self.get_logger().info(f"[t={t:.3f}] {text}")
             self.event_pub.publish(String(data=f"{t:.4f} {text}"))
 
     # --- reporting ---------------------------------------------------------

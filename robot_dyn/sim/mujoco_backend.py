@@ -37,7 +37,7 @@ def build_scene_spec(robot: RobotDescription, effects: UnmodelledEffects, dt: fl
     )
     world.add_light(pos=[0, 0, 3], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8])
     world.add_light(pos=[1.5, -1.5, 2], dir=[-1, 1, -1], diffuse=[0.4, 0.4, 0.4])
-    cam_pos, target = [1.7, -1.3, 1.2], [0.3, 0.0, 0.45]
+    cam_pos, target = [1.55, -0.5, 0.95], [0.3, 0.0, 0.45]
     world.add_camera(name=SCENE_CAMERA, pos=cam_pos, quat=_look_at_quat(cam_pos, target), fovy=45)
 
     n = robot.n_joints

@@ -1,0 +1,34 @@
+"""ros2 launch robot_dyn sim.launch.py robot:=panda backend:=mujoco mode:=lockstep effects:=nominal
+
+The simulation graph on a ROS 2 install. The node set and parameters come from
+robot_dyn.bringup.graph.sim_graph, the same function `robot-dyn launch sim` uses,
+so both start identical graphs from configs/. No RViz is started.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from robot_dyn.bringup.graph import sim_graph
+
+
+def _nodes(context):
+    def arg(name):
+        value = LaunchConfiguration(name).perform(context)
+        return value or None
+
+    specs = sim_graph(robot=arg("robot"), backend=arg("backend"), mode=arg("mode"), effects=arg("effects"))
+    return [
+        Node(package="robot_dyn", executable=spec.executable, name=spec.name, parameters=[spec.parameters], output="screen")
+        for spec in specs
+    ]
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument("robot", default_value="panda", description="panda | iiwa14"),
+        DeclareLaunchArgument("backend", default_value="", description="mujoco | pybullet (default: configs/sim.yaml)"),
+        DeclareLaunchArgument("mode", default_value="", description="lockstep | realtime (default: configs/sim.yaml)"),
+        DeclareLaunchArgument("effects", default_value="", description="nominal | realistic (default: configs/sim.yaml)"),
+        OpaqueFunction(function=_nodes),
+    ])

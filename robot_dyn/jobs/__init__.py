@@ -1,0 +1,1 @@
+"""Jobs a person runs: the main simulation job and its report."""

@@ -1,0 +1,32 @@
+"""Kill the controller mid-motion: the sim's robot layer must hold within 50 ms of sim time."""
+import numpy as np
+
+from robot_dyn.jobs.session import SimSession
+from robot_dyn.control.trajectory import figure_eight
+
+
+def test_controller_killed_mid_motion_arm_holds(tmp_path):
+    with SimSession("panda", tmp_path) as s:
+        c = s.client
+        p0, R0 = s.model.ee_pose(c.states[-1][1])
+        path = figure_eight(p0, 0.1, 4.0, cycles=2, ramp=1.0, t0=c.sim_time + 0.1, rotation=R0)
+        c.send_cartesian_path(path, s.robot.ee_frame)
+        c.wait_sim_time(path.t0 + 2.3, wall_timeout=60)  # mid-figure, moving at speed
+        s.graph.kill("controller")
+        c.spin_until(lambda: c.sim_time > c.references[-1][0] + 0.6,
+                     wall_timeout=60, what="0.6 s of sim time after the controller died")
+        t_last_ref = c.references[-1][0]
+        t, q, qd, _ = c.state_arrays()
+        moving = np.linalg.norm(qd[np.searchsorted(t, t_last_ref)])
+        assert moving > 0.1  # it was really moving when the references stopped
+
+        hold = [e for e in c.robot_events if "reference stale" in e]
+        assert hold, c.robot_events
+        t_hold = float(hold[0].split()[0])
+        assert t_last_ref < t_hold <= t_last_ref + 0.05 + 0.002  # stale timeout, at physics resolution
+
+        p_at_kill = s.model.ee_pose(q[np.searchsorted(t, t_last_ref)])[0]
+        after = q[t > t_last_ref]
+        drift = max(np.linalg.norm(s.model.ee_pose(qi)[0] - p_at_kill) for qi in after)
+        assert drift < 0.01, f"end-effector drifted {drift * 1e3:.1f} mm"
+        assert np.linalg.norm(qd[-1]) < 1e-2  # and it has come to rest
