@@ -45,13 +45,20 @@ CONTROLLER = {
 }
 
 HARDWARE_ADAPTER = {
-    "target": ("franka", "franka (joint_trajectory_controller) | kuka (lbr_fri_ros2_stack torque command)"),
-    "robot": ("panda", "robot name of the references' joint names"),
-    "input_topic": ("/impedance_reference", "the project's impedance reference"),
+    "target": ("franka", "franka (joint_trajectory_controller, effort) | kuka (lbr_fri_ros2_stack torque command)"),
+    "input_topic": ("/impedance_reference", "the project's impedance reference (trajectory_msgs/JointTrajectory)"),
     "output_topic": ("", "the arm controller's command topic; empty = the target's default"),
-    "joint_prefix_from": ("panda_", "joint-name prefix in the references"),
-    "joint_prefix_to": ("fr3_", "joint-name prefix the arm expects"),
-    "horizon_s": (0.01, "franka: time_from_start of the forwarded point, s"),
+    "joint_prefix_map": ("", "'from:to[,from:to]' joint-name prefixes; empty = panda_joint:fr3_joint (franka), lbr_A:lbr_A (kuka)"),
+    "effort_limit": ([], "Nm per joint (or one value); references with a larger feedforward are rejected"),
+    "horizon_s": (0.02, "franka: time_from_start of the forwarded point, s"),
+    "extrapolate": (True, "franka: forward the reference predicted to stamp + horizon_s"),
+    "include_effort": (True, "franka: send tau_ff as trajectory effort (false only for a JTC that rejects it)"),
+    "use_reference_stamp": (True, "franka: stamp = the reference's (needs one clock); false: stamp 0, start on receipt"),
+    "lookahead_s": (0.0, "kuka: predict the joint-position setpoint this far after the stamp, s"),
+    "damping_ff": ([], "kuka: Nm s/rad per joint, adds damping_ff * qd_d to the torque"),
+    "stale_timeout_s": (0.05, "kuka: without a fresh reference for this long, hold the position measured then"),
+    "state_input_topic": ("", "the arm's JointState; empty = /franka/joint_states (franka), /lbr/joint_states (kuka)"),
+    "state_output_topic": ("/robot_dyn/joint_states", "JointState renamed to the URDF's joint names"),
 }
 
 NODES = {"sim": SIM, "controller": CONTROLLER, "hardware_adapter": HARDWARE_ADAPTER}

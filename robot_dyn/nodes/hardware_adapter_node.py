@@ -1,0 +1,122 @@
+"""hardware_adapter node: forwards /impedance_reference to a real arm's real-time controller.
+
+franka: a one-point JointTrajectory for joint_trajectory_controller (effort interface),
+        which runs the impedance law at 1 kHz in ros2_control (hardware/README.md).
+kuka:   an lbr_fri_idl/LBRTorqueCommand for FRI torque mode, where KUKA's own joint
+        impedance controller runs the law; with a hold command when references go stale.
+It also renames the arm's joint states back to the URDF's names. The conversions are
+the pure functions of robot_dyn.hardware_bridge.
+"""
+from __future__ import annotations
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from robot_dyn import hardware_bridge as bridge
+from robot_dyn.bringup import schema
+from robot_dyn.nodes.messages import to_duration
+from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
+from builtin_interfaces.msg import Time
+
+DEFAULTS = schema.defaults(schema.HARDWARE_ADAPTER)
+TARGETS = {
+    "franka": {"output": "/fr3_arm_controller/joint_trajectory", "state": "/franka/joint_states", "prefix": bridge.FRANKA_PREFIX_MAP},
+    "kuka": {"output": "/lbr/command/torque", "state": "/lbr/joint_states", "prefix": bridge.KUKA_PREFIX_MAP},
+}
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class HardwareAdapterNode(Node):
+    def __init__(self):
+        super().__init__("hardware_adapter")
+        declare_parameters(self, DEFAULTS, schema.descriptions(schema.HARDWARE_ADAPTER))
+        p = parameter_values(self, DEFAULTS)
+        if p["target"] not in TARGETS:
+            raise ValueError(f"parameter 'target' must be one of {sorted(TARGETS)}, got '{p['target']}'")
+        target = TARGETS[p["target"]]
+        self.p = p
+        self.prefix_map = bridge.parse_prefix_map(p["joint_prefix_map"].split(",")) if p["joint_prefix_map"] else target["prefix"]
+        self.last_stamp_ns = None
+        self.hold = None  # kuka: the hold command, captured once when references went stale
+        self.measured = None  # last measured positions in controller joint order
+        output = p["output_topic"] or target["output"]
+        if p["target"] == "franka":
+            self.pub = self.create_publisher(JointTrajectory, output, RELIABLE)
+        else:
+            try:
+                from lbr_fri_idl.msg import LBRTorqueCommand
+            except ImportError as exc:
+                raise RuntimeError("target 'kuka' needs lbr_fri_idl: build lbr_fri_ros2_stack in your workspace") from exc
+            self.lbr_msg = LBRTorqueCommand
+            self.pub = self.create_publisher(LBRTorqueCommand, output, RELIABLE)
+            self.create_timer(0.01, self.kuka_watchdog)
+        self.state_pub = self.create_publisher(JointState, p["state_output_topic"], RELIABLE)
+        self.create_subscription(JointTrajectory, p["input_topic"], self.on_reference, RELIABLE)
+        self.create_subscription(JointState, p["state_input_topic"] or target["state"], self.on_state, RELIABLE)
+        self.get_logger().info(f"forwarding {p['input_topic']} -> {output} ({p['target']})")
+
+    def on_reference(self, msg: JointTrajectory) -> None:
+        if len(msg.points) != 1:
+            self.get_logger().error(f"reference rejected: points: expected 1, got {len(msg.points)}", throttle_duration_sec=1.0)
+            return
+        pt, p = msg.points[0], self.p
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        args = (msg.joint_names, pt.positions, pt.velocities, pt.accelerations, pt.effort, stamp_ns)
+        try:
+            if p["target"] == "franka":
+                cmd = bridge.franka_jtc_command(*args, prefix_map=self.prefix_map, horizon_s=p["horizon_s"],
+                                                extrapolate=p["extrapolate"], include_effort=p["include_effort"],
+                                                use_reference_stamp=p["use_reference_stamp"],
+                                                effort_limit=p["effort_limit"])
+                out = JointTrajectory(joint_names=list(cmd.joint_names))
+                out.header.stamp = Time(sec=cmd.stamp[0], nanosec=cmd.stamp[1])
+                out.points = [JointTrajectoryPoint(positions=cmd.positions, velocities=cmd.velocities,
+                                                   accelerations=cmd.accelerations, effort=cmd.effort,
+                                                   time_from_start=to_duration(cmd.time_from_start[0] + cmd.time_from_start[1] * 1e-9))]
+            else:
+                cmd = bridge.kuka_torque_command(*args, prefix_map=self.prefix_map, lookahead_s=p["lookahead_s"],
+                                                 damping_ff=p["damping_ff"], effort_limit=p["effort_limit"])
+                out = self.lbr_msg(joint_position=cmd.joint_position, torque=cmd.torque)
+        except ValueError as exc:
+            self.get_logger().error(f"reference rejected: {exc}", throttle_duration_sec=1.0)
+            return
+        self.last_stamp_ns, self.hold = stamp_ns, None
+        self.pub.publish(out)
+
+    def on_state(self, msg: JointState) -> None:
+        try:
+            names, pos, vel, eff = bridge.joint_state_to_project(msg.name, msg.position, msg.velocity, msg.effort, self.prefix_map)
+        except ValueError as exc:
+            self.get_logger().error(f"joint state dropped: {exc}", throttle_duration_sec=1.0)
+            return
+        out = JointState(name=names, position=pos, velocity=vel, effort=eff)
+        out.header = msg.header
+        self.state_pub.publish(out)
+        by_name = dict(zip(msg.name, msg.position))
+        if all(j in by_name for j in bridge.LBR_JOINTS):
+            self.measured = np.array([by_name[j] for j in bridge.LBR_JOINTS])
+
+    def kuka_watchdog(self) -> None:
+        """Without fresh references, command the position measured when they stopped (captured once)."""
+        if self.last_stamp_ns is None or self.measured is None:
+            return
+        now_ns = self.get_clock().now().nanoseconds
+        if bridge.is_stale(self.last_stamp_ns, now_ns, self.p["stale_timeout_s"]):
+            if self.hold is None:
+                self.hold = bridge.kuka_hold_command(self.measured)
+                self.get_logger().warning("references stale: holding the measured position")
+            self.pub.publish(self.lbr_msg(joint_position=self.hold.joint_position, torque=self.hold.torque))
+
+    def on_shutdown(self) -> None:
+        pass
+
+
+def main(args=None):
+    run(HardwareAdapterNode, args)
+
+
+if __name__ == "__main__":
+    main()
