@@ -199,7 +199,7 @@ class RobotLayer:
         s = self.settings
         ref = self.reference
         age = now - ref.stamp if ref is not None else math.inf
-        if age <= s.stale_timeout:
+        if age < s.stale_timeout - 1e-9:  # stale from stale_timeout on (1e-9: float time stamps)
             if self.mode != "track":
                 self.mode = "track"
                 self.events.append((now, "tracking references"))
