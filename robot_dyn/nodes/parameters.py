@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.parameter import Parameter
 
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
@@ -17,6 +19,8 @@ def declare_parameters(node, defaults: dict, descriptions: dict | None = None) -
     for name, default in defaults.items():
         if isinstance(default, (list, tuple)):
             ptype, default = ParameterType.PARAMETER_DOUBLE_ARRAY, [float(v) for v in default]
+            if not default:  # rclpy types an empty list as a byte array: declare the type instead
+                default = Parameter.Type.DOUBLE_ARRAY
         else:
             ptype = _TYPES[type(default)]
         descriptor = ParameterDescriptor(type=ptype, description=descriptions.get(name, ""), dynamic_typing=ptype == ParameterType.PARAMETER_DOUBLE)
@@ -24,10 +28,13 @@ def declare_parameters(node, defaults: dict, descriptions: dict | None = None) -
 
 
 def parameter_values(node, names) -> dict:
-    """Current values as plain Python (lists for arrays)."""
+    """Current values as plain Python (lists for arrays; [] for an unset array)."""
     out = {}
     for name in names:
-        value = node.get_parameter(name).value
+        try:
+            value = node.get_parameter(name).value
+        except ParameterUninitializedException:  # a typed, empty array parameter
+            value = []
         out[name] = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else value
     return out
 
