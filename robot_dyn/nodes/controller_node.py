@@ -93,26 +93,27 @@ class ControllerNode(Node):
         return SetParametersResult(successful=True)
 
     # --- state and tick ----------------------------------------------------
-    def _measured(self, msg: JointState):
+    def _measured(self, msg: JointState) -> np.ndarray:
+        """Measured positions in the robot's joint order; raises ValueError naming what is wrong."""
         names = tuple(msg.name)
         if self._order is None or self._order[0] != names:
             missing = [j for j in self.robot.joint_names if j not in names]
             if missing:
                 raise ValueError(f"joint_states lacks joints {missing}")
             self._order = (names, [names.index(j) for j in self.robot.joint_names])
-        idx = self._order[1]
-        q = np.asarray(msg.position)[idx]
-        qd = np.asarray(msg.velocity)[idx] if len(msg.velocity) == len(names) else np.zeros(len(idx))
-        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
-            raise ValueError("joint_states has non-finite positions or velocities")
-        return q, qd
+        if len(msg.position) != len(names):
+            raise ValueError(f"joint_states has {len(msg.position)} positions for {len(names)} names")
+        q = np.asarray(msg.position)[self._order[1]]
+        if not np.all(np.isfinite(q)):
+            raise ValueError("joint_states has non-finite positions")
+        return q
 
     def on_joint_state(self, msg: JointState) -> None:
         t = to_sec(msg.header.stamp)
         if t - self.last_tick < self.period * 0.5:  # decimate a faster state stream (1 kHz on hardware)
             return
         try:
-            q, _qd = self._measured(msg)
+            q = self._measured(msg)
         except ValueError as exc:
             self.get_logger().error(str(exc), throttle_duration_sec=1.0)
             return
