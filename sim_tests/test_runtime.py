@@ -14,7 +14,9 @@ def test_realtime_mode_reaches_a_joint_goal_at_wall_clock_pace(tmp_path):
         goal = s.robot.home + np.array([0.2, 0.1, 0.0, 0.1, 0.0, 0.0, 0.2])
         assert s.joint_goal(goal, settle=0.3)["final_error_rad_max"] < 2e-3
         rtf = s.real_time_factor()
-    assert 0.8 < rtf < 1.2, rtf
+    # Paced by the wall clock: never faster than real time (lockstep runs at ~2x here); slower
+    # only when the machine is loaded, so the lower bound is loose.
+    assert 0.3 < rtf < 1.1, rtf
 
 
 def _set(client, node, name, values):
