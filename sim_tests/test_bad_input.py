@@ -31,6 +31,7 @@ def test_bad_references_are_rejected_and_nothing_moves(tmp_path):
         ("unknown", lambda t: _reference(t, names[:6] + ["wrist"], home), "unknown joints ['wrist']"),
         ("limits", lambda t: _reference(t, names, beyond), "positions: outside joint limits: panda_joint4"),
         ("lengths", lambda t: _reference(t, names, home, velocities=[0.0] * 3), "velocities: 3 values for 7 joints"),
+        ("jump", lambda t: _reference(t, names, home + 0.3), "rad from the measured position"),
     ]
     with GraphProcesses(sim_only, tmp_path) as graph:
         c = GraphClient(graph.domain_id)

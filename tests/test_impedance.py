@@ -134,3 +134,14 @@ def test_late_reference_stops_at_the_horizon_instead_of_keeping_its_velocity():
         tau_late = layer.torque(horizon + 0.01, ROBOT.home, qd_ref, 1e-3)
     assert layer.mode == "track"
     np.testing.assert_allclose(tau_late, -ROBOT.damping * qd_ref, rtol=1e-9)  # brakes toward rest
+
+
+def test_reference_far_from_the_measured_position_is_rejected_as_a_discontinuity():
+    layer = make_layer()
+    layer.torque(0.0, ROBOT.home, np.zeros(N), 1e-3)
+    jump = ROBOT.home.copy()
+    jump[4] += 0.2
+    assert not layer.submit(0.0, 0.0, ROBOT.joint_names, jump)
+    assert "panda_joint5 is 0.200 rad from the measured position" in layer.drain_events()[-1][1]
+    near = ROBOT.home + 0.01
+    assert layer.submit(0.0, 0.0, ROBOT.joint_names, near)

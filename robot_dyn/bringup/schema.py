@@ -19,6 +19,7 @@ SIM = {
     "torque_rate_limits": ([], "Nm/s; empty = robot config"),
     "stale_timeout_s": (0.05, "a reference older than this (sim time) makes the robot layer hold position"),
     "extrapolation_horizon_s": (0.004, "how far a reference is extrapolated between outer ticks, s"),
+    "max_position_error_rad": (0.05, "references farther than this from the measured position are rejected, rad"),
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
     "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
 }

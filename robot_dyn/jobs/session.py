@@ -45,7 +45,9 @@ class SimSession:
             self.client.wait_for_state(wall_timeout=60)
             for pub in (self.client.joint_goal_pub, self.client.pose_goal_pub, self.client.path_pub):
                 self.client.wait_for_subscribers(pub)
-            self.wait(0.1)  # the controller has started and references flow
+            # Ready once the controller answers: in realtime mode sim time runs before it does.
+            self.client.spin_until(lambda: bool(self.client.references), 60, "the controller's first reference")
+            self.wait(0.1)
         except Exception:
             self.close()
             raise

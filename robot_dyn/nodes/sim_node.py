@@ -40,7 +40,7 @@ DESCRIPTIONS = schema.descriptions(schema.SIM)
 GAIN_PARAMETERS = {
     "stiffness": "stiffness", "damping": "damping", "safe_stiffness": "safe_stiffness", "safe_damping": "safe_damping",
     "torque_limits": "tau_max", "torque_rate_limits": "dtau_max", "stale_timeout_s": "stale_timeout",
-    "extrapolation_horizon_s": "extrapolation_horizon",
+    "extrapolation_horizon_s": "extrapolation_horizon", "max_position_error_rad": "max_position_error",
 }
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -26,6 +26,12 @@ class UnmodelledEffects:
     payload_mass: float = 0.0  # kg, rigidly attached at the end-effector frame
     payload_com: tuple = (0.0, 0.0, 0.0)  # m, in the end-effector frame
     seed: int = 0  # draws of the link perturbation
+    # LuGre friction (sim/friction.py), an effect with memory; off while lugre_coulomb is 0.
+    lugre_coulomb: float | tuple = 0.0  # Nm
+    lugre_static: float | tuple = 0.0  # Nm, >= coulomb: breakaway (stick-slip)
+    lugre_stribeck_velocity: float | tuple = 0.05  # rad/s
+    lugre_stiffness: float | tuple = 300.0  # Nm/rad, presliding (bristle) stiffness
+    lugre_damping: float | tuple = 0.5  # Nm s/rad, bristle damping
 
     def per_joint(self, name: str, n: int) -> np.ndarray:
         raw = getattr(self, name)
@@ -40,6 +46,22 @@ class UnmodelledEffects:
             return np.ones(n_links)
         rng = np.random.default_rng(self.seed)
         return np.clip(rng.normal(1.0, self.link_mass_scale_std, n_links), 0.5, 1.5)
+
+    def lugre(self, n: int):
+        """LuGreParameters for n joints, or None when LuGre friction is off."""
+        from robot_dyn.sim.friction import LuGreParameters
+
+        coulomb = self.per_joint("lugre_coulomb", n)
+        if not np.any(coulomb > 0):
+            return None
+        static = self.per_joint("lugre_static", n)
+        if np.any(static < coulomb):
+            raise ValueError("unmodelled effect 'lugre_static' must be at least 'lugre_coulomb' on every joint")
+        velocity = self.per_joint("lugre_stribeck_velocity", n)
+        if np.any(velocity <= 0):
+            raise ValueError("unmodelled effect 'lugre_stribeck_velocity' must be positive")
+        return LuGreParameters(coulomb, static, velocity, self.per_joint("lugre_stiffness", n),
+                               self.per_joint("lugre_damping", n), np.zeros(n))
 
     @property
     def any(self) -> bool:

@@ -9,6 +9,7 @@ from robot_dyn.robots.description import RobotDescription
 from robot_dyn.robots.engines import mujoco_arm_spec
 from robot_dyn.sim.backend import SceneObject
 from robot_dyn.sim.effects import UnmodelledEffects
+from robot_dyn.sim.friction import lugre_step
 
 SCENE_CAMERA = "scene"
 
@@ -77,6 +78,8 @@ class MujocoBackend:
         self.spec = build_scene_spec(robot, effects, dt)
         self._compile()
         self._nominal = RigidBody(robot)
+        self._lugre = effects.lugre(robot.n_joints)
+        self._bristles = np.zeros(robot.n_joints)  # LuGre state z (rad)
 
     def _compile(self) -> None:
         self.model = self.spec.compile()
@@ -91,14 +94,18 @@ class MujocoBackend:
 
     def reset(self, q: np.ndarray, qd: np.ndarray | None = None) -> None:
         mujoco.mj_resetData(self.model, self.data)
+        self._bristles = np.zeros(self.robot.n_joints)
         self.data.qpos[self._qpos] = q
         self.data.qvel[self._dof] = 0.0 if qd is None else qd
         mujoco.mj_forward(self.model, self.data)
 
     def step(self, tau: np.ndarray) -> None:
         self.data.ctrl[self._act] = tau
-        if self.compensates_gravity:
-            self.data.qfrc_applied[self._dof] = self._nominal.gravity(self.data.qpos[self._qpos])
+        applied = self._nominal.gravity(self.data.qpos[self._qpos]) if self.compensates_gravity else 0.0
+        if self._lugre is not None:
+            self._bristles, friction = lugre_step(self._lugre, self._bristles, self.data.qvel[self._dof], self.dt)
+            applied = applied - friction
+        self.data.qfrc_applied[self._dof] = applied
         mujoco.mj_step(self.model, self.data)
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:

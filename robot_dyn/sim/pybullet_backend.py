@@ -23,6 +23,8 @@ class PybulletBackend:
         n = robot.n_joints
         if np.any(effects.per_joint("armature", n) > 0):
             raise ValueError("unmodelled effect 'armature' is not supported by the pybullet backend; use mujoco")
+        if effects.lugre(n) is not None:
+            raise ValueError("unmodelled effect 'lugre_*' (LuGre friction) is not supported by the pybullet backend; use mujoco")
         self.robot, self.effects, self.dt = robot, effects, dt
         self.compensates_gravity = compensates_gravity
         self.client = p.connect(p.DIRECT)
