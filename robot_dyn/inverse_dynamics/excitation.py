@@ -125,5 +125,15 @@ def optimise_excitation(model: RigidBody, config: ExcitationConfig = ExcitationC
         options={"maxiter": config.iterations, "ftol": 1e-4}, callback=progress,
     )
     traj = _unpack(result.x, n, L, config.period)
-    ok = bool(np.all(feasible(result.x) >= -1e-6))
-    return traj, regressor_condition(model, base, traj, config.samples), ok
+    return traj, regressor_condition(model, base, traj, config.samples), within_limits(model, traj, config)
+
+
+def within_limits(model: RigidBody, traj: FourierTrajectory, config: ExcitationConfig, points: int = 2000) -> bool:
+    """True if the trajectory respects the robot's real limits (no margins) and the table on a dense grid.
+
+    The optimiser enforces limits with margins at fewer points; the margins are what keep
+    the real limits between those points.
+    """
+    real = ExcitationConfig(limit_margin=0.0, velocity_scale=1.0, acceleration_scale=1.0, table_height=0.0)
+    t = np.linspace(0, traj.period, points, endpoint=False)
+    return bool(np.all(_constraints(model, traj, real, t) >= 0.0))
