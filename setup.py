@@ -50,6 +50,8 @@ setup(
         "matplotlib>=3.7",
         "imageio>=2.31",
         "imageio-ffmpeg>=0.4",
+        "scipy>=1.10",
+        "pyarrow>=14",
     ],
     extras_require={
         # rclpy and the message packages from the PyPI ROS 2 wheels; a ROS 2 install

@@ -3,6 +3,8 @@
   robot-dyn sim                 the main job: graph in MuJoCo, headless, writes runs/<stamp>/
   robot-dyn launch sim          start the sim graph as processes (plain venv; no ros2 launch needed)
   robot-dyn bench control       control benchmarks, one JSON object
+  robot-dyn excitation          optimise an excitation trajectory, report its condition number
+  robot-dyn collect inverse-dynamics   record an inverse-dynamics dataset in simulation
 """
 from __future__ import annotations
 
@@ -52,6 +54,39 @@ def _bench(args) -> int:
     return 0
 
 
+def _excitation(args) -> int:
+    from robot_dyn.dynamics import RigidBody
+    from robot_dyn.inverse_dynamics.excitation import ExcitationConfig, optimise_excitation
+    from robot_dyn.robots import load_robot
+
+    config = ExcitationConfig(period=args.period, harmonics=args.harmonics, iterations=args.iterations, seed=args.seed)
+    model = RigidBody(load_robot(args.robot))
+    traj, cond, feasible = optimise_excitation(model, config, log=lambda m: print(m, file=sys.stderr))
+    out = Path(args.out or f"runs/excitation/{args.robot}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"robot": args.robot, "condition_number": cond, "within_limits": feasible,
+                               "trajectory": traj.to_dict()}, indent=2) + "\n")
+    print(json.dumps({"robot": args.robot, "condition_number": cond, "within_limits": feasible, "file": str(out)}))
+    return 0 if feasible else 1
+
+
+def _collect(args) -> int:
+    from robot_dyn.inverse_dynamics.collect import CollectionConfig, collect
+    from robot_dyn.inverse_dynamics.excitation import FourierTrajectory
+
+    try:
+        data = json.loads(Path(args.excitation).read_text())
+        excitation = FourierTrajectory.from_dict(data["trajectory"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"{args.excitation}: not an excitation file from 'robot-dyn excitation': {exc}")
+    if data.get("robot") != args.robot:
+        raise SystemExit(f"{args.excitation} was optimised for '{data.get('robot')}', not '{args.robot}'")
+    config = CollectionConfig(robot=args.robot, effects=args.effects, seed=args.seed)
+    out = Path(args.out or f"datasets/{args.robot}-{args.effects}-{time.strftime('%Y%m%d-%H%M%S')}")
+    print(f"dataset: {collect(excitation, out, config)}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="robot-dyn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +115,24 @@ def main(argv=None) -> int:
     p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"])
     p.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("excitation", help="optimise a Fourier excitation trajectory (JSON out)")
+    p.add_argument("--robot", default="panda")
+    p.add_argument("--period", type=float, default=10.0)
+    p.add_argument("--harmonics", type=int, default=5)
+    p.add_argument("--iterations", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="default: runs/excitation/<robot>.json")
+    p.set_defaults(func=_excitation)
+
+    p = sub.add_parser("collect", help="record a dataset in simulation")
+    p.add_argument("what", choices=["inverse-dynamics"])
+    p.add_argument("--robot", default="panda")
+    p.add_argument("--excitation", required=True, help="a file written by 'robot-dyn excitation'")
+    p.add_argument("--effects", default="realistic_memory", help="unmodelled effects profile")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="dataset folder (must not exist); default: datasets/<robot>-<effects>-<stamp>")
+    p.set_defaults(func=_collect)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -27,7 +27,8 @@ class SimulatedArm:
     def time(self) -> float:
         return self.backend.time
 
-    def advance(self, steps: int) -> None:
+    def advance(self, steps: int, record=None) -> None:
+        """Run `steps` physics steps; record(t, q, qd, tau), if given, sees each step's state and torque."""
         backend, layer, dt = self.backend, self.layer, self.backend.dt
         start = time.perf_counter()
         for _ in range(steps):
@@ -35,6 +36,8 @@ class SimulatedArm:
             t0 = time.perf_counter()
             self.tau = layer.torque(backend.time, q, qd, dt)
             self.inner_timer.add(time.perf_counter() - t0)
+            if record is not None:
+                record(backend.time, q, qd, self.tau)
             backend.step(self.tau)
         self.physics_seconds += time.perf_counter() - start
 
