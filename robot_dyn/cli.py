@@ -5,6 +5,7 @@
   robot-dyn bench control       control benchmarks, one JSON object
   robot-dyn excitation          optimise an excitation trajectory, report its condition number
   robot-dyn collect inverse-dynamics   record an inverse-dynamics dataset in simulation
+  robot-dyn train inverse-dynamics     train a model (nominal|identified|blackbox|hybrid) on it
 """
 from __future__ import annotations
 
@@ -87,6 +88,15 @@ def _collect(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from robot_dyn.inverse_dynamics.jobs import train_job
+    from robot_dyn.inverse_dynamics.training import TrainConfig
+
+    config = TrainConfig(kind=args.model, epochs=args.epochs, seed=args.seed, use_exact=args.exact, hidden=args.hidden)
+    train_job(Path(args.dataset), config, Path(args.out) if args.out else None)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="robot-dyn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +143,17 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="dataset folder (must not exist); default: datasets/<robot>-<effects>-<stamp>")
     p.set_defaults(func=_collect)
+
+    p = sub.add_parser("train", help="train a model on a dataset (runs under torchrun for DDP)")
+    p.add_argument("what", choices=["inverse-dynamics"])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", default="hybrid", choices=["nominal", "identified", "blackbox", "hybrid"])
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--exact", action="store_true", help="train on the simulator's exact states, not filtered ones")
+    p.add_argument("--out", default=None, help="checkpoint folder; default runs/models/<robot>-<model>-<stamp>")
+    p.set_defaults(func=_train)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -14,7 +14,7 @@ from robot_dyn.inverse_dynamics.excitation import FourierTrajectory
 from robot_dyn.robots import load_robot
 
 ROBOT = load_robot("panda")
-SMALL = dict(excitation_periods=1, excitation_time_scales=(1.0,), point_to_point_moves=1, figure_eight_cycles=1, lead_in_s=1.0)
+SMALL = dict(excitation_periods=1, excitation_time_scales=(1.0,), point_to_point_moves=1, train_point_to_point_moves=1, figure_eight_cycles=1, lead_in_s=1.0)
 
 
 def _excitation():

@@ -52,7 +52,8 @@ def rigid_dataset(tmp_path_factory):
     excitation = FourierTrajectory(4.0, ROBOT.home, rng.normal(0, 0.12, (7, 4)), rng.normal(0, 0.12, (7, 4)))
     path = tmp_path_factory.mktemp("rigid") / "data"
     collect(excitation, path, CollectionConfig(effects="nominal", excitation_periods=2, excitation_time_scales=(1.0, 1.5),
-                                               point_to_point_moves=2, figure_eight_cycles=1, lead_in_s=1.0),
+                                               point_to_point_moves=2, train_point_to_point_moves=2,
+                                               figure_eight_cycles=1, lead_in_s=1.0),
             log=lambda *_: None)
     return load_dataset(path, ROBOT)
 

@@ -24,10 +24,11 @@ SIM = {
     "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
 }
 
-CONTROLLER = {
+CONTROLLER = {  # all but robot, rate_hz, feedforward and feedforward_checkpoint change at run time
     "robot": ("panda", "robot name"),
     "rate_hz": (500.0, "outer-loop rate, Hz (ticks are driven by /joint_states, decimated to this)"),
-    "feedforward": ("nominal", "none | nominal (URDF rigid-body inverse dynamics)"),
+    "feedforward": ("nominal", "none | nominal (URDF rigid-body model) | identified | blackbox | hybrid (learned)"),
+    "feedforward_checkpoint": ("", "checkpoint folder of a learned model (robot-dyn train inverse-dynamics)"),
     "robot_compensates_gravity": (True, "true for Franka/KUKA and the sim default: the feedforward leaves gravity out"),
     "joint_speed_scale": (0.5, "share of the joint velocity/acceleration limits used by joint goals"),
     "cartesian_speed": (0.25, "pose goals: peak linear speed, m/s"),

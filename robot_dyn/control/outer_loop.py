@@ -17,7 +17,8 @@ from robot_dyn.control.trajectory import CartesianMove, CartesianPath, JointMoti
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.robots.description import RobotDescription
 
-FEEDFORWARD_MODES = ("none", "nominal")
+FEEDFORWARD_MODES = ("none", "nominal", "identified", "blackbox", "hybrid")
+LEARNED_MODES = ("identified", "blackbox", "hybrid")
 
 
 @dataclass
@@ -62,12 +63,21 @@ class GoalRejected(ValueError):
 
 
 class OuterLoop:
-    """Holds the desired joint state and the active motion; tick() advances both."""
+    """Holds the desired joint state and the active motion; tick() advances both.
 
-    def __init__(self, robot: RobotDescription, config: OuterLoopConfig | None = None, model: RigidBody | None = None):
+    `learned` (e.g. robot_dyn.inverse_dynamics.online.LearnedFeedforward) provides the
+    feedforward for the learned modes: observe(t, q, qd) and torque(q, qd, qdd) -> (tau, ok).
+    """
+
+    def __init__(self, robot: RobotDescription, config: OuterLoopConfig | None = None, model: RigidBody | None = None,
+                 learned=None):
         self.robot = robot
         self.config = (config or OuterLoopConfig()).validated()
         self.model = model or RigidBody(robot)
+        self.learned = learned
+        if self.config.feedforward in LEARNED_MODES and learned is None:
+            raise ValueError(f"feedforward '{self.config.feedforward}' needs a learned model (a checkpoint)")
+        self.learned_fallbacks = 0
         self.posture = robot.home.copy()
         self.motion = None  # JointMotion | CartesianMove | CartesianPath | None
         self.q_d = self.qd_d = self.qdd_d = None
@@ -178,10 +188,26 @@ class OuterLoop:
             self.events.append(f"reference clamped at joint limits: {[self.robot.joint_names[i] for i in np.flatnonzero(outside)]}")
         self.qd_d = np.clip(self.qd_d, -self.robot.qd_max, self.robot.qd_max)
 
+    def observe(self, t: float, q: np.ndarray, qd: np.ndarray) -> None:
+        """Measured state at time t: advances a learned feedforward's recurrent state."""
+        if self.learned is not None and self.config.feedforward in LEARNED_MODES:
+            self.learned.observe(t, q, qd)
+
     def feedforward(self, q, qd, qdd) -> np.ndarray:
-        """URDF rigid-body torque along the reference (Nm), without gravity if the robot compensates it."""
+        """Feedforward torque along the reference (Nm), without gravity if the robot compensates it.
+
+        nominal: URDF rigid-body inverse dynamics; learned modes: the learned model, replaced by
+        the nominal torque on any tick where its output is non-finite or beyond the limits.
+        """
         if self.config.feedforward == "none":
             return np.zeros(self.robot.n_joints)
+        if self.config.feedforward in LEARNED_MODES:
+            tau, ok = self.learned.torque(q, qd, qdd)
+            if not ok:
+                self.learned_fallbacks += 1
+                if self.learned_fallbacks in (1, 10, 100) or self.learned_fallbacks % 1000 == 0:
+                    self.events.append(f"learned feedforward out of range on {self.learned_fallbacks} ticks: nominal used")
+            return tau
         tau = self.model.rnea(q, qd, qdd)
         if self.config.robot_compensates_gravity:
             tau -= self.model.gravity(q)

@@ -34,8 +34,9 @@ class CollectionConfig:
     robot: str = "panda"
     effects: str = "realistic_memory"
     excitation_periods: int = 2
-    excitation_time_scales: tuple = (1.0, 1.6)  # each excitation also run slower: other velocities
-    point_to_point_moves: int = 4
+    excitation_time_scales: tuple = (1.0, 1.6, 2.5)  # each excitation also run slower: other velocities
+    train_point_to_point_moves: int = 12  # task-like moves for training (other seeds than held out)
+    point_to_point_moves: int = 4  # held out
     figure_eight_cycles: int = 2
     lead_in_s: float = 2.0
     outer_rate_hz: float = 500.0
@@ -126,13 +127,14 @@ def collect(excitation: FourierTrajectory, out: Path, config: CollectionConfig =
                              "figure_eight", "heldout", model, arm.backend.dt, config, rng))
     log(f"collect: held-out figure-8, {path.t_end:.0f} s")
 
-    arm, loop = fresh()
-    for k in range(config.point_to_point_moves):
-        goal = np.clip(robot.home + rng.uniform(-0.5, 0.5, 7), robot.q_min + 0.2, robot.q_max - 0.2)
-        duration = loop.command_joint_goal(arm.time, goal) + 0.3
-        rec = _run(arm, loop, loop.tick, duration, config.outer_rate_hz)
-        episodes.append(_episode(rec, f"point_to_point_{k}", "heldout", model, arm.backend.dt, config, rng))
-    log(f"collect: held-out point-to-point, {config.point_to_point_moves} moves")
+    for split, moves in (("train", config.train_point_to_point_moves), ("heldout", config.point_to_point_moves)):
+        arm, loop = fresh()
+        for k in range(moves):
+            goal = np.clip(robot.home + rng.uniform(-0.6, 0.6, 7), robot.q_min + 0.2, robot.q_max - 0.2)
+            duration = loop.command_joint_goal(arm.time, goal) + rng.uniform(0.1, 0.5)
+            rec = _run(arm, loop, loop.tick, duration, config.outer_rate_hz)
+            episodes.append(_episode(rec, f"point_to_point_{split}_{k}", split, model, arm.backend.dt, config, rng))
+        log(f"collect: {split} point-to-point, {moves} moves")
 
     metadata = {
         "robot": robot.name, "joint_names": list(robot.joint_names), "urdf_sha256": urdf_hash(robot.urdf_xml),

@@ -61,20 +61,40 @@ class RigidBodyTorque(nn.Module):
 
 
 class Residual(nn.Module):
-    """GRU on normalised [q, qd, qdd] -> torque (Nm) through a linear read-out and output scale."""
+    """GRU on normalised states -> torque (Nm) through a linear read-out and an output scale.
 
-    def __init__(self, n_joints: int, hidden: int):
+    scope 'full': one GRU sees [q, qd, qdd] of all joints (the black box, which must learn
+    gravity and coupling). scope 'joint': one GRU, shared by the joints, sees each joint's own
+    (qd, qdd) history and its joint id, and predicts that joint's torque: the effects a
+    rigid-body model lacks (stick-slip, presliding hysteresis, rotor inertia) are joint-local,
+    and this keeps the residual from memorising positions of the training trajectories.
+    """
+
+    def __init__(self, n_joints: int, hidden: int, scope: str = "full"):
         super().__init__()
-        self.gru = nn.GRU(3 * n_joints, hidden, batch_first=True, dtype=torch.float64)
-        self.head = nn.Linear(hidden, n_joints, dtype=torch.float64)
+        if scope not in ("full", "joint"):
+            raise ValueError(f"residual scope must be 'full' or 'joint', got '{scope}'")
+        self.n, self.scope = n_joints, scope
+        inputs, outputs = (3 * n_joints, n_joints) if scope == "full" else (2 + n_joints, 1)
+        self.gru = nn.GRU(inputs, hidden, batch_first=True, dtype=torch.float64)
+        self.head = nn.Linear(hidden, outputs, dtype=torch.float64)
         self.register_buffer("x_mean", torch.zeros(3 * n_joints, dtype=torch.float64))
         self.register_buffer("x_std", torch.ones(3 * n_joints, dtype=torch.float64))
         self.register_buffer("y_std", torch.ones(n_joints, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None):
         """x (B, T, 3n) -> (torque (B, T, n), hidden)."""
-        out, h = self.gru((x - self.x_mean) / self.x_std, h)
-        return self.head(out) * self.y_std, h
+        z = (x - self.x_mean) / self.x_std
+        if self.scope == "full":
+            out, h = self.gru(z, h)
+            return self.head(out) * self.y_std, h
+        B, T, n = z.shape[0], z.shape[1], self.n
+        per_joint = torch.stack([z[..., n:2 * n], z[..., 2 * n:]], -1)  # (B, T, n, 2)
+        ids = torch.eye(n, dtype=z.dtype).expand(B, T, n, n)
+        inp = torch.cat([per_joint, ids], -1).permute(0, 2, 1, 3).reshape(B * n, T, 2 + n)
+        out, h = self.gru(inp, h)
+        y = self.head(out).reshape(B, n, T).permute(0, 2, 1)
+        return y * self.y_std, h
 
 
 class InverseDynamicsModel(nn.Module):
@@ -89,7 +109,7 @@ class InverseDynamicsModel(nn.Module):
         pi0 = rigid_body.inertial_parameters()
         # init_scale scales every body's mass and inertia alike (still consistent): a wrong start.
         self.rigid = RigidBodyTorque(pi0 * init_scale, n) if kind in ("identified", "hybrid") else None
-        self.residual = Residual(n, hidden) if kind in ("blackbox", "hybrid") else None
+        self.residual = Residual(n, hidden, "full" if kind == "blackbox" else "joint") if kind in ("blackbox", "hybrid") else None
         self.register_buffer("pi_nominal", torch.tensor(pi0))
 
     @property

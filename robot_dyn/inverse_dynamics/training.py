@@ -151,13 +151,19 @@ def train(model_rb: RigidBody, train_eps: list[Episode], rate_hz: float, config:
     data = [prepare(e, rate_hz, config, model_rb, need_y) for e in train_eps]
     tau_all = np.concatenate([d.tau for d in data])
     var = torch.tensor(np.var(tau_all, axis=0))
+    if model.rigid is not None:
+        _identify(model, data, var, config.identify_iterations, say)
     if model.residual is not None:
         x_all = np.concatenate([d.x for d in data])
         model.residual.x_mean.copy_(torch.tensor(x_all.mean(0)))
         model.residual.x_std.copy_(torch.tensor(x_all.std(0) + 1e-6))
-        model.residual.y_std.copy_(torch.tensor(tau_all.std(0) + 1e-6))
-    if model.rigid is not None:
-        _identify(model, data, var, config.identify_iterations, say)
+        target = tau_all
+        if model.rigid is not None:  # the residual's scale is what the rigid part leaves
+            with torch.no_grad():
+                n = tau_all.shape[1]
+                rigid = model.rigid(torch.tensor(np.concatenate([d.Y for d in data])), torch.tensor(x_all[:, n:2 * n]))
+            target = tau_all - rigid.numpy()
+        model.residual.y_std.copy_(torch.tensor(target.std(0) + 1e-6))
     if model.residual is None:
         return model.eval()
 
@@ -187,7 +193,7 @@ def train(model_rb: RigidBody, train_eps: list[Episode], rate_hz: float, config:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            total, batches = total + float(loss), batches + 1
+            total, batches = total + float(loss.detach()), batches + 1
         sched.step()
         if epoch % max(1, config.epochs // 10) == 0 or epoch == config.epochs - 1:
             say(f"train {config.kind}: epoch {epoch + 1}/{config.epochs}, nMSE {total / batches:.5f}")

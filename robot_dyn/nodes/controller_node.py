@@ -20,7 +20,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
 from robot_dyn.control.ik import IKGains
-from robot_dyn.control.outer_loop import GoalRejected, OuterLoop, OuterLoopConfig
+from robot_dyn.control.outer_loop import LEARNED_MODES, GoalRejected, OuterLoop, OuterLoopConfig
 from robot_dyn.nodes.messages import (
     cartesian_path_from_msg, diagnostics_msg, pose_to_arrays, reference_msg, rotation_to_quaternion, to_sec, to_stamp,
 )
@@ -48,7 +48,13 @@ class ControllerNode(Node):
         declare_parameters(self, DEFAULTS, DESCRIPTIONS)
         p = parameter_values(self, DEFAULTS)
         self.robot = load_robot(p["robot"])
-        self.loop = OuterLoop(self.robot, outer_loop_config(p))
+        config = outer_loop_config(p)
+        learned = None
+        if config.feedforward in LEARNED_MODES:
+            learned = self._load_learned(p["feedforward_checkpoint"], config)
+            if learned is None:
+                config.feedforward = "nominal"
+        self.loop = OuterLoop(self.robot, config, learned=learned)
         self.period = 1.0 / p["rate_hz"]
         self.resync_threshold = p["resync_threshold"]
         self.pose_period = 1.0 / p["desired_pose_rate_hz"]
@@ -69,7 +75,26 @@ class ControllerNode(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.t_now = None
-        self.get_logger().info(f"{self.robot.name}: outer loop at {p['rate_hz']:.0f} Hz, feedforward '{p['feedforward']}'")
+        self.get_logger().info(f"{self.robot.name}: outer loop at {p['rate_hz']:.0f} Hz, feedforward '{self.loop.config.feedforward}'")
+
+    def _load_learned(self, checkpoint: str, config: OuterLoopConfig):
+        """The learned feedforward, or None (with a warning) if the checkpoint cannot be used."""
+        try:
+            from robot_dyn.dynamics.rigid_body import RigidBody
+            from robot_dyn.inverse_dynamics.models import load_model
+            from robot_dyn.inverse_dynamics.online import LearnedFeedforward
+
+            if not checkpoint:
+                raise ValueError("parameter 'feedforward_checkpoint' is empty")
+            rb = RigidBody(self.robot)
+            model = load_model(checkpoint, rb)
+            if model.kind != config.feedforward:
+                raise ValueError(f"{checkpoint} holds a '{model.kind}' model, not '{config.feedforward}'")
+            self.get_logger().info(f"feedforward: {model.kind} model from {checkpoint}")
+            return LearnedFeedforward(model, rb, config.robot_compensates_gravity)
+        except Exception as exc:  # a bad checkpoint must never stop the arm's controller
+            self.get_logger().warning(f"learned feedforward unavailable ({exc}); falling back to nominal feedforward")
+            return None
 
     def event(self, text: str, warn: bool = False) -> None:
         if warn:  # rclpy ties a severity to each call site: one call per severity
@@ -80,21 +105,23 @@ class ControllerNode(Node):
 
     def on_set_parameters(self, params) -> SetParametersResult:
         changes = {prm.name: prm.value for prm in params}
-        fixed = sorted(set(changes) & {"robot", "rate_hz"})
+        fixed = sorted(set(changes) & {"robot", "rate_hz", "feedforward", "feedforward_checkpoint"})
         if fixed:
             return SetParametersResult(successful=False, reason=f"{fixed} cannot change at run time; restart the node")
         current = parameter_values(self, DEFAULTS)
         current.update(changes)
         try:
-            self.loop.config = outer_loop_config(current)
+            config = outer_loop_config(current)
+            config.feedforward = self.loop.config.feedforward  # keeps a start-up fallback to nominal
+            self.loop.config = config
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.resync_threshold = current["resync_threshold"]
         return SetParametersResult(successful=True)
 
     # --- state and tick ----------------------------------------------------
-    def _measured(self, msg: JointState) -> np.ndarray:
-        """Measured positions in the robot's joint order; raises ValueError naming what is wrong."""
+    def _measured(self, msg: JointState) -> tuple[np.ndarray, np.ndarray]:
+        """Measured (q, qd) in the robot's joint order; raises ValueError naming what is wrong."""
         names = tuple(msg.name)
         if self._order is None or self._order[0] != names:
             missing = [j for j in self.robot.joint_names if j not in names]
@@ -103,17 +130,19 @@ class ControllerNode(Node):
             self._order = (names, [names.index(j) for j in self.robot.joint_names])
         if len(msg.position) != len(names):
             raise ValueError(f"joint_states has {len(msg.position)} positions for {len(names)} names")
-        q = np.asarray(msg.position)[self._order[1]]
-        if not np.all(np.isfinite(q)):
-            raise ValueError("joint_states has non-finite positions")
-        return q
+        idx = self._order[1]
+        q = np.asarray(msg.position)[idx]
+        qd = np.asarray(msg.velocity)[idx] if len(msg.velocity) == len(names) else np.zeros(len(idx))
+        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
+            raise ValueError("joint_states has non-finite positions or velocities")
+        return q, qd
 
     def on_joint_state(self, msg: JointState) -> None:
         t = to_sec(msg.header.stamp)
         if t - self.last_tick < self.period * 0.5:  # decimate a faster state stream (1 kHz on hardware)
             return
         try:
-            q = self._measured(msg)
+            q, qd = self._measured(msg)
         except ValueError as exc:
             self.get_logger().error(str(exc), throttle_duration_sec=1.0)
             return
@@ -125,6 +154,7 @@ class ControllerNode(Node):
         elif not self.loop.busy(t) and np.max(np.abs(q - self.loop.q_d)) > self.resync_threshold:
             self.loop.start(t, q)
             self.event("arm is far from the desired state while idle: restarted from the measured position", warn=True)
+        self.loop.observe(t, q, qd)
         ref = self.loop.tick(t)
         self.ref_pub.publish(reference_msg(ref, self.robot.joint_names))
         self.timer.add(time.perf_counter() - start)
