@@ -52,6 +52,8 @@ setup(
         "imageio-ffmpeg>=0.4",
         "scipy>=1.10",
         "pyarrow>=14",
+        "rosbags>=0.10",
+        "safetensors>=0.4",
     ],
     extras_require={
         # rclpy and the message packages from the PyPI ROS 2 wheels; a ROS 2 install
@@ -67,6 +69,8 @@ setup(
             "ros-visualization-msgs",
         ],
         "test": ["pytest>=7", "hypothesis>=6"],
+        # torch is required for learning; `make` installs the CPU build 2.13.0 first.
+        "learn": ["torch>=2.3"],
     },
     entry_points={
         "console_scripts": [f"{name}={target}" for name, target in NODES.items()]

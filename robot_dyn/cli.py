@@ -17,11 +17,26 @@ import time
 from pathlib import Path
 
 
+def _overrides(pairs) -> dict:
+    """--param node.name=value (value parsed as YAML) -> {node: {name: value}}."""
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        node, dot, name = key.partition(".")
+        if not (sep and dot and node and name):
+            raise SystemExit(f"--param expects node.name=value, got '{pair}'")
+        out.setdefault(node, {})[name] = yaml.safe_load(value)
+    return out
+
+
 def _sim(args) -> int:
     from robot_dyn.jobs.sim_demo import run_demo
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    run_dir = run_demo(args.robot, args.backend, args.effects, Path(args.out), video=not args.no_video)
+    run_dir = run_demo(args.robot, args.backend, args.effects, Path(args.out), video=not args.no_video,
+                       overrides=_overrides(args.param))
     print((run_dir / "report.md").read_text())
     return 0
 
@@ -30,7 +45,7 @@ def _launch(args) -> int:
     from robot_dyn.bringup.graph import sim_graph
     from robot_dyn.bringup.processes import GraphProcesses
 
-    nodes = sim_graph(args.robot, args.backend, args.mode, args.effects)
+    nodes = sim_graph(args.robot, args.backend, args.mode, args.effects, overrides=_overrides(args.param))
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     workdir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"starting {[n.name for n in nodes]} in ROS_DOMAIN_ID={domain}; parameter files in {workdir}; Ctrl-C stops")
@@ -46,11 +61,15 @@ def _launch(args) -> int:
 
 
 def _bench(args) -> int:
-    if args.what != "control":
-        raise SystemExit(f"unknown benchmark '{args.what}'")
-    from robot_dyn.bench.control import bench_control
+    progress = lambda m: print(m, file=sys.stderr)  # noqa: E731 (stdout carries only the JSON)
+    if args.what == "control":
+        from robot_dyn.bench.control import bench_control
 
-    result = bench_control(tuple(args.robots), quick=args.quick, log=lambda m: print(m, file=sys.stderr))
+        result = bench_control(tuple(args.robots), quick=args.quick, log=progress)
+    else:
+        from robot_dyn.bench.inverse_dynamics import bench_inverse_dynamics
+
+        result = bench_inverse_dynamics(args.robots[0], quick=args.quick, log=progress)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 
@@ -75,6 +94,15 @@ def _collect(args) -> int:
     from robot_dyn.inverse_dynamics.collect import CollectionConfig, collect
     from robot_dyn.inverse_dynamics.excitation import FourierTrajectory
 
+    if args.from_bag:
+        from robot_dyn.inverse_dynamics.rosbag_import import import_rosbag
+        from robot_dyn.robots import load_robot
+
+        out = Path(args.out or f"datasets/{args.robot}-rosbag-{time.strftime('%Y%m%d-%H%M%S')}")
+        print(f"dataset: {import_rosbag(Path(args.from_bag), load_robot(args.robot), out, args.state_topic, args.command_topic)}")
+        return 0
+    if not args.excitation:
+        raise SystemExit("give --excitation FILE (from 'robot-dyn excitation') or --from-bag BAG")
     try:
         data = json.loads(Path(args.excitation).read_text())
         excitation = FourierTrajectory.from_dict(data["trajectory"])
@@ -107,6 +135,8 @@ def main(argv=None) -> int:
     p.add_argument("--effects", default="nominal", help="unmodelled effects profile (configs/sim_effects.yaml)")
     p.add_argument("--out", default="runs")
     p.add_argument("--no-video", action="store_true")
+    p.add_argument("--param", action="append", metavar="NODE.NAME=VALUE",
+                   help="override a node parameter, e.g. controller.feedforward=hybrid (repeatable)")
     p.set_defaults(func=_sim)
 
     p = sub.add_parser("launch", help="start a node graph as processes")
@@ -117,12 +147,14 @@ def main(argv=None) -> int:
     p.add_argument("--effects", default=None, help="default: configs/sim.yaml")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many wall seconds (0: run until Ctrl-C)")
     p.add_argument("--log-dir", default="runs/launch")
+    p.add_argument("--param", action="append", metavar="NODE.NAME=VALUE",
+                   help="override a node parameter, e.g. controller.feedforward=hybrid (repeatable)")
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    p.add_argument("what", choices=["control"])
+    p.add_argument("what", choices=["control", "inverse-dynamics"])
     p.add_argument("--json", action="store_true", help="compact single-line JSON")
-    p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"])
+    p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"], help="inverse-dynamics uses the first")
     p.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")
     p.set_defaults(func=_bench)
 
@@ -138,7 +170,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("collect", help="record a dataset in simulation")
     p.add_argument("what", choices=["inverse-dynamics"])
     p.add_argument("--robot", default="panda")
-    p.add_argument("--excitation", required=True, help="a file written by 'robot-dyn excitation'")
+    p.add_argument("--excitation", help="a file written by 'robot-dyn excitation' (simulation)")
+    p.add_argument("--from-bag", help="import a rosbag2 recorded on a real arm instead of simulating")
+    p.add_argument("--state-topic", default="/joint_states", help="with --from-bag: sensor_msgs/JointState topic")
+    p.add_argument("--command-topic", default=None,
+                   help="with --from-bag: commanded torques (JointState effort, Float64MultiArray or JointTrajectory); "
+                        "without it the measured effort is used")
     p.add_argument("--effects", default="realistic_memory", help="unmodelled effects profile")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="dataset folder (must not exist); default: datasets/<robot>-<effects>-<stamp>")

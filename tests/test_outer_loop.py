@@ -12,13 +12,7 @@ from robot_dyn.sim.simulated_arm import SimulatedArm
 
 def run_closed_loop(robot, loop, arm, until: float, record=None):
     """500 Hz outer loop, 1 kHz robot layer; record(t, q) after each outer tick."""
-    while arm.time < until - 1e-9:
-        t = arm.time
-        ref = loop.tick(t)
-        arm.layer.submit(t, ref.stamp, robot.joint_names, ref.q, ref.qd, ref.qdd, ref.tau_ff)
-        arm.advance(2)
-        if record:
-            record(arm.time, arm.state()[1])
+    arm.follow(loop.tick, until - arm.time, 500.0, after_tick=record)
 
 
 def setup(name, feedforward="nominal", backend="mujoco"):

@@ -58,15 +58,9 @@ class _Recorder:
 
 
 def _run(arm: SimulatedArm, loop: OuterLoop, reference_at, duration: float, rate: float) -> _Recorder:
-    """Drive the arm for `duration` s with references from reference_at(t) -> Reference at `rate` Hz."""
+    """Drive the arm for `duration` s with references from reference_at(t) at `rate` Hz, recording every step."""
     rec = _Recorder()
-    steps = max(1, int(round(1.0 / (rate * arm.backend.dt))))
-    t_end = arm.time + duration
-    while arm.time < t_end - 1e-9:
-        ref = reference_at(arm.time)
-        if not arm.layer.submit(arm.time, ref.stamp, arm.robot.joint_names, ref.q, ref.qd, ref.qdd, ref.tau_ff):
-            raise RuntimeError(f"collection reference rejected: {arm.layer.drain_events()[-1][1]}")
-        arm.advance(steps, rec)
+    arm.follow(reference_at, duration, rate, record=rec)
     return rec
 
 

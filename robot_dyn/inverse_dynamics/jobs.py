@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.inverse_dynamics.dataset import load_dataset, read_metadata
@@ -29,6 +30,12 @@ def train_job(dataset: Path, config: TrainConfig, out: Path | None = None, log=p
     log(f"train {config.kind} on {dataset} ({len(train_eps)} training, {len(heldout)} held-out episodes)")
     start = time.monotonic()
     model = train(model_rb, train_eps, meta["rate_hz"], config, log=log)
+    if torch.distributed.is_initialized():  # under torchrun: rank 0 evaluates and saves
+        rank = torch.distributed.get_rank()
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        if rank != 0:
+            return out
     metrics = {"heldout": evaluate(model, heldout, meta["rate_hz"], config), "train_seconds": time.monotonic() - start,
                "dataset": str(dataset), "effects_profile": meta.get("effects_profile"), "train_config": config_dict(config)}
     if model.identified_parameters() is not None:

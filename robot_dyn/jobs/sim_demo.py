@@ -29,13 +29,13 @@ def load_demo_config(path: Path | None = None) -> dict:
 
 
 def run_demo(robot: str = "panda", backend: str = "mujoco", effects: str = "nominal", out_root: Path = Path("runs"),
-             video: bool = True, config_path: Path | None = None, log=print) -> Path:
+             video: bool = True, config_path: Path | None = None, overrides: dict | None = None, log=print) -> Path:
     config = load_demo_config(config_path)
     run_dir = Path(out_root) / f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{robot}-{backend}"
     run_dir.mkdir(parents=True, exist_ok=False)
     log(f"run folder: {run_dir}")
     wall0 = time.monotonic()
-    with SimSession(robot, run_dir / "logs", backend=backend, effects=effects) as s:
+    with SimSession(robot, run_dir / "logs", backend=backend, effects=effects, overrides=overrides) as s:
         write_json(run_dir / "config.json", {"demo": config, "nodes": {n.name: n.parameters for n in s.nodes}})
         log(f"graph up (sim + controller, DDS domain {s.graph.domain_id}, lockstep) after {time.monotonic() - wall0:.1f} s")
         goals = []

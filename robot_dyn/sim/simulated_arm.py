@@ -41,6 +41,26 @@ class SimulatedArm:
             backend.step(self.tau)
         self.physics_seconds += time.perf_counter() - start
 
+    def follow(self, reference_at, duration: float, rate_hz: float = 500.0, record=None, observe=None,
+               after_tick=None) -> None:
+        """Run the outer loop in this process: every 1/rate_hz s submit reference_at(t) (an object with
+        stamp, q, qd, qdd, tau_ff), then advance physics. observe(t, q, qd) sees the measured state before
+        each reference; after_tick(t, q) after each outer period; record as in advance().
+        Raises RuntimeError if the robot layer rejects a reference."""
+        steps = max(1, int(round(1.0 / (rate_hz * self.backend.dt))))
+        t_end = self.time + duration
+        while self.time < t_end - 1e-9:
+            t = self.time
+            if observe is not None:
+                q, qd = self.backend.joint_state()
+                observe(t, q, qd)
+            ref = reference_at(t)
+            if not self.layer.submit(t, ref.stamp, self.robot.joint_names, ref.q, ref.qd, ref.qdd, ref.tau_ff):
+                raise RuntimeError(f"reference rejected: {self.layer.drain_events()[-1][1]}")
+            self.advance(steps, record)
+            if after_tick is not None:
+                after_tick(self.time, self.backend.joint_state()[0])
+
     def state(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """(t s, q rad, qd rad/s, commanded tau Nm)."""
         q, qd = self.backend.joint_state()
