@@ -27,6 +27,9 @@ from robot_dyn.inverse_dynamics.physical import dynamic_to_log_cholesky, log_cho
 KINDS = ("nominal", "identified", "blackbox", "hybrid")
 CHECKPOINT_VERSION = 1
 FRICTION_SMOOTHING = 0.01  # rad/s: Coulomb friction as Fc tanh(qd / 0.01)
+# Joint-local residual: tanh(qd / v) features resolve the low-velocity (stick-slip) regime that a
+# velocity normalised by its spread (~0.4 rad/s) squashes near zero.
+VELOCITY_SCALES = (0.01, 0.1)
 
 
 class CheckpointError(ValueError):
@@ -65,9 +68,10 @@ class Residual(nn.Module):
 
     scope 'full': one GRU sees [q, qd, qdd] of all joints (the black box, which must learn
     gravity and coupling). scope 'joint': one GRU, shared by the joints, sees each joint's own
-    (qd, qdd) history and its joint id, and predicts that joint's torque: the effects a
-    rigid-body model lacks (stick-slip, presliding hysteresis, rotor inertia) are joint-local,
-    and this keeps the residual from memorising positions of the training trajectories.
+    history of (qd, qdd, tanh(qd / v) for v in VELOCITY_SCALES) and its joint id, and predicts
+    that joint's torque: the effects a rigid-body model lacks (stick-slip, presliding
+    hysteresis, rotor inertia) are joint-local, and this keeps the residual from memorising
+    positions of the training trajectories.
     """
 
     def __init__(self, n_joints: int, hidden: int, scope: str = "full"):
@@ -75,7 +79,7 @@ class Residual(nn.Module):
         if scope not in ("full", "joint"):
             raise ValueError(f"residual scope must be 'full' or 'joint', got '{scope}'")
         self.n, self.scope = n_joints, scope
-        inputs, outputs = (3 * n_joints, n_joints) if scope == "full" else (2 + n_joints, 1)
+        inputs, outputs = (3 * n_joints, n_joints) if scope == "full" else (2 + len(VELOCITY_SCALES) + n_joints, 1)
         self.gru = nn.GRU(inputs, hidden, batch_first=True, dtype=torch.float64)
         self.head = nn.Linear(hidden, outputs, dtype=torch.float64)
         self.register_buffer("x_mean", torch.zeros(3 * n_joints, dtype=torch.float64))
@@ -89,9 +93,11 @@ class Residual(nn.Module):
             out, h = self.gru(z, h)
             return self.head(out) * self.y_std, h
         B, T, n = z.shape[0], z.shape[1], self.n
-        per_joint = torch.stack([z[..., n:2 * n], z[..., 2 * n:]], -1)  # (B, T, n, 2)
+        qd = x[..., n:2 * n]
+        features = [z[..., n:2 * n], z[..., 2 * n:]] + [torch.tanh(qd / v) for v in VELOCITY_SCALES]
+        per_joint = torch.stack(features, -1)  # (B, T, n, 2 + scales)
         ids = torch.eye(n, dtype=z.dtype).expand(B, T, n, n)
-        inp = torch.cat([per_joint, ids], -1).permute(0, 2, 1, 3).reshape(B * n, T, 2 + n)
+        inp = torch.cat([per_joint, ids], -1).permute(0, 2, 1, 3).reshape(B * n, T, per_joint.shape[-1] + n)
         out, h = self.gru(inp, h)
         y = self.head(out).reshape(B, n, T).permute(0, 2, 1)
         return y * self.y_std, h

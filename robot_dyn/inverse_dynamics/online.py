@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot_dyn.dynamics.rigid_body import RigidBody
-from robot_dyn.inverse_dynamics.models import FRICTION_SMOOTHING, InverseDynamicsModel
+from robot_dyn.inverse_dynamics.models import FRICTION_SMOOTHING, VELOCITY_SCALES, InverseDynamicsModel
 
 
 def _sigmoid(x):
@@ -43,7 +43,11 @@ class GRUStep:
         """x = [q, qd, qdd] (3n,) -> (residual torque (n,), next state)."""
         z = (x - self.x_mean) / self.x_std
         n = self.n
-        inp = z[None] if self.scope == "full" else np.column_stack([z[n:2 * n], z[2 * n:], self.ids])
+        if self.scope == "full":
+            inp = z[None]
+        else:
+            qd = x[n:2 * n]
+            inp = np.column_stack([z[n:2 * n], z[2 * n:]] + [np.tanh(qd / v) for v in VELOCITY_SCALES] + [self.ids])
         gi = inp @ self.w_ih.T + self.b_ih
         gh = h @ self.w_hh.T + self.b_hh
         H = self.hidden
