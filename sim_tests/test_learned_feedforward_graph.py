@@ -16,13 +16,18 @@ def _hybrid_checkpoint(path):
     return model.save(path)
 
 
-def test_controller_runs_a_hybrid_checkpoint(tmp_path):
-    ckpt = _hybrid_checkpoint(tmp_path / "hybrid")
-    overrides = {"controller": {"feedforward": "hybrid", "feedforward_checkpoint": str(ckpt)}}
-    with SimSession("panda", tmp_path / "run", overrides=overrides) as s:
+def _joint_goal_with(checkpoint, workdir):
+    """Run the graph with a hybrid feedforward from `checkpoint`; (final joint error, controller log)."""
+    overrides = {"controller": {"feedforward": "hybrid", "feedforward_checkpoint": str(checkpoint)}}
+    with SimSession("panda", workdir, overrides=overrides) as s:
         goal = s.robot.home + np.array([0.3, 0.2, -0.2, 0.2, 0.3, -0.2, 0.4])
-        assert s.joint_goal(goal, settle=0.3)["final_error_rad_max"] < 2e-3
-    log = (tmp_path / "run" / "controller.log").read_text()
+        error = s.joint_goal(goal, settle=0.3)["final_error_rad_max"]
+    return error, (workdir / "controller.log").read_text()
+
+
+def test_controller_runs_a_hybrid_checkpoint(tmp_path):
+    error, log = _joint_goal_with(_hybrid_checkpoint(tmp_path / "hybrid"), tmp_path / "run")
+    assert error < 2e-3
     assert "feedforward: hybrid model from" in log and "feedforward 'hybrid'" in log
 
 
@@ -30,10 +35,7 @@ def test_corrupt_checkpoint_falls_back_to_nominal_with_a_warning(tmp_path):
     ckpt = _hybrid_checkpoint(tmp_path / "hybrid")
     data = (ckpt / "model.safetensors").read_bytes()
     (ckpt / "model.safetensors").write_bytes(data[:100])
-    overrides = {"controller": {"feedforward": "hybrid", "feedforward_checkpoint": str(ckpt)}}
-    with SimSession("panda", tmp_path / "run", overrides=overrides) as s:
-        goal = s.robot.home + np.array([0.3, 0.2, -0.2, 0.2, 0.3, -0.2, 0.4])
-        assert s.joint_goal(goal, settle=0.3)["final_error_rad_max"] < 1e-3
-    log = (tmp_path / "run" / "controller.log").read_text()
+    error, log = _joint_goal_with(ckpt, tmp_path / "run")
+    assert error < 1e-3
     assert "model.safetensors: unreadable" in log and "falling back to nominal feedforward" in log
     assert "feedforward 'nominal'" in log
