@@ -30,12 +30,10 @@ def train_job(dataset: Path, config: TrainConfig, out: Path | None = None, log=p
     log(f"train {config.kind} on {dataset} ({len(train_eps)} training, {len(heldout)} held-out episodes)")
     start = time.monotonic()
     model = train(model_rb, train_eps, meta["rate_hz"], config, log=log)
-    if torch.distributed.is_initialized():  # under torchrun: rank 0 evaluates and saves
-        rank = torch.distributed.get_rank()
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-        if rank != 0:
-            return out
+    distributed = torch.distributed.is_initialized()
+    if distributed and torch.distributed.get_rank() != 0:  # under torchrun: rank 0 evaluates and saves
+        _finish_distributed()
+        return out
     metrics = {"heldout": evaluate(model, heldout, meta["rate_hz"], config), "train_seconds": time.monotonic() - start,
                "dataset": str(dataset), "effects_profile": meta.get("effects_profile"), "train_config": config_dict(config)}
     if model.identified_parameters() is not None:
@@ -47,4 +45,13 @@ def train_job(dataset: Path, config: TrainConfig, out: Path | None = None, log=p
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log(f"held-out nMSE {metrics['heldout']['nmse']:.4f} (per joint {np.round(metrics['heldout']['nmse_per_joint'], 4).tolist()})")
     log(f"checkpoint: {out}")
+    if distributed:
+        _finish_distributed()
     return out
+
+
+def _finish_distributed() -> None:
+    """Every rank leaves together, after rank 0 has saved: a rank that exits while another still
+    works has aborted at shutdown ('terminate called without an active exception')."""
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()

@@ -170,7 +170,8 @@ def train(model_rb: RigidBody, train_eps: list[Episode], rate_hz: float, config:
     X, Y, T = _windows(data, config.window, need_y)
     device = torch.device("cuda", rank % torch.cuda.device_count()) if torch.cuda.is_available() else torch.device("cpu")
     model.to(device)
-    shard = torch.arange(rank, X.shape[0], world)  # each rank trains on its share of the windows
+    # Each rank trains on an equal share of the windows: DDP needs the same number of steps on every rank.
+    shard = torch.arange(rank, (X.shape[0] // world) * world, world)
     X, T = X[shard].to(device), T[shard].to(device)
     Y = Y[shard].to(device) if Y is not None else None
     var = var.to(device)
