@@ -12,7 +12,9 @@ N = ROBOT.n_joints
 
 
 def make_layer(**overrides):
-    return RobotLayer(ROBOT, ImpedanceSettings.from_robot(ROBOT, **overrides))
+    layer = RobotLayer(ROBOT, ImpedanceSettings.from_robot(ROBOT, **overrides))
+    layer.observe(ROBOT.home)
+    return layer
 
 
 def test_law_is_feedforward_plus_spring_plus_damper():
@@ -51,6 +53,7 @@ def test_layer_starts_in_hold_and_tracks_a_fresh_reference():
     ("limits", {"positions": [0.0, 0.0, 0.0, 0.5, 0.0, 1.0, 0.0]}, r"positions: outside joint limits: panda_joint4=0.5000"),
     ("speed", {"velocities": [0.0] * 6 + [10.0]}, r"velocities: above the velocity limit at joints \['panda_joint7'\]"),
     ("torque", {"efforts": [100.0] + [0.0] * 6}, r"effort: feedforward above the torque limit"),
+    ("acceleration", {"accelerations": [0.0] * 3 + [1e5] + [0.0] * 3}, r"accelerations: above 2x the acceleration limit at joints \['panda_joint4'\]"),
 ])
 def test_bad_references_are_rejected_naming_the_field(field, kwargs, message):
     args = {"positions": ROBOT.home.tolist()} | kwargs
@@ -89,7 +92,7 @@ def test_rejected_reference_does_not_move_the_arm_and_is_recorded():
 def test_watchdog_holds_measured_position_with_safe_gains_after_stale_timeout():
     layer = make_layer()
     q = ROBOT.home.copy()
-    q_d = q + 0.05
+    q_d = q + 0.04
     assert layer.submit(0.0, 0.0, ROBOT.joint_names, q_d, efforts=np.full(N, 1.0))
     t = 0.0
     while t < 0.05:  # fresh: tracks q_d with feedforward (rate limits ramp the torque up)
@@ -108,9 +111,16 @@ def test_watchdog_holds_measured_position_with_safe_gains_after_stale_timeout():
 def test_stale_or_future_stamp_is_rejected():
     layer = make_layer()
     assert not layer.submit(1.0, 0.9, ROBOT.joint_names, ROBOT.home)
-    assert not layer.submit(1.0, 1.5, ROBOT.joint_names, ROBOT.home)
+    assert not layer.submit(1.0, 1.01, ROBOT.joint_names, ROBOT.home)  # beyond the 5 ms clock tolerance
+    assert layer.submit(1.0, 1.002, ROBOT.joint_names, ROBOT.home)
     texts = [t for _, t in layer.drain_events()]
     assert "stale" in texts[0] and "future" in texts[1]
+
+
+def test_nothing_is_accepted_before_the_arm_position_is_known():
+    layer = RobotLayer(ROBOT, ImpedanceSettings.from_robot(ROBOT))
+    assert not layer.submit(0.0, 0.0, ROBOT.joint_names, ROBOT.home + 0.5)
+    assert "no measured joint position yet" in layer.drain_events()[-1][1]
 
 
 def test_settings_are_validated():
@@ -119,6 +129,10 @@ def test_settings_are_validated():
     layer = make_layer()
     with pytest.raises(ValueError, match="'stale_timeout' must be a positive"):
         layer.update_settings(ImpedanceSettings.from_robot(ROBOT, stale_timeout=-1.0))
+    with pytest.raises(ValueError, match="'stale_timeout' must be a positive"):  # a list where a number belongs
+        layer.update_settings(ImpedanceSettings.from_robot(ROBOT, stale_timeout=[1.0, 2.0]))
+    with pytest.raises(ValueError, match="'damping' must be 7"):
+        layer.update_settings(ImpedanceSettings.from_robot(ROBOT, damping="soft"))
     assert layer.settings.stale_timeout == 0.05  # the old settings stay
 
 

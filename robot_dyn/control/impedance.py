@@ -28,6 +28,13 @@ def limit_torque(tau, tau_prev, tau_max, dtau_max, dt) -> np.ndarray:
     return np.minimum(np.maximum(tau, -tau_max), tau_max)
 
 
+# References may ask for up to this multiple of the acceleration limits (the outer loop's IK
+# transients); more is rejected, since the layer extrapolates with it between ticks.
+ACCELERATION_MARGIN = 2.0
+# A reference stamped this far in the future is still accepted (clock jitter between processes).
+FUTURE_TOLERANCE = 0.005
+
+
 class ReferenceRejected(ValueError):
     """A reference that must not reach the motors; the message names the field."""
 
@@ -40,7 +47,6 @@ class ImpedanceReference:
     """
 
     stamp: float
-    joint_names: tuple[str, ...]
     q: np.ndarray
     qd: np.ndarray
     qdd: np.ndarray
@@ -84,14 +90,21 @@ class ImpedanceSettings:
         out = {}
         for name in ("stiffness", "damping", "safe_stiffness", "safe_damping", "tau_max", "dtau_max"):
             raw = getattr(self, name)
-            value = np.full(n, float(raw)) if np.isscalar(raw) else np.asarray(raw, dtype=float)
+            try:
+                value = np.full(n, float(raw)) if np.isscalar(raw) else np.asarray(raw, dtype=float)
+            except (TypeError, ValueError):
+                raise ValueError(f"'{name}' must be {n} finite non-negative numbers, got {raw!r}") from None
             if value.shape != (n,) or not np.all(np.isfinite(value)) or np.any(value < 0):
                 raise ValueError(f"'{name}' must be {n} finite non-negative numbers, got {raw!r}")
             out[name] = value
-        for name in ("stale_timeout", "extrapolation_horizon", "max_position_error"):
-            value = float(getattr(self, name))
+        for name, unit in (("stale_timeout", "s"), ("extrapolation_horizon", "s"), ("max_position_error", "rad")):
+            raw = getattr(self, name)
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"'{name}' must be a positive number ({unit}), got {raw!r}") from None
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"'{name}' must be a positive number of seconds, got {value!r}")
+                raise ValueError(f"'{name}' must be a positive number ({unit}), got {raw!r}")
             out[name] = value
         return ImpedanceSettings(**out)
 
@@ -150,10 +163,14 @@ def validate_reference(
     fast = np.flatnonzero(np.abs(fields["velocities"]) > robot.qd_max)
     if fast.size:
         raise ReferenceRejected(f"velocities: above the velocity limit at joints {[robot.joint_names[i] for i in fast]}")
+    jerky = np.flatnonzero(np.abs(fields["accelerations"]) > ACCELERATION_MARGIN * robot.qdd_max)
+    if jerky.size:
+        raise ReferenceRejected(f"accelerations: above {ACCELERATION_MARGIN:g}x the acceleration limit at joints "
+                                f"{[robot.joint_names[i] for i in jerky]}")
     strong = np.flatnonzero(np.abs(fields["effort"]) > robot.tau_max)
     if strong.size:
         raise ReferenceRejected(f"effort: feedforward above the torque limit at joints {[robot.joint_names[i] for i in strong]}")
-    return ImpedanceReference(stamp, robot.joint_names, q, fields["velocities"], fields["accelerations"], fields["effort"])
+    return ImpedanceReference(stamp, q, fields["velocities"], fields["accelerations"], fields["effort"])
 
 
 @dataclass
@@ -179,6 +196,10 @@ class RobotLayer:
         self._q_measured: np.ndarray | None = None
         self.rejected = 0
 
+    def observe(self, q: np.ndarray) -> None:
+        """The measured position before the first torque() call (references are checked against it)."""
+        self._q_measured = np.array(q, float)
+
     def update_settings(self, settings: ImpedanceSettings) -> None:
         """Swap gains/limits at run time (validated first; on error the old ones stay)."""
         self.settings = settings.validated(self.robot.n_joints)
@@ -190,16 +211,17 @@ class RobotLayer:
             age = now - reference.stamp
             if age > self.settings.stale_timeout:
                 raise ReferenceRejected(f"header.stamp: reference is stale ({age * 1e3:.1f} ms old)")
-            if age < -self.settings.stale_timeout:
+            if age < -FUTURE_TOLERANCE:
                 raise ReferenceRejected(f"header.stamp: reference is {-age * 1e3:.1f} ms in the future")
-            if self._q_measured is not None:
-                gap = np.abs(reference.q - self._q_measured)
-                j = int(np.argmax(gap))
-                if gap[j] > self.settings.max_position_error:
-                    raise ReferenceRejected(
-                        f"positions: {self.robot.joint_names[j]} is {gap[j]:.3f} rad from the measured position "
-                        f"(max_position_error {self.settings.max_position_error} rad): a discontinuity"
-                    )
+            if self._q_measured is None:
+                raise ReferenceRejected("no measured joint position yet: references cannot be checked against the arm")
+            gap = np.abs(reference.q - self._q_measured)
+            j = int(np.argmax(gap))
+            if gap[j] > self.settings.max_position_error:
+                raise ReferenceRejected(
+                    f"positions: {self.robot.joint_names[j]} is {gap[j]:.3f} rad from the measured position "
+                    f"(max_position_error {self.settings.max_position_error} rad): a discontinuity"
+                )
         except ReferenceRejected as exc:
             self.rejected += 1
             self.events.append((now, f"reference rejected: {exc}"))

@@ -52,6 +52,9 @@ class SimNode(Node):
         p = parameter_values(self, DEFAULTS)
         if p["mode"] not in ("lockstep", "realtime"):
             raise ValueError(f"parameter 'mode' must be 'lockstep' or 'realtime', got '{p['mode']}'")
+        if not p["robot_compensates_gravity"]:
+            raise ValueError("parameter 'robot_compensates_gravity' must be true: the robot layer's hold mode has no "
+                             "gravity model and would let the arm sag (Franka and KUKA compensate gravity themselves)")
         self.robot = load_robot(p["robot"])
         physics_dt = 1.0 / p["physics_rate_hz"]
         backend = make_backend(p["backend"], self.robot, load_profile(p["effects_profile"]), physics_dt, p["robot_compensates_gravity"])

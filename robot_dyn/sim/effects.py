@@ -55,8 +55,9 @@ class UnmodelledEffects:
         if not np.any(coulomb > 0):
             return None
         static = self.per_joint("lugre_static", n)
-        if np.any(static < coulomb):
-            raise ValueError("unmodelled effect 'lugre_static' must be at least 'lugre_coulomb' on every joint")
+        if np.any(static < coulomb) or np.any(static <= 0):
+            raise ValueError("unmodelled effect 'lugre_static' must be positive and at least 'lugre_coulomb' on every "
+                             "joint when LuGre friction is on")
         velocity = self.per_joint("lugre_stribeck_velocity", n)
         if np.any(velocity <= 0):
             raise ValueError("unmodelled effect 'lugre_stribeck_velocity' must be positive")

@@ -17,7 +17,8 @@ import numpy as np
 @dataclass(frozen=True)
 class LuGreParameters:
     """Per-joint arrays: coulomb Fc and static Fs (Nm), stribeck_velocity vs (rad/s),
-    stiffness sigma0 (Nm/rad), damping sigma1 (Nm s/rad), viscous sigma2 (Nm s/rad)."""
+    stiffness sigma0 (Nm/rad), damping sigma1 (Nm s/rad), viscous sigma2 (Nm s/rad; the sim's
+    viscous friction is MuJoCo joint damping instead, so the effects profile sets it to 0)."""
 
     coulomb: np.ndarray
     static: np.ndarray

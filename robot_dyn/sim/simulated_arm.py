@@ -19,6 +19,7 @@ class SimulatedArm:
         self.robot, self.backend = robot, backend
         self.layer = RobotLayer(robot, settings)
         self.backend.reset(q0)
+        self.layer.observe(self.backend.joint_state()[0])
         self.tau = np.zeros(robot.n_joints)  # last commanded joint torque (Nm), excluding gravity compensation
         self.inner_timer = TickTimer()
         self.physics_seconds = 0.0  # wall time spent in physics + inner law
