@@ -30,3 +30,22 @@ class TickTimer:
             f"{prefix}us_max": float(values.max()),
             f"{prefix}count": int(self._count),
         }
+
+
+class Decimator:
+    """Lets through one sample per `period` (s) of a faster, possibly jittery stamped stream.
+
+    Ticks when t reaches the previous tick + period (less a quarter period of jitter), so a
+    1 kHz stream at period 2 ms gives exactly every other sample; a stamp earlier than the
+    last tick (a restarted clock) always passes.
+    """
+
+    def __init__(self, period: float):
+        self.period = period
+        self.last = -float("inf")
+
+    def due(self, t: float) -> bool:
+        if t < self.last or t >= self.last + 0.75 * self.period:
+            self.last = t
+            return True
+        return False

@@ -22,7 +22,10 @@ def test_realtime_mode_reaches_a_joint_goal_at_wall_clock_pace(tmp_path):
 def _set(client, node, name, values):
     srv = client.node.create_client(SetParameters, f"/{node}/set_parameters")
     client.spin_until(lambda: srv.service_is_ready(), 30, f"/{node}/set_parameters")
-    value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=values)
+    if isinstance(values, str):
+        value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=values)
+    else:
+        value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=values)
     future = srv.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=value)]))
     client.spin_until(future.done, 30, "the parameter service's answer")
     return future.result().results[0]
@@ -37,6 +40,19 @@ def test_gains_change_at_run_time_and_bad_values_are_refused(tmp_path):
         goal = s.robot.home + np.array([0.2, 0.1, 0.0, 0.1, 0.0, 0.0, 0.2])
         assert s.joint_goal(goal, settle=0.3)["final_error_rad_max"] < 1e-3
     assert "robot layer settings updated: ['stiffness']" in (tmp_path / "sim.log").read_text()
+
+
+def test_wrongly_typed_parameters_are_refused_and_the_nodes_live_on(tmp_path):
+    with SimSession("panda", tmp_path) as s:
+        assert not _set(s.client, "sim", "stale_timeout_s", [1.0, 2.0]).successful
+        assert not _set(s.client, "controller", "cartesian_speed", "fast").successful
+        assert not _set(s.client, "controller", "ik_position_gain", "abc").successful
+        gravity = _set(s.client, "controller", "robot_compensates_gravity", [0.0])
+        assert not gravity.successful
+        s.wait(0.2)
+        s.graph.check_alive()
+        goal = s.robot.home + np.array([0.2, 0.1, 0.0, 0.1, 0.0, 0.0, 0.2])
+        assert s.joint_goal(goal, settle=0.3)["final_error_rad_max"] < 1e-3
 
 
 def test_robot_dyn_launch_starts_the_graph(tmp_path):

@@ -86,3 +86,44 @@ def test_unreachable_pose_is_clamped_at_the_limits_not_passed_to_the_robot():
     assert arm.layer.rejected == 0
     q = arm.state()[1]
     assert np.all(q >= robot.q_min) and np.all(q <= robot.q_max)
+
+
+def test_paths_starting_in_the_past_or_turned_away_are_rejected():
+    import pinocchio as pin
+
+    robot, arm, loop = setup("panda")
+    p0, R0 = loop.desired_pose()
+    with pytest.raises(GoalRejected, match="in the past"):
+        loop.command_cartesian_path(5.0, figure_eight(p0, 0.1, 4.0, t0=1.0, rotation=R0))
+    with pytest.raises(GoalRejected, match="rad away from the current orientation"):
+        loop.command_cartesian_path(0.0, figure_eight(p0, 0.1, 4.0, t0=0.1, rotation=pin.exp3(np.array([0, 0, 0.5])) @ R0))
+
+
+def test_goal_preempting_a_fast_motion_respects_the_limits():
+    robot, arm, loop = setup("panda")
+    loop.command_joint_goal(0.0, robot.home + 0.6)
+    for k in range(150):  # move at speed
+        loop.tick(k * 0.002)
+    assert np.max(np.abs(loop.qd_d)) > 0.3
+    t = 150 * 0.002
+    duration = loop.command_joint_goal(t, robot.home - 0.4)  # reverse mid-motion
+    v_max = loop.config.joint_speed_scale * robot.qd_max * 1.001
+    for s in np.linspace(0, duration, 400):
+        ref = loop.tick(t + s)
+        assert np.all(np.abs(ref.qd) <= v_max)
+
+
+def test_idle_arm_far_from_the_reference_is_resynced():
+    robot, arm, loop = setup("panda")
+    assert not loop.resync(0.0, robot.home + 0.01, 0.05)
+    assert loop.resync(0.0, robot.home + 0.2, 0.05)
+    np.testing.assert_allclose(loop.q_d, robot.home + 0.2)
+
+
+def test_ik_gains_are_validated():
+    from robot_dyn.control.ik import IKGains
+
+    with pytest.raises(ValueError, match="IK gain 'position'"):
+        OuterLoopConfig(ik=IKGains(position="abc")).validated()
+    with pytest.raises(ValueError, match="'cartesian_speed' must be a positive number"):
+        OuterLoopConfig(cartesian_speed="fast").validated()

@@ -24,7 +24,7 @@ SIM = {
     "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
 }
 
-CONTROLLER = {  # all but robot, rate_hz, feedforward and feedforward_checkpoint change at run time
+CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "robot": ("panda", "robot name"),
     "rate_hz": (500.0, "outer-loop rate, Hz (ticks are driven by /joint_states, decimated to this)"),
     "feedforward": ("nominal", "none | nominal (URDF rigid-body model) | identified | blackbox | hybrid (learned)"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pinocchio as pin
 
 from robot_dyn.control.ik import IKGains, clik_acceleration, pose_error
 from robot_dyn.control.trajectory import CartesianMove, CartesianPath, JointMotion, min_jerk_duration
@@ -40,10 +41,14 @@ class OuterLoopConfig:
         for name in ("joint_speed_scale", "cartesian_speed", "cartesian_acceleration", "angular_speed",
                      "angular_acceleration", "path_start_tolerance"):
             value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
                 raise ValueError(f"'{name}' must be a positive number, got {value!r}")
         if self.joint_speed_scale > 1:
             raise ValueError(f"'joint_speed_scale' must be at most 1, got {self.joint_speed_scale}")
+        for name in ("position", "velocity", "nullspace_stiffness", "nullspace_damping", "damping"):
+            value = getattr(self.ik, name)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"IK gain '{name}' must be a finite non-negative number, got {value!r}")
         return self
 
 
@@ -91,9 +96,11 @@ class OuterLoop:
         return self.q_d is not None
 
     def start(self, t: float, q: np.ndarray) -> None:
-        """Begin from the measured position at rest."""
+        """Begin from the measured position at rest (also after a restart or a jump in time)."""
         self.q_d, self.qd_d, self.qdd_d = np.array(q, float), np.zeros(self.robot.n_joints), np.zeros(self.robot.n_joints)
         self._t_last, self.motion = t, None
+        if self.learned is not None:
+            self.learned.reset()
 
     def busy(self, t: float) -> bool:
         return self.motion is not None and t < self.motion.t_end
@@ -112,8 +119,18 @@ class OuterLoop:
         if outside.size:
             raise GoalRejected(f"joint goal: outside joint limits (with margin) at {[self.robot.joint_names[i] for i in outside]}")
         scale = self.config.joint_speed_scale
-        duration = min_jerk_duration(q_goal - self.q_d, scale * self.robot.qd_max, scale * self.robot.qdd_max)
-        self.motion = JointMotion.plan(t, self.q_d, self.qd_d, self.qdd_d, q_goal, duration)
+        v_max, a_max = scale * self.robot.qd_max, scale * self.robot.qdd_max
+        duration = min_jerk_duration(q_goal - self.q_d, v_max, a_max)
+        # From a moving start (a goal preempting a motion) the rest-to-rest bound is not enough:
+        # stretch until the sampled peaks respect the limits and no joint leaves them on the way.
+        for _ in range(20):
+            motion = JointMotion.plan(t, self.q_d, self.qd_d, self.qdd_d, q_goal, duration)
+            samples = [motion.sample(t + s) for s in np.linspace(0.0, duration, 101)]
+            q, v, a = (np.abs(np.array([x[i] for x in samples])) if i else np.array([x[0] for x in samples]) for i in range(3))
+            if np.all(v <= v_max * 1.001) and np.all(a <= a_max * 1.001) and np.all((q >= self._lo) & (q <= self._hi)):
+                break
+            duration *= 1.25
+        self.motion = motion
         return duration
 
     def command_pose_goal(self, t: float, position, rotation) -> float:
@@ -133,19 +150,26 @@ class OuterLoop:
     def command_cartesian_path(self, t: float, path: CartesianPath) -> float:
         """Follow a sampled end-effector path; it must start near the current desired pose."""
         self._require_started()
-        p0, _ = self.desired_pose()
-        gap = np.linalg.norm(path.p[0] - p0)
+        if path.t0 < t - 0.01:
+            raise GoalRejected(f"cartesian path starts {t - path.t0:.3f} s in the past; stamp it now or later")
+        p0, R0 = self.desired_pose()
+        start = path.sample(path.t0)
+        gap = np.linalg.norm(start.position - p0)
         if gap > self.config.path_start_tolerance:
             raise GoalRejected(f"cartesian path starts {gap * 100:.1f} cm from the current pose; send a pose goal to its start first")
-        if path.t_end <= t:
-            raise GoalRejected("cartesian path ends in the past")
+        angle = float(np.linalg.norm(pin.log3(start.rotation @ R0.T)))
+        if angle > 10 * self.config.path_start_tolerance:  # rad; 0.1 rad for the default 1 cm
+            raise GoalRejected(f"cartesian path starts {angle:.2f} rad away from the current orientation")
         self.motion = path
         return path.t_end - t
 
-    def stop(self, t: float) -> None:
-        """Come to rest where the desired state is now (a short minimum-jerk stop)."""
-        if self.started:
-            self.motion = JointMotion.plan(t, self.q_d, self.qd_d, self.qdd_d, np.clip(self.q_d, self._lo, self._hi), 0.3)
+    def resync(self, t: float, q: np.ndarray, threshold: float) -> bool:
+        """When idle and the arm is more than `threshold` rad from the desired state (it was moved,
+        or held by the watchdog), restart from the measured position. Returns True if it did."""
+        if self.busy(t) or np.max(np.abs(q - self.q_d)) <= threshold:
+            return False
+        self.start(t, q)
+        return True
 
     def _require_started(self) -> None:
         if not self.started:

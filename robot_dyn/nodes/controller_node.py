@@ -27,11 +27,14 @@ from robot_dyn.nodes.messages import (
 from robot_dyn.bringup import schema
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
-from robot_dyn.timing import TickTimer
+from robot_dyn.timing import Decimator, TickTimer
 
 DEFAULTS = schema.defaults(schema.CONTROLLER)
 DESCRIPTIONS = schema.descriptions(schema.CONTROLLER)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Facts the rest of the graph was started with (robot, rates, gravity handling, the feedforward model).
+FIXED_AT_START = {"robot", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
+                  "desired_pose_rate_hz", "diagnostics_period_s", "stats_file"}
 
 
 def outer_loop_config(p: dict) -> OuterLoopConfig:
@@ -60,7 +63,7 @@ class ControllerNode(Node):
         self.pose_period = 1.0 / p["desired_pose_rate_hz"]
         self.stats_file = p["stats_file"]
         self.timer = TickTimer()
-        self.last_tick = -np.inf
+        self.decimator = Decimator(self.period)
         self.last_pose_pub = -np.inf
         self._order = None  # index map from the JointState's name order to the robot's
 
@@ -105,7 +108,7 @@ class ControllerNode(Node):
 
     def on_set_parameters(self, params) -> SetParametersResult:
         changes = {prm.name: prm.value for prm in params}
-        fixed = sorted(set(changes) & {"robot", "rate_hz", "feedforward", "feedforward_checkpoint"})
+        fixed = sorted(set(changes) & FIXED_AT_START)
         if fixed:
             return SetParametersResult(successful=False, reason=f"{fixed} cannot change at run time; restart the node")
         current = parameter_values(self, DEFAULTS)
@@ -113,10 +116,12 @@ class ControllerNode(Node):
         try:
             config = outer_loop_config(current)
             config.feedforward = self.loop.config.feedforward  # keeps a start-up fallback to nominal
-            self.loop.config = config
-        except ValueError as exc:
+            threshold = float(current["resync_threshold"])
+            if not threshold > 0:
+                raise ValueError(f"'resync_threshold' must be positive, got {threshold}")
+        except (TypeError, ValueError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        self.resync_threshold = current["resync_threshold"]
+        self.loop.config, self.resync_threshold = config, threshold
         return SetParametersResult(successful=True)
 
     # --- state and tick ----------------------------------------------------
@@ -139,8 +144,9 @@ class ControllerNode(Node):
 
     def on_joint_state(self, msg: JointState) -> None:
         t = to_sec(msg.header.stamp)
-        if t - self.last_tick < self.period * 0.5:  # decimate a faster state stream (1 kHz on hardware)
-            return
+        previous = self.decimator.last
+        if not self.decimator.due(t):
+            return  # a faster state stream (1 kHz on hardware) is decimated to rate_hz
         try:
             q, qd = self._measured(msg)
         except ValueError as exc:
@@ -148,17 +154,23 @@ class ControllerNode(Node):
             return
         start = time.perf_counter()
         self.t_now = t
-        if not self.loop.started:
+        try:
+            if not self.loop.started:
+                self.loop.start(t, q)
+                self.event(f"started from the measured position at t={t:.3f}")
+            elif t < previous:
+                self.loop.start(t, q)
+                self.event(f"time went back from {previous:.3f} to {t:.3f} s (sim restart?): restarted", warn=True)
+            elif self.loop.resync(t, q, self.resync_threshold):
+                self.event("arm is far from the desired state while idle: restarted from the measured position", warn=True)
+            self.loop.observe(t, q, qd)
+            ref = self.loop.tick(t)
+        except Exception as exc:  # never let one bad tick kill the controller: restart from the arm
+            self.get_logger().error(f"outer-loop tick failed ({exc!r}): restarting from the measured position")
             self.loop.start(t, q)
-            self.event(f"started from the measured position at t={t:.3f}")
-        elif not self.loop.busy(t) and np.max(np.abs(q - self.loop.q_d)) > self.resync_threshold:
-            self.loop.start(t, q)
-            self.event("arm is far from the desired state while idle: restarted from the measured position", warn=True)
-        self.loop.observe(t, q, qd)
-        ref = self.loop.tick(t)
+            ref = self.loop.tick(t)
         self.ref_pub.publish(reference_msg(ref, self.robot.joint_names))
         self.timer.add(time.perf_counter() - start)
-        self.last_tick = t
         for text in self.loop.events:
             self.event(text, warn=True)
         self.loop.events.clear()

@@ -104,7 +104,7 @@ class SimNode(Node):
         current.update({k: list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for k, v in changes.items()})
         try:
             self.arm.layer.update_settings(self._settings(current))
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.get_logger().info(f"robot layer settings updated: {sorted(changes)}")
         return SetParametersResult(successful=True)
