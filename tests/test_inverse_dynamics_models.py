@@ -87,6 +87,10 @@ def test_checkpoint_round_trip_and_bad_checkpoints(tmp_path):
     (tmp_path / "joints/config.json").write_text(json.dumps({**config, "joint_names": config["joint_names"][:6]}))
     with pytest.raises(CheckpointError, match="field 'joint_names' has 6 joints"):
         load_model(tmp_path / "joints", RB)
+    shutil.copytree(tmp_path / "ok", tmp_path / "urdf")
+    (tmp_path / "urdf/config.json").write_text(json.dumps({**config, "urdf_sha256": "0" * 64}))
+    with pytest.raises(CheckpointError, match="field 'urdf_sha256' differs"):
+        load_model(tmp_path / "urdf", RB)
     shutil.copytree(tmp_path / "ok", tmp_path / "corrupt")
     data = (tmp_path / "corrupt/model.safetensors").read_bytes()
     (tmp_path / "corrupt/model.safetensors").write_bytes(data[: len(data) // 3])

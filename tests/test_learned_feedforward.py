@@ -31,7 +31,24 @@ def test_numpy_inference_equals_the_torch_model(kind):
     for k in range(30):
         np.testing.assert_allclose(ff.predict(q[k], qd[k], qdd[k]), expected[k], atol=1e-10)
         if ff.gru is not None:
-            _, ff._h = ff.gru(np.concatenate([q[k], qd[k], qdd[k]]), ff._h)
+            ff._h_before = ff._h = ff.gru(np.concatenate([q[k], qd[k], qdd[k]]), ff._h)[1]
+
+
+def test_online_state_advances_at_the_training_rate_and_predicts_from_the_state_before():
+    """Driven at 500 Hz, a 250 Hz model sees every other measured sample, and the prediction for
+    sample k uses the state before k (as in training, where y_k = f(h_k-1, x_k))."""
+    model = _perturbed("hybrid")
+    ff = LearnedFeedforward(model, RB, robot_compensates_gravity=False)
+    q, qd, qdd = np.random.default_rng(2).normal(0, 0.5, (3, 20, 7))
+    ff._qdd = np.zeros(7)
+    outputs = []
+    for k in range(20):  # 500 Hz ticks
+        ff.observe(k * 0.002, q[k], qd[k])
+        outputs.append(ff.predict(q[k], qd[k], qdd[k]))
+    assert ff._samples.last == 18 * 0.002  # ten 250 Hz samples: 0, 4, ..., 36 ms
+    # At a sample tick the prediction equals the model's with the history of earlier samples only.
+    replay = LearnedFeedforward(model, RB, robot_compensates_gravity=False)
+    np.testing.assert_allclose(outputs[0], replay.predict(q[0], qd[0], qdd[0]), atol=1e-12)
 
 
 def test_gravity_is_left_out_when_the_robot_compensates_it():

@@ -41,7 +41,7 @@ def train_job(dataset: Path, config: TrainConfig, out: Path | None = None, log=p
                                           "identified": model.identified_parameters().tolist()}
         coulomb, viscous = (f.detach().numpy().tolist() for f in model.rigid.friction())
         metrics["friction"] = {"coulomb_nm": coulomb, "viscous_nm_s_per_rad": viscous}
-    model.save(out, extra={"sample_rate_hz": config.sample_rate_hz})
+    model.save(out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log(f"held-out nMSE {metrics['heldout']['nmse']:.4f} (per joint {np.round(metrics['heldout']['nmse_per_joint'], 4).tolist()})")
     log(f"checkpoint: {out}")

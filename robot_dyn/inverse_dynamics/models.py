@@ -106,11 +106,13 @@ class Residual(nn.Module):
 class InverseDynamicsModel(nn.Module):
     """One of KINDS for one robot. forward(x, Y) on sequences; predict() on numpy arrays."""
 
-    def __init__(self, kind: str, rigid_body: RigidBody, hidden: int = 64, init_scale: float = 1.0):
+    def __init__(self, kind: str, rigid_body: RigidBody, hidden: int = 64, init_scale: float = 1.0,
+                 sample_rate_hz: float = 250.0):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"model kind must be one of {KINDS}, got '{kind}'")
         self.kind, self.hidden, self.rb_model = kind, hidden, rigid_body
+        self.sample_rate_hz = sample_rate_hz  # the rate the recurrent part was trained at
         n = rigid_body.n
         pi0 = rigid_body.inertial_parameters()
         # init_scale scales every body's mass and inertia alike (still consistent): a wrong start.
@@ -150,8 +152,8 @@ class InverseDynamicsModel(nn.Module):
     def config(self) -> dict:
         robot = self.rb_model.robot
         return {"format": "robot_dyn.inverse_dynamics.model", "version": CHECKPOINT_VERSION, "kind": self.kind,
-                "hidden": self.hidden, "robot": robot.name, "joint_names": list(robot.joint_names),
-                "urdf_sha256": urdf_hash(robot.urdf_xml)}
+                "hidden": self.hidden, "sample_rate_hz": self.sample_rate_hz, "robot": robot.name,
+                "joint_names": list(robot.joint_names), "urdf_sha256": urdf_hash(robot.urdf_xml)}
 
     def save(self, path: Path, extra: dict | None = None) -> Path:
         """path/model.safetensors + path/config.json."""
@@ -184,11 +186,16 @@ def load_model(path: Path, rigid_body: RigidBody) -> InverseDynamicsModel:
         ("robot", config.get("robot") == robot.name, f"is '{config.get('robot')}', this controller runs '{robot.name}'"),
         ("joint_names", config.get("joint_names") == list(robot.joint_names),
          f"has {len(config.get('joint_names') or [])} joints {config.get('joint_names')}, expected {list(robot.joint_names)}"),
+        ("urdf_sha256", config.get("urdf_sha256") == urdf_hash(robot.urdf_xml),
+         f"differs: the model was trained with another version of {robot.urdf_path.name}"),
+        ("sample_rate_hz", isinstance(config.get("sample_rate_hz"), (int, float)) and config["sample_rate_hz"] > 0,
+         "must be a positive number"),
     )
     for field, ok, why in checks:
         if not ok:
             raise CheckpointError(f"{path / 'config.json'}: field '{field}' {why}")
-    model = InverseDynamicsModel(config["kind"], rigid_body, int(config.get("hidden", 64)))
+    model = InverseDynamicsModel(config["kind"], rigid_body, int(config.get("hidden", 64)),
+                                 sample_rate_hz=float(config["sample_rate_hz"]))
     try:
         tensors = load_file(str(path / "model.safetensors"))
     except (FileNotFoundError, SafetensorError, OSError) as exc:

@@ -1,9 +1,10 @@
 """A learned model as the outer loop's feedforward, one tick at a time.
 
-Each tick the recurrent state is advanced with the *measured* state (q, qd and an
-acceleration from a causal first-order filter on the velocity difference), and the torque
-for the reference is predicted from that state with the *desired* (q_d, qd_d, qdd_d) as
-the current input. Gravity is left out when the robot compensates it. Any non-finite or
+As in training, the torque for sample k is predicted from the recurrent state before k,
+with the *desired* (q_d, qd_d, qdd_d) as the input of sample k; the state is then advanced
+with the *measured* state (q, qd and an acceleration from a causal first-order filter on
+the velocity difference). The state advances at the model's training rate (250 Hz by
+default), whatever the controller's rate. Gravity is left out when the robot compensates it. Any non-finite or
 out-of-limit prediction is replaced by the nominal rigid-body torque for that tick and
 counted, so the controller never sends garbage.
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.inverse_dynamics.models import FRICTION_SMOOTHING, VELOCITY_SCALES, InverseDynamicsModel
+from robot_dyn.timing import Decimator
 
 
 def _sigmoid(x):
@@ -74,11 +76,12 @@ class LearnedFeedforward:
             self.pi = model.identified_parameters()
             self.coulomb, self.viscous = (f.detach().numpy().copy() for f in model.rigid.friction())
         self.gru = GRUStep(model) if model.residual is not None else None
-        self.fallbacks = 0
+        self.sample_period = 1.0 / model.sample_rate_hz
         self.reset()
 
     def reset(self) -> None:
-        self._h = self.gru.initial_state() if self.gru else None
+        self._h = self._h_before = self.gru.initial_state() if self.gru else None
+        self._samples = Decimator(self.sample_period)
         self._last = None  # (t, qd)
         self._qdd = np.zeros(self.n)
 
@@ -89,7 +92,8 @@ class LearnedFeedforward:
             alpha = dt / (dt + 1.0 / (2 * np.pi * self.cutoff))
             self._qdd = self._qdd + alpha * ((qd - self._last[1]) / dt - self._qdd)
         self._last = (t, qd.copy())
-        if self.gru is not None:
+        if self.gru is not None and self._samples.due(t):
+            self._h_before = self._h
             _, self._h = self.gru(np.concatenate([q, qd, self._qdd]), self._h)
 
     def predict(self, q, qd, qdd) -> np.ndarray:
@@ -100,7 +104,7 @@ class LearnedFeedforward:
             if self.kind != "nominal":
                 tau += self.coulomb * np.tanh(qd / FRICTION_SMOOTHING) + self.viscous * qd
         if self.gru is not None:
-            tau = tau + self.gru(np.concatenate([q, qd, qdd]), self._h)[0]
+            tau = tau + self.gru(np.concatenate([q, qd, qdd]), self._h_before)[0]
         return tau
 
     def torque(self, q_d: np.ndarray, qd_d: np.ndarray, qdd_d: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -108,6 +112,5 @@ class LearnedFeedforward:
         gravity = self.rb.gravity(q_d) if self.compensates_gravity else 0.0
         tau = self.predict(q_d, qd_d, qdd_d) - gravity
         if not np.all(np.isfinite(tau)) or np.any(np.abs(tau) > self.tau_max):
-            self.fallbacks += 1
             return np.clip(self.rb.rnea(q_d, qd_d, qdd_d) - gravity, -self.tau_max, self.tau_max), False
         return tau, True

@@ -144,7 +144,7 @@ def train(model_rb: RigidBody, train_eps: list[Episode], rate_hz: float, config:
     np.random.seed(config.seed)
     rank, world = _distributed()
     say = log if rank == 0 else (lambda *_: None)
-    model = InverseDynamicsModel(config.kind, model_rb, config.hidden, config.init_scale)
+    model = InverseDynamicsModel(config.kind, model_rb, config.hidden, config.init_scale, config.sample_rate_hz)
     if config.kind == "nominal":
         return model.eval()
     need_y = model.uses_regressor
