@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     p.add_argument("--from-bag", help="import a rosbag2 recorded on a real arm instead of simulating")
     p.add_argument("--state-topic", default="/joint_states", help="with --from-bag: sensor_msgs/JointState topic")
     p.add_argument("--command-topic", default=None,
-                   help="with --from-bag: commanded torques (JointState effort, Float64MultiArray or JointTrajectory); "
+                   help="with --from-bag: commanded torques (JointState effort or Float64MultiArray, URDF order); "
                         "without it the measured effort is used")
     p.add_argument("--effects", default="realistic_memory", help="unmodelled effects profile")
     p.add_argument("--seed", type=int, default=0)

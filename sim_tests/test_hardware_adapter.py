@@ -1,6 +1,7 @@
 """The Franka adapter over DDS: a project reference comes out as a JTC trajectory for fr3_joint*."""
 import time
 
+from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robot_dyn.bringup.graph import NodeSpec
@@ -22,24 +23,45 @@ def test_franka_adapter_forwards_a_reference(tmp_path):
     with GraphProcesses([spec], tmp_path) as graph:
         client = GraphClient(graph.domain_id)
         try:
-            received = []
+            received, renamed = [], []
             client.node.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", received.append, 10)
+            client.node.create_subscription(JointState, "/robot_dyn/joint_states", renamed.append, 10)
+            arm_state = client.node.create_publisher(JointState, "/franka/joint_states", 10)
             client.wait_for_subscribers(client.reference_pub)
-            msg = JointTrajectory(joint_names=list(robot.joint_names))
-            msg.header.stamp = to_stamp(12.5)
-            msg.points = [JointTrajectoryPoint(positions=robot.home.tolist(), velocities=[0.1] * 7, effort=[0.5] * 7)]
             client.spin_until(lambda: client.node.count_subscribers("/impedance_reference") > 0, 30, "the adapter")
-            client.spin_until(lambda: (client.reference_pub.publish(msg), bool(received))[1], 30, "a forwarded trajectory")
+
+            def now():
+                return client.node.get_clock().now().nanoseconds * 1e-9
+
+            def reference(positions):
+                msg = JointTrajectory(joint_names=list(robot.joint_names))
+                msg.header.stamp = to_stamp(now())
+                msg.points = [JointTrajectoryPoint(positions=list(positions), velocities=[0.1] * 7, effort=[0.5] * 7)]
+                return msg
+
+            # Without a state from the arm nothing is forwarded.
+            client.spin_until(lambda: (client.reference_pub.publish(reference(robot.home)),
+                                       "no joint state from the arm yet" in graph.log_tail("hardware_adapter"))[1], 10, "refusal")
+            fr3 = JointState(name=[f"fr3_joint{i}" for i in range(1, 8)], position=robot.home.tolist())
+
+            def publish_both():
+                arm_state.publish(fr3)
+                client.reference_pub.publish(reference(robot.home))
+                return bool(received)
+
+            client.spin_until(publish_both, 30, "a forwarded trajectory")
+            client.spin_until(lambda: bool(renamed), 10, "the renamed joint state")
+            assert list(renamed[-1].name) == list(robot.joint_names)
             out = received[-1]
             assert out.joint_names == [f"fr3_joint{i}" for i in range(1, 8)]
             assert out.points[0].effort.tolist() == [0.5] * 7
             assert abs(out.points[0].positions[0] - (robot.home[0] + 0.1 * 0.02)) < 1e-9  # predicted to the horizon
-            bad = JointTrajectory(joint_names=list(robot.joint_names))
-            bad.points = [JointTrajectoryPoint(positions=[float("nan")] * 7)]
             _drain(client, 0.5)  # the valid references sent while waiting are still arriving
             n = len(received)
-            client.reference_pub.publish(bad)
-            client.spin_until(lambda: "reference rejected" in graph.log_tail("hardware_adapter"), 10, "the rejection")
+            client.reference_pub.publish(reference([float("nan")] * 7))
+            client.spin_until(lambda: "positions: NaN" in graph.log_tail("hardware_adapter"), 10, "the NaN rejection")
+            client.reference_pub.publish(reference(robot.home + 0.3))
+            client.spin_until(lambda: "discontinuity" in graph.log_tail("hardware_adapter"), 10, "the jump rejection")
             _drain(client, 0.3)
             assert len(received) == n
         finally:

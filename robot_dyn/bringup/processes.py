@@ -48,9 +48,6 @@ class GraphProcesses:
         out = None if self.echo else open(self.workdir / f"{node.name}.log", "w")
         self.procs[node.name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
-    def alive(self, name: str) -> bool:
-        return self.procs[name].poll() is None
-
     def check_alive(self) -> None:
         """Raise with the log's tail if a node died."""
         for name, proc in self.procs.items():

@@ -48,6 +48,7 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
 
 HARDWARE_ADAPTER = {
     "target": ("franka", "franka (joint_trajectory_controller, effort) | kuka (lbr_fri_ros2_stack torque command)"),
+    "robot": ("", "robot whose limits references are checked against; empty = panda (franka), iiwa14 (kuka)"),
     "input_topic": ("/impedance_reference", "the project's impedance reference (trajectory_msgs/JointTrajectory)"),
     "output_topic": ("", "the arm controller's command topic; empty = the target's default"),
     "joint_prefix_map": ("", "'from:to[,from:to]' joint-name prefixes; empty = panda_joint:fr3_joint (franka), lbr_A:lbr_A (kuka)"),
@@ -58,7 +59,7 @@ HARDWARE_ADAPTER = {
     "use_reference_stamp": (True, "franka: stamp = the reference's (needs one clock); false: stamp 0, start on receipt"),
     "lookahead_s": (0.0, "kuka: predict the joint-position setpoint this far after the stamp, s"),
     "damping_ff": ([], "kuka: Nm s/rad per joint, adds damping_ff * qd_d to the torque"),
-    "stale_timeout_s": (0.05, "kuka: without a fresh reference for this long, hold the position measured then"),
+    "stale_timeout_s": (0.05, "references older than this are refused; kuka: without a fresh one, hold the position"),
     "state_input_topic": ("", "the arm's JointState; empty = /franka/joint_states (franka), /lbr/joint_states (kuka)"),
     "state_output_topic": ("/robot_dyn/joint_states", "JointState renamed to the URDF's joint names"),
 }

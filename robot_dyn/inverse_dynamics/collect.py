@@ -57,7 +57,7 @@ class _Recorder:
         self.tau.append(tau.copy())
 
 
-def _run(arm: SimulatedArm, loop: OuterLoop, reference_at, duration: float, rate: float) -> _Recorder:
+def _run(arm: SimulatedArm, reference_at, duration: float, rate: float) -> _Recorder:
     """Drive the arm for `duration` s with references from reference_at(t) at `rate` Hz, recording every step."""
     rec = _Recorder()
     arm.follow(reference_at, duration, rate, record=rec)
@@ -100,7 +100,8 @@ def collect(excitation: FourierTrajectory, out: Path, config: CollectionConfig =
         traj = FourierTrajectory(excitation.period * scale, excitation.q0, excitation.a / scale, excitation.b / scale)
         arm, loop = fresh()
         q_start, qd_start, qdd_start = (x[0] for x in traj.sample(0.0))
-        lead = quintic(robot.home, np.zeros(7), np.zeros(7), q_start, qd_start, qdd_start, config.lead_in_s)
+        rest = np.zeros(robot.n_joints)
+        lead = quintic(robot.home, rest, rest, q_start, qd_start, qdd_start, config.lead_in_s)
         t0 = config.lead_in_s
 
         def reference_at(t, traj=traj, lead=lead, loop=loop, t0=t0):
@@ -109,7 +110,7 @@ def collect(excitation: FourierTrajectory, out: Path, config: CollectionConfig =
             return ff_reference(loop, t, *(x[0] for x in traj.sample(t - t0)))
 
         duration = t0 + config.excitation_periods * traj.period
-        episodes.append(_episode(_run(arm, loop, reference_at, duration, config.outer_rate_hz),
+        episodes.append(_episode(_run(arm, reference_at, duration, config.outer_rate_hz),
                                  f"excitation_x{scale:g}", "train", model, arm.backend.dt, config, rng))
         log(f"collect: excitation x{scale:g}, {duration:.0f} s")
 
@@ -117,16 +118,16 @@ def collect(excitation: FourierTrajectory, out: Path, config: CollectionConfig =
     p0, R0 = loop.desired_pose()
     path = figure_eight(p0, 0.1, 4.0, cycles=config.figure_eight_cycles, ramp=1.0, t0=0.2, rotation=R0)
     loop.command_cartesian_path(0.0, path)
-    episodes.append(_episode(_run(arm, loop, loop.tick, path.t_end + 0.3, config.outer_rate_hz),
+    episodes.append(_episode(_run(arm, loop.tick, path.t_end + 0.3, config.outer_rate_hz),
                              "figure_eight", "heldout", model, arm.backend.dt, config, rng))
     log(f"collect: held-out figure-8, {path.t_end:.0f} s")
 
     for split, moves in (("train", config.train_point_to_point_moves), ("heldout", config.point_to_point_moves)):
         arm, loop = fresh()
         for k in range(moves):
-            goal = np.clip(robot.home + rng.uniform(-0.6, 0.6, 7), robot.q_min + 0.2, robot.q_max - 0.2)
+            goal = np.clip(robot.home + rng.uniform(-0.6, 0.6, robot.n_joints), robot.q_min + 0.2, robot.q_max - 0.2)
             duration = loop.command_joint_goal(arm.time, goal) + rng.uniform(0.1, 0.5)
-            rec = _run(arm, loop, loop.tick, duration, config.outer_rate_hz)
+            rec = _run(arm, loop.tick, duration, config.outer_rate_hz)
             episodes.append(_episode(rec, f"point_to_point_{split}_{k}", split, model, arm.backend.dt, config, rng))
         log(f"collect: {split} point-to-point, {moves} moves")
 

@@ -4,7 +4,7 @@
                                   rates, filter, and the episode list with splits
     <dataset>/episodes/NNN_<kind>.parquet
 
-Each episode holds, per sample, `t` (s) and 7-wide float64 columns (URDF joint order):
+Each episode holds, per sample, `t` (s) and n_joints-wide float64 columns (URDF joint order):
 q, qd, qdd (what a real robot would have: measured positions and filtered differentiation),
 q_exact, qd_exact, qdd_exact (the simulator's own values; absent in real-arm data),
 tau_commanded (the robot layer's output, Nm, without gravity compensation),

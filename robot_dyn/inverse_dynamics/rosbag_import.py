@@ -1,8 +1,10 @@
 """Inverse-dynamics data recorded on a real arm: a rosbag2 (sqlite3 or MCAP) -> a dataset.
 
-Reads sensor_msgs/JointState on `state_topic` and, optionally, commanded joint torques on
-`command_topic` (sensor_msgs/JointState effort, std_msgs/Float64MultiArray data, or the
-first point's effort of a trajectory_msgs/JointTrajectory). Samples are resampled onto a
+Reads sensor_msgs/JointState on `state_topic` and, optionally, the commanded joint torques
+on `command_topic` (sensor_msgs/JointState effort or std_msgs/Float64MultiArray data, in URDF
+order). A JointTrajectory is refused as a torque source: its effort is only the feedforward,
+not what the motors applied. Stamps are the messages' header stamps; when the command
+type has no header, the bag's receive times are used for states and commands alike. Samples are resampled onto a
 uniform grid at the median state rate; velocities and accelerations come from the same
 Savitzky-Golay differentiation as simulated data. Torque: with a command topic,
 tau = commanded + the nominal gravity the arm adds (Franka/KUKA compensate gravity);
@@ -35,10 +37,6 @@ def _ordered(names, values, robot: RobotDescription, where: str) -> np.ndarray:
 def _command(msg, msgtype: str, robot: RobotDescription, where: str) -> np.ndarray:
     if msgtype == "sensor_msgs/msg/JointState":
         return _ordered(msg.name, msg.effort, robot, where)
-    if msgtype == "trajectory_msgs/msg/JointTrajectory":
-        if not msg.points:
-            raise DatasetError(f"{where}: trajectory without points")
-        return _ordered(msg.joint_names, msg.points[0].effort, robot, where)
     if msgtype == "std_msgs/msg/Float64MultiArray":
         data = np.asarray(msg.data, float)
         if data.size != robot.n_joints:
@@ -62,9 +60,13 @@ def import_rosbag(bag: Path, robot: RobotDescription, out: Path, state_topic: st
             wanted = [topics[state_topic]] + ([topics[command_topic]] if command_topic in topics else [])
             if command_topic and command_topic not in topics:
                 raise DatasetError(f"{bag}: no topic '{command_topic}' (topics: {sorted(topics)})")
+            if command_topic and topics[command_topic].msgtype not in ("sensor_msgs/msg/JointState", "std_msgs/msg/Float64MultiArray"):
+                raise DatasetError(f"{bag}: '{command_topic}' is {topics[command_topic].msgtype}; the commanded torque "
+                                   "must be sensor_msgs/JointState (effort) or std_msgs/Float64MultiArray")
+            receive_times = command_topic is not None and topics[command_topic].msgtype == "std_msgs/msg/Float64MultiArray"
             for conn, t_ns, raw in reader.messages(connections=wanted):
                 msg = reader.deserialize(raw, conn.msgtype)
-                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 if hasattr(msg, "header") else t_ns * 1e-9
+                stamp = t_ns * 1e-9 if receive_times else msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 where = f"{bag}: {conn.topic} at {stamp:.3f} s"
                 if conn.topic == state_topic:
                     states.append((stamp, _ordered(msg.name, msg.position, robot, where),
@@ -87,6 +89,8 @@ def import_rosbag(bag: Path, robot: RobotDescription, out: Path, state_topic: st
     model = RigidBody(robot)
     gravity = np.array([model.gravity(qk) for qk in q]) if robot_compensates_gravity else np.zeros_like(q)
     if command_topic:
+        if not commands:
+            raise DatasetError(f"{bag}: no messages on '{command_topic}'")
         c_t = np.array([c[0] for c in commands])
         c_v = np.array([c[1] for c in commands])
         idx = np.clip(np.searchsorted(c_t, t, side="right") - 1, 0, len(c_t) - 1)  # zero-order hold

@@ -18,15 +18,20 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from robot_dyn import hardware_bridge as bridge
 from robot_dyn.bringup import schema
 from robot_dyn.nodes.messages import to_duration
+from robot_dyn.control.impedance import ImpedanceSettings, ReferenceRejected, validate_reference
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
+from robot_dyn.robots import load_robot
 from builtin_interfaces.msg import Time
 
 DEFAULTS = schema.defaults(schema.HARDWARE_ADAPTER)
 TARGETS = {
-    "franka": {"output": "/fr3_arm_controller/joint_trajectory", "state": "/franka/joint_states", "prefix": bridge.FRANKA_PREFIX_MAP},
-    "kuka": {"output": "/lbr/command/torque", "state": "/lbr/joint_states", "prefix": bridge.KUKA_PREFIX_MAP},
+    "franka": {"output": "/fr3_arm_controller/joint_trajectory", "state": "/franka/joint_states",
+               "prefix": bridge.FRANKA_PREFIX_MAP, "robot": "panda"},
+    "kuka": {"output": "/lbr/command/torque", "state": "/lbr/joint_states", "prefix": bridge.KUKA_PREFIX_MAP,
+             "robot": "iiwa14"},
 }
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+MAX_POSITION_ERROR = ImpedanceSettings.max_position_error  # rad, as the sim's robot layer
 
 
 class HardwareAdapterNode(Node):
@@ -39,6 +44,12 @@ class HardwareAdapterNode(Node):
         target = TARGETS[p["target"]]
         self.p = p
         self.prefix_map = bridge.parse_prefix_map(p["joint_prefix_map"].split(",")) if p["joint_prefix_map"] else target["prefix"]
+        # The same checks as the sim's robot layer (limits, NaN, joints, discontinuity) before anything is
+        # forwarded; the arm's controller has its own, but a bad reference should not reach it at all.
+        self.robot = load_robot(p["robot"] or target["robot"])
+        self.measured_urdf_order = None  # measured positions in URDF joint order (from the state topic)
+        self._last_rejection = ("", -1.0)
+        self._check_parameters()
         self.last_stamp_ns = None
         self.hold = None  # kuka: the hold command, captured once when references went stale
         self.measured = None  # last measured positions in controller joint order
@@ -58,12 +69,37 @@ class HardwareAdapterNode(Node):
         self.create_subscription(JointState, p["state_input_topic"] or target["state"], self.on_state, RELIABLE)
         self.get_logger().info(f"forwarding {p['input_topic']} -> {output} ({p['target']})")
 
+    def _check_parameters(self) -> None:
+        """Fail at start, naming the parameter, rather than in a callback later."""
+        p, zero = self.p, [0.0] * self.robot.n_joints
+        names = list(self.robot.joint_names)
+        bridge.is_stale(0, 0, p["stale_timeout_s"])
+        if p["target"] == "franka":
+            bridge.franka_jtc_command(names, self.robot.home, zero, zero, zero, 0, prefix_map=self.prefix_map,
+                                      horizon_s=p["horizon_s"], effort_limit=p["effort_limit"])
+        else:
+            bridge.kuka_torque_command(names, self.robot.home, zero, zero, zero, 0, prefix_map=self.prefix_map,
+                                       lookahead_s=p["lookahead_s"], damping_ff=p["damping_ff"], effort_limit=p["effort_limit"])
+
     def on_reference(self, msg: JointTrajectory) -> None:
         if len(msg.points) != 1:
-            self.get_logger().error(f"reference rejected: points: expected 1, got {len(msg.points)}", throttle_duration_sec=1.0)
+            self._reject(f"points: expected 1, got {len(msg.points)}")
             return
         pt, p = msg.points[0], self.p
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        try:
+            ref = validate_reference(self.robot, stamp_ns * 1e-9, msg.joint_names, pt.positions, pt.velocities,
+                                     pt.accelerations, pt.effort)
+            if bridge.is_stale(stamp_ns, self.get_clock().now().nanoseconds, p["stale_timeout_s"]):
+                raise ReferenceRejected("header.stamp: reference is stale")
+            if self.measured_urdf_order is None:
+                raise ReferenceRejected("no joint state from the arm yet")
+            gap = np.abs(ref.q - self.measured_urdf_order)
+            if gap.max() > MAX_POSITION_ERROR:
+                raise ReferenceRejected(f"positions: {gap.max():.3f} rad from the measured position: a discontinuity")
+        except ReferenceRejected as exc:
+            self._reject(str(exc))
+            return
         args = (msg.joint_names, pt.positions, pt.velocities, pt.accelerations, pt.effort, stamp_ns)
         try:
             if p["target"] == "franka":
@@ -81,10 +117,17 @@ class HardwareAdapterNode(Node):
                                                  damping_ff=p["damping_ff"], effort_limit=p["effort_limit"])
                 out = self.lbr_msg(joint_position=cmd.joint_position, torque=cmd.torque)
         except ValueError as exc:
-            self.get_logger().error(f"reference rejected: {exc}", throttle_duration_sec=1.0)
+            self._reject(str(exc))
             return
         self.last_stamp_ns, self.hold = stamp_ns, None
         self.pub.publish(out)
+
+    def _reject(self, reason: str) -> None:
+        """Log a rejection; a repeat of the same reason at most once a second (a new reason at once)."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if reason != self._last_rejection[0] or now - self._last_rejection[1] > 1.0:
+            self.get_logger().error(f"reference rejected: {reason}")
+            self._last_rejection = (reason, now)
 
     def on_state(self, msg: JointState) -> None:
         try:
@@ -95,6 +138,8 @@ class HardwareAdapterNode(Node):
         out = JointState(name=names, position=pos, velocity=vel, effort=eff)
         out.header = msg.header
         self.state_pub.publish(out)
+        if all(j in names for j in self.robot.joint_names):
+            self.measured_urdf_order = np.array([pos[names.index(j)] for j in self.robot.joint_names])
         by_name = dict(zip(msg.name, msg.position))
         if all(j in by_name for j in bridge.LBR_JOINTS):
             self.measured = np.array([by_name[j] for j in bridge.LBR_JOINTS])

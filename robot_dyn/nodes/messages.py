@@ -16,14 +16,19 @@ def to_sec(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def _sec_nanosec(t: float) -> tuple[int, int]:
+    sec, nanosec = divmod(int(round(t * 1e9)), 1_000_000_000)
+    return sec, nanosec
+
+
 def to_stamp(t: float) -> Time:
-    sec = int(np.floor(t))
-    return Time(sec=sec, nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
+    sec, nanosec = _sec_nanosec(t)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def to_duration(t: float) -> Duration:
-    sec = int(np.floor(t))
-    return Duration(sec=sec, nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
+    sec, nanosec = _sec_nanosec(t)
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 def reference_msg(ref: Reference, joint_names) -> JointTrajectory:

@@ -50,8 +50,12 @@ class PybulletBackend:
         shape = p.createCollisionShape(p.GEOM_SPHERE, radius=0.03, physicsClientId=self.client)
         payload = p.createMultiBody(effects.payload_mass, shape, basePosition=[0, 0, 2], physicsClientId=self.client)
         p.setCollisionFilterGroupMask(payload, -1, 0, 0, physicsClientId=self.client)
+        # At the end-effector frame, as in MuJoCo. That link is massless, so PyBullet's inertial
+        # frame (which parentFramePosition is expressed in) is the link frame itself.
+        names = [p.getJointInfo(self.body, i, physicsClientId=self.client)[12].decode()
+                 for i in range(p.getNumJoints(self.body, physicsClientId=self.client))]
         p.createConstraint(
-            self.body, self.joints[-1], payload, -1, p.JOINT_FIXED, [0, 0, 0],
+            self.body, names.index(self.robot.ee_frame), payload, -1, p.JOINT_FIXED, [0, 0, 0],
             parentFramePosition=list(effects.payload_com), childFramePosition=[0, 0, 0], physicsClientId=self.client,
         )
 
@@ -63,16 +67,18 @@ class PybulletBackend:
         qd = np.zeros_like(q) if qd is None else qd
         for index, qi, vi in zip(self.joints, q, qd):
             p.resetJointState(self.body, index, float(qi), float(vi), physicsClientId=self.client)
+        # Coulomb friction: a velocity motor toward 0 whose force limit is the friction torque. It stays
+        # on beside the torque commands, so it is set here once, not every step.
+        p.setJointMotorControlArray(
+            self.body, self.joints, p.VELOCITY_CONTROL, targetVelocities=[0.0] * len(self.joints),
+            forces=self._coulomb.tolist(), physicsClientId=self.client,
+        )
         self._time = 0.0
 
     def step(self, tau: np.ndarray) -> None:
         command = np.asarray(tau, dtype=float)
         if self.compensates_gravity:
             command = command + self._nominal.gravity(self.joint_state()[0])
-        p.setJointMotorControlArray(
-            self.body, self.joints, p.VELOCITY_CONTROL, targetVelocities=[0.0] * len(self.joints),
-            forces=self._coulomb.tolist(), physicsClientId=self.client,
-        )
         p.setJointMotorControlArray(self.body, self.joints, p.TORQUE_CONTROL, forces=command.tolist(), physicsClientId=self.client)
         p.stepSimulation(physicsClientId=self.client)
         self._time += self.dt
