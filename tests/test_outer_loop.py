@@ -95,6 +95,8 @@ def test_paths_starting_in_the_past_or_turned_away_are_rejected():
     p0, R0 = loop.desired_pose()
     with pytest.raises(GoalRejected, match="in the past"):
         loop.command_cartesian_path(5.0, figure_eight(p0, 0.1, 4.0, t0=1.0, rotation=R0))
+    with pytest.raises(GoalRejected, match="cm from the current pose"):  # joined 2 s in: far from the arm
+        loop.command_cartesian_path(1.5, figure_eight(p0, 0.1, 4.0, t0=1.2, ramp=0.2, rotation=R0))
     with pytest.raises(GoalRejected, match="rad away from the current orientation"):
         loop.command_cartesian_path(0.0, figure_eight(p0, 0.1, 4.0, t0=0.1, rotation=pin.exp3(np.array([0, 0, 0.5])) @ R0))
 

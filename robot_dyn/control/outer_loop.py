@@ -18,6 +18,7 @@ from robot_dyn.control.trajectory import CartesianMove, CartesianPath, JointMoti
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.robots.description import RobotDescription
 
+STALE_PATH = 0.5  # s: a Cartesian path that started longer ago than this is a stale message
 FEEDFORWARD_MODES = ("none", "nominal", "identified", "blackbox", "hybrid")
 LEARNED_MODES = ("identified", "blackbox", "hybrid")
 
@@ -150,10 +151,10 @@ class OuterLoop:
     def command_cartesian_path(self, t: float, path: CartesianPath) -> float:
         """Follow a sampled end-effector path; it must start near the current desired pose."""
         self._require_started()
-        if path.t0 < t - 0.01:
+        if path.t0 < t - STALE_PATH:
             raise GoalRejected(f"cartesian path starts {t - path.t0:.3f} s in the past; stamp it now or later")
         p0, R0 = self.desired_pose()
-        start = path.sample(path.t0)
+        start = path.sample(max(t, path.t0))  # where the path is joined must be where the arm is
         gap = np.linalg.norm(start.position - p0)
         if gap > self.config.path_start_tolerance:
             raise GoalRejected(f"cartesian path starts {gap * 100:.1f} cm from the current pose; send a pose goal to its start first")

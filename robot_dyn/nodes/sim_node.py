@@ -1,5 +1,7 @@
 """sim node: the simulated arm and its 1 kHz robot layer; publishes /clock and /joint_states.
 
+When physics advances is decided by robot_dyn.sim.pacing.Pacer.
+
 Modes:
 - lockstep: after publishing the state for outer tick k, physics waits until the
   reference for tick k arrives, then advances one outer period. Deterministic. If no
@@ -33,6 +35,7 @@ from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.effects import load_profile
+from robot_dyn.sim.pacing import Pacer
 from robot_dyn.sim.simulated_arm import SimulatedArm
 
 DEFAULTS = schema.defaults(schema.SIM)
@@ -50,8 +53,6 @@ class SimNode(Node):
         super().__init__("sim")
         declare_parameters(self, DEFAULTS, DESCRIPTIONS)
         p = parameter_values(self, DEFAULTS)
-        if p["mode"] not in ("lockstep", "realtime"):
-            raise ValueError(f"parameter 'mode' must be 'lockstep' or 'realtime', got '{p['mode']}'")
         if not p["robot_compensates_gravity"]:
             raise ValueError("parameter 'robot_compensates_gravity' must be true: the robot layer's hold mode has no "
                              "gravity model and would let the arm sag (Franka and KUKA compensate gravity themselves)")
@@ -65,7 +66,6 @@ class SimNode(Node):
         self.mode = p["mode"]
         self.steps_per_tick = max(1, int(round(p["physics_rate_hz"] / p["state_rate_hz"])))
         self.tick_period = self.steps_per_tick * physics_dt
-        self.lockstep_timeout = p["lockstep_timeout_s"]
         self.stats_file = p["stats_file"]
 
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", RELIABLE)
@@ -78,12 +78,9 @@ class SimNode(Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(self.tick_period, 0.002), self.on_timer, clock=steady)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=steady)
-        self.answered_tick = False  # lockstep: the reference for the current tick has arrived
-        self.ever_referenced = False
-        self.free_running_since = None  # (wall, sim time) when lockstep gave up waiting
-        self.last_advance_wall = time.monotonic()
+        self.pacer = Pacer(self.mode, self.tick_period, p["lockstep_timeout_s"])
         self.wall_start, self.sim_start = time.monotonic(), self.arm.time
-        self.missed_ticks = 0
+        self.pacer.start(self.wall_start)
         self.publish_state()
         self.get_logger().info(
             f"{self.robot.name} in {p['backend']} ({p['effects_profile']} effects), {self.mode}, physics "
@@ -119,43 +116,24 @@ class SimNode(Node):
         else:
             pt = msg.points[0]
             self.arm.layer.submit(now, stamp, msg.joint_names, pt.positions, pt.velocities, pt.accelerations, pt.effort)
-        self.ever_referenced = True
         self.flush_events()
-        if self.mode == "lockstep" and not self.answered_tick and stamp >= now - 1e-9:
-            self.answered_tick = True
-            self.free_running_since = None
+        if self.pacer.on_reference(stamp, now):
             self.advance_tick()
 
     def on_timer(self) -> None:
         wall = time.monotonic()
-        if self.mode == "realtime":
-            due = int((wall - self.wall_start) / self.tick_period) - int(round((self.arm.time - self.sim_start) / self.tick_period))
-            for _ in range(min(due, 10)):  # never more than 10 ticks of catch-up in one go
-                self.advance_tick()
-            self.missed_ticks += max(0, due - 10)
-            return
-        if not self.ever_referenced:
-            # Nobody has answered yet (discovery may not have matched the controller when the
-            # first state went out): repeat the unchanged state, physics does not advance.
-            if wall - self.last_advance_wall > 0.1:
-                self.last_advance_wall = wall
-                self.publish_state()
-            return
-        if self.free_running_since is None:
-            if wall - self.last_advance_wall > self.lockstep_timeout:
-                self.free_running_since = (wall, self.arm.time)
-                self.get_logger().warning(f"no reference for {self.lockstep_timeout:.2f} s of wall time: running on in real time")
-            else:
-                return
-        wall0, sim0 = self.free_running_since
-        due = int((wall - wall0) / self.tick_period) - int(round((self.arm.time - sim0) / self.tick_period))
-        for _ in range(min(due, 10)):
+        was_free = self.pacer.free_running
+        due = self.pacer.on_timer(wall)
+        if self.pacer.free_running and not was_free:
+            self.get_logger().warning(f"no reference for {self.pacer.timeout:.2f} s of wall time: running on in real time")
+        for _ in range(due):
             self.advance_tick()
+        if self.pacer.republish_due(wall):
+            self.publish_state()  # nobody has answered yet: repeat the unchanged state
 
     def advance_tick(self) -> None:
         self.arm.advance(self.steps_per_tick)
-        self.answered_tick = False
-        self.last_advance_wall = time.monotonic()
+        self.pacer.advanced(time.monotonic())
         self.flush_events()
         self.publish_state()
 
@@ -189,7 +167,7 @@ class SimNode(Node):
             "physics_rtf": sim / self.arm.physics_seconds if self.arm.physics_seconds > 0 else math.nan,
             "mode": self.arm.layer.mode,
             "rejected_references": self.arm.layer.rejected,
-            "missed_ticks": self.missed_ticks,
+            "missed_ticks": self.pacer.missed_ticks,
         }
         out.update(self.arm.inner_timer.summary("inner_tick_"))
         return out

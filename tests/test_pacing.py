@@ -1,0 +1,55 @@
+"""When the simulation advances: lockstep, its real-time fallback, and wall-clock pacing."""
+import pytest
+
+from robot_dyn.sim.pacing import Pacer
+
+P = 0.002
+
+
+def test_lockstep_waits_for_the_first_reference_and_repeats_the_state():
+    p = Pacer("lockstep", P, lockstep_timeout=0.1)
+    p.start(0.0)
+    assert p.on_timer(5.0) == 0  # no controller yet: time does not pass
+    assert p.republish_due(5.0) and not p.republish_due(5.05)
+
+
+def test_lockstep_advances_once_per_reference_for_the_current_tick():
+    p = Pacer("lockstep", P, lockstep_timeout=0.1)
+    p.start(0.0)
+    assert p.on_reference(stamp=0.0, sim_time=0.0)
+    assert not p.on_reference(stamp=0.0, sim_time=0.0)  # same tick answered twice: one advance
+    p.advanced(0.001)
+    assert not p.on_reference(stamp=0.0, sim_time=0.002)  # a late reference for an old tick
+    assert p.on_reference(stamp=0.002, sim_time=0.002)
+
+
+def test_silent_controller_makes_lockstep_run_on_in_real_time_then_return():
+    p = Pacer("lockstep", P, lockstep_timeout=0.1)
+    p.start(0.0)
+    p.on_reference(0.0, 0.0)
+    p.advanced(0.0)
+    assert p.on_timer(0.05) == 0  # within the timeout: still waiting
+    assert p.on_timer(0.2) == 0 and p.free_running  # timed out: real-time pacing starts now
+    assert p.on_timer(0.2 + 5 * P + 1e-6) == 5
+    for _ in range(5):
+        p.advanced(0.21)
+    assert p.on_reference(stamp=6 * P, sim_time=6 * P) and not p.free_running
+
+
+def test_realtime_backlog_is_capped_dropped_once_and_counted_once():
+    p = Pacer("realtime", P, lockstep_timeout=0.1, max_catch_up=10)
+    p.start(0.0)
+    assert p.on_timer(3 * P + 1e-6) == 3
+    for _ in range(3):
+        p.advanced(0.0)
+    assert p.on_timer(1.0) == 10  # a 1 s stall: 497 ticks due, 10 run, the rest dropped
+    for _ in range(10):
+        p.advanced(1.0)
+    assert p.missed_ticks == 487
+    assert p.on_timer(1.0 + 1e-6) == 0  # no burst afterwards
+    assert p.missed_ticks == 487
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="mode must be 'lockstep' or 'realtime'"):
+        Pacer("fast", P, 0.1)
