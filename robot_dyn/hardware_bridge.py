@@ -30,6 +30,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from robot_dyn.joint_arrays import joint_vector
+
 FR3_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
 LBR_JOINTS = tuple(f"lbr_A{i}" for i in range(1, 8))
 FRANKA_PREFIX_MAP = {"panda_joint": "fr3_joint"}
@@ -124,13 +126,11 @@ def _vector(field: str, raw, labels: Sequence[str], optional: bool) -> np.ndarra
 
 
 def _per_joint(field: str, raw, n: int) -> np.ndarray:
-    """One non-negative value or n of them, as an n-vector."""
-    values = _floats(field, raw)
-    if values.size == 1:
-        values = np.full(n, values[0])
-    if values.size != n or not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(f"{field}: expected one or {n} finite non-negative numbers, got {raw!r}")
-    return values
+    """One non-negative value or n of them, as an n-vector (the message starts with the field)."""
+    try:
+        return joint_vector(field, raw, n, "nonnegative")
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from None
 
 
 def _seconds(field: str, value: float, positive: bool) -> float:

@@ -134,7 +134,7 @@ def test_unknown_end_effector_frame_is_reported(robot_copy):
 
 def test_robot_config_wrong_length_names_the_field(robot_copy):
     _edit(robot_copy / "configs/robots/panda.yaml", "stiffness: [600.0, 600.0, 600.0,", "stiffness: [600.0, 600.0,")
-    with pytest.raises(RobotModelError, match=r"field 'stiffness' must be a number or a list of 7"):
+    with pytest.raises(RobotModelError, match=r"field 'stiffness' must be one or 7 positive numbers"):
         load_robot("panda")
 
 

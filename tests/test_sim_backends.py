@@ -45,7 +45,7 @@ def test_realistic_profile_adds_what_the_nominal_model_lacks():
 def test_effects_and_profiles_are_validated():
     with pytest.raises(ValueError, match="no effects profile 'noisy'"):
         load_profile("noisy")
-    with pytest.raises(ValueError, match="'armature' must be a non-negative number or 7"):
+    with pytest.raises(ValueError, match="'unmodelled effect armature' must be one or 7"):
         UnmodelledEffects(armature=(0.1, 0.1)).per_joint("armature", 7)
     robot = load_robot("panda")
     with pytest.raises(ValueError, match="'armature' is not supported by the pybullet backend"):

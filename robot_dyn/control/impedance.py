@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_dyn.joint_arrays import joint_vector
 from robot_dyn.robots.description import RobotDescription
 
 
@@ -89,14 +90,7 @@ class ImpedanceSettings:
         """Checked copy: every vector has n finite non-negative entries, timeouts positive."""
         out = {}
         for name in ("stiffness", "damping", "safe_stiffness", "safe_damping", "tau_max", "dtau_max"):
-            raw = getattr(self, name)
-            try:
-                value = np.full(n, float(raw)) if np.isscalar(raw) else np.asarray(raw, dtype=float)
-            except (TypeError, ValueError):
-                raise ValueError(f"'{name}' must be {n} finite non-negative numbers, got {raw!r}") from None
-            if value.shape != (n,) or not np.all(np.isfinite(value)) or np.any(value < 0):
-                raise ValueError(f"'{name}' must be {n} finite non-negative numbers, got {raw!r}")
-            out[name] = value
+            out[name] = joint_vector(name, getattr(self, name), n, "nonnegative")
         for name, unit in (("stale_timeout", "s"), ("extrapolation_horizon", "s"), ("max_position_error", "rad")):
             raw = getattr(self, name)
             try:

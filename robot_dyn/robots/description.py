@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from robot_dyn import paths
+from robot_dyn.joint_arrays import joint_vector
 
 ACTUATED_TYPES = ("revolute", "continuous", "prismatic")
 
@@ -170,13 +171,10 @@ def _robot_config(name: str) -> tuple[Path, dict]:
 def _vector(config: dict, key: str, n: int, where: Path, positive: bool = True) -> np.ndarray:
     if key not in config:
         raise RobotModelError(f"{where}: missing field '{key}'")
-    raw = config[key]
-    values = np.full(n, float(raw)) if isinstance(raw, (int, float)) else np.asarray(raw, dtype=float)
-    if values.shape != (n,) or not np.all(np.isfinite(values)):
-        raise RobotModelError(f"{where}: field '{key}' must be a number or a list of {n} finite numbers, got {raw!r}")
-    if positive and not np.all(values > 0):
-        raise RobotModelError(f"{where}: field '{key}' must be positive, got {raw!r}")
-    return values
+    try:
+        return joint_vector(key, config[key], n, "positive" if positive else "none")
+    except ValueError as exc:
+        raise RobotModelError(f"{where}: field {exc}") from None
 
 
 def load_robot(name: str, urdf: str | Path | None = None) -> RobotDescription:

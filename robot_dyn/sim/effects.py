@@ -13,6 +13,7 @@ import numpy as np
 import yaml
 
 from robot_dyn import paths
+from robot_dyn.joint_arrays import joint_vector
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,7 @@ class UnmodelledEffects:
     lugre_damping: float | tuple = 0.5  # Nm s/rad, bristle damping
 
     def per_joint(self, name: str, n: int) -> np.ndarray:
-        raw = getattr(self, name)
-        values = np.full(n, float(raw)) if np.isscalar(raw) else np.asarray(raw, dtype=float)
-        if values.shape != (n,) or not np.all(np.isfinite(values)) or np.any(values < 0):
-            raise ValueError(f"unmodelled effect '{name}' must be a non-negative number or {n} of them, got {raw!r}")
-        return values
+        return joint_vector(f"unmodelled effect {name}", getattr(self, name), n, "nonnegative")
 
     def link_scales(self, n_links: int) -> np.ndarray:
         """Mass/inertia scale per moving link (deterministic in `seed`)."""
