@@ -54,6 +54,13 @@ setup(
         "pyarrow>=14",
         "rosbags>=0.10",
         "safetensors>=0.4",
+        # Safety filter (OSQP called directly), robust filter (Clarabel SOCP), MPC (cvxpy).
+        "osqp>=1.0",
+        "clarabel>=0.9",
+        "cvxpy>=1.5",
+        # Perception: point clouds and images.
+        "open3d>=0.18",
+        "opencv-python-headless>=4.8",
     ],
     extras_require={
         # rclpy and the message packages from the PyPI ROS 2 wheels; a ROS 2 install

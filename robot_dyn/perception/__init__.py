@@ -1,0 +1,1 @@
+"""Perception cores: cameras, Gaussian rasterisation and tracking, control particles. No rclpy here."""

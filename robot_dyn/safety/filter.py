@@ -1,0 +1,409 @@
+"""The CBF safety filter: the smallest change to a commanded joint acceleration that keeps the arm safe.
+
+Why the acceleration of the reference: whatever produces motion (MPC, trajectory, policy,
+teleop), the controller integrates a joint acceleration into the impedance reference
+(q_d, qd_d). Filtering that acceleration is model-free and cheap (a 7-variable QP), and
+the filter's model, a double integrator per joint at the outer-loop period dt, is exact
+for the reference. The arm itself follows the reference with a tracking error that comes
+from the feedforward's model error; the robust filter bounds that error (error_model.py)
+and tightens every constraint by it, which turns the QP into a second-order cone program.
+
+Constraints, all discrete-time at step dt (state x = (q, qd) of the reference):
+- |a| <= acceleration_scale * qdd_max (hard; the robot layer rejects much more);
+- |qd + dt a| <= velocity_scale * qd_max;
+- joint position limits with a braking barrier q + max(qd,0)^2 / (2 a_b) <= q_max - margin,
+  imposed exactly on the next state: it has a closed-form bound per joint, and braking at
+  a_b keeps it invariant;
+- Cartesian barriers (barriers.py) through the braking barrier b = h - min(h_dot,0)^2/(2 a_c):
+  b_{k+1} >= exp(-decay_rate dt) b_k, linearised in a at the previous solution (b is concave
+  in a, so the linearisation is re-checked and re-solved once if it was optimistic). When a
+  row is already violated (b_k < 0: an obstacle moved in, or the arm was pushed), it asks
+  to move away at up to a_c instead.
+When the constraints cannot all be met, the filter brakes every joint as hard as the
+limits allow ("fallback") and says so; it never raises in the loop.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from robot_dyn.robots.description import RobotDescription
+from robot_dyn.safety.barriers import BarrierRows, SphereKinematics, barrier_rows, row_labels
+from robot_dyn.safety.sets import Obstacle, SafeSets
+
+SOLVERS = ("osqp", "clarabel")
+
+
+@dataclass
+class FilterSettings:
+    """Gains and margins of the filter (ROS parameters of the controller, see configs/controller.yaml)."""
+
+    dt: float = 0.002  # s, the outer-loop period
+    acceleration_scale: float = 1.0  # share of qdd_max the filter may command
+    velocity_scale: float = 1.0  # share of qd_max
+    joint_braking_scale: float = 0.5  # share of qdd_max assumed for braking before a joint limit
+    cartesian_braking: float = 1.0  # m/s^2 assumed for braking before a Cartesian set
+    joint_margin: float = 0.01  # rad kept from joint limits
+    distance_margin: float = 0.01  # m kept from the table, workspace and obstacles
+    decay_rate: float = 20.0  # 1/s, class-K gain of the discrete CBF: b_{k+1} >= exp(-rate dt) b_k
+    escape_gain: float = 5.0  # 1/s: a violated set is left at speed escape_gain * |b| (at most 0.1 m/s)
+    activation_distance: float = 0.3  # m: rows whose braking barrier is larger are left out of the QP
+    max_rows: int = 16  # Cartesian rows in the QP (the most critical ones)
+    confidence: float = 2.0  # beta: the robust filter bounds the torque error by |mean| + beta std
+    # s: the robust filter's bound on the tracking error follows its quasi-static value (torque
+    # error / stiffness) with this lag, the time constant of the impedance loop's error dynamics.
+    tracking_time_constant: float = 0.02
+
+    def validated(self) -> "FilterSettings":
+        for name in ("dt", "acceleration_scale", "velocity_scale", "joint_braking_scale", "cartesian_braking",
+                     "decay_rate", "escape_gain", "activation_distance", "confidence",
+                     "tracking_time_constant"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"safety '{name}' must be a positive number, got {value!r}")
+        for name in ("joint_margin", "distance_margin"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"safety '{name}' must be a non-negative number, got {value!r}")
+        if self.joint_braking_scale > self.acceleration_scale:
+            raise ValueError("safety 'joint_braking_scale' must not exceed 'acceleration_scale'")
+        if not (isinstance(self.max_rows, int) and self.max_rows >= 1):
+            raise ValueError(f"safety 'max_rows' must be a positive integer, got {self.max_rows!r}")
+        return self
+
+
+@dataclass
+class FilterResult:
+    """The filtered acceleration (rad/s^2) and what the filter did."""
+
+    qdd: np.ndarray
+    status: str  # "free" (nothing near), "ok" (QP solved), "fallback" (maximum braking)
+    active: list[str] = field(default_factory=list)  # constraints that bind
+    min_barrier: float = math.inf  # m, smallest Cartesian h (with margins) at this state
+    min_barrier_label: str = ""
+    min_joint_distance: float = math.inf  # rad, smallest distance to a joint limit (with margin)
+    tightening: float = 0.0  # m, largest robust tightening of a row (0 for the nominal filter)
+    reason: str = ""  # why a fallback happened
+    solve_s: float = 0.0  # wall time of the whole filter call
+
+
+def joint_limit_bounds(q, qd, lo, hi, dt, a_brake):
+    """Per-joint acceleration bounds (upper, lower) that keep q + max(qd,0)^2/(2 a_b) <= hi, and the
+    mirror for lo, on the next step of the double integrator. Braking at a_b always satisfies them."""
+    n = len(q)
+    # both limits at once: the lower one is the upper one of the mirrored joint (-q, -qd, -lo)
+    q2, v, top = np.concatenate([q, -q]), np.concatenate([qd, -qd]), np.concatenate([hi, -lo])
+    ab = np.concatenate([a_brake, a_brake])
+    linear = 2.0 * (top - q2 - dt * v) / (dt * dt)  # bound while the next velocity is <= 0
+    # while the next velocity is > 0: dt^2/(2ab) a^2 + (dt^2/2 + v dt/ab) a + (q + dt v + v^2/(2ab) - top) <= 0
+    alpha, beta = dt * dt / (2 * ab), dt * dt / 2 + v * dt / ab
+    gamma = q2 + dt * v + v * v / (2 * ab) - top
+    root = (-beta + np.sqrt(np.maximum(beta * beta - 4 * alpha * gamma, 0.0))) / (2 * alpha)
+    stopped_ok = q2 + dt * v / 2 <= top  # the state reached by stopping in this step is admissible
+    bound = np.where(stopped_ok, np.maximum(root, -v / dt), linear)
+    return bound[:n], -bound[n:]
+
+
+class SafetyFilter:
+    """filter(q_d, qd_d, a_nominal) -> FilterResult, every outer tick.
+
+    solver 'osqp' solves the nominal QP directly (fixed sparsity, warm start); 'clarabel'
+    solves the same problem as a conic program and, given `error_model`, the robust SOCP.
+    """
+
+    def __init__(self, robot: RobotDescription, sets: SafeSets, settings: FilterSettings | None = None,
+                 solver: str = "osqp", error_model=None):
+        if solver not in SOLVERS:
+            raise ValueError(f"safety solver must be one of {SOLVERS}, got '{solver}'")
+        if error_model is not None and solver != "clarabel":
+            raise ValueError("the robust filter (an error model) needs solver 'clarabel'")
+        self.robot, self.sets = robot, sets
+        self.settings = (settings or FilterSettings()).validated()
+        self.solver_name, self.error_model = solver, error_model
+        self.kinematics = SphereKinematics(robot, sets)
+        self.moving: tuple[Obstacle, ...] = ()
+        self.labels = row_labels(self.kinematics, sets, sets.obstacles)
+        self.n = robot.n_joints
+        self._a_prev = np.zeros(self.n)
+        self._tracking = None  # (mean, std) rad per joint: the robust filter's tracking-error state
+        self._qp = None  # OSQP, the nominal filter (and the robust filter's second line)
+        self._solver = None  # Clarabel
+        self._conic = None
+        self._nominal_rhs = np.zeros(0)
+        self.last_slack = 0.0  # m/s^2: how far the robust rows gave way on the last solve
+        self.robust_failures = 0  # conic solves that failed and fell back to the nominal QP
+
+    # --- configuration -----------------------------------------------------
+    def set_obstacles(self, obstacles: tuple[Obstacle, ...]) -> None:
+        """Replace the moving obstacles (the static ones from the config always apply)."""
+        self.moving = tuple(obstacles)
+        self.labels = row_labels(self.kinematics, self.sets, self.obstacles)
+
+    def reset(self) -> None:
+        self._a_prev = np.zeros(self.n)
+        self._tracking = None
+
+    @property
+    def obstacles(self) -> tuple[Obstacle, ...]:
+        return self.sets.obstacles + self.moving
+
+    # --- the filter --------------------------------------------------------
+    def filter(self, q: np.ndarray, qd: np.ndarray, a_nominal: np.ndarray) -> FilterResult:
+        start = time.perf_counter()
+        try:
+            result = self._filter(np.asarray(q, float), np.asarray(qd, float), np.asarray(a_nominal, float))
+        except Exception as exc:  # a solver or geometry failure must brake, not kill the loop
+            result = FilterResult(self.braking(qd), "fallback", reason=f"filter error: {exc!r}")
+        self._a_prev = result.qdd
+        result.solve_s = time.perf_counter() - start
+        return result
+
+    def braking(self, qd: np.ndarray) -> np.ndarray:
+        """Maximum braking within the acceleration limits (the fallback)."""
+        a_max = self.settings.acceleration_scale * self.robot.qdd_max
+        return np.clip(-np.asarray(qd, float) / self.settings.dt, -a_max, a_max)
+
+    def _filter(self, q, qd, a_nom) -> FilterResult:
+        s, robot = self.settings, self.robot
+        if q.shape != (self.n,) or qd.shape != (self.n,) or a_nom.shape != (self.n,):
+            return FilterResult(self.braking(np.zeros(self.n)), "fallback", reason="state or command has the wrong size")
+        if not np.isfinite(q.sum() + qd.sum()):
+            return FilterResult(np.zeros(self.n), "fallback", reason="non-finite state")
+        if not np.isfinite(a_nom.sum()):
+            return FilterResult(self.braking(qd), "fallback", reason="non-finite nominal acceleration")
+        a_max = s.acceleration_scale * robot.qdd_max
+        lo_q, hi_q = robot.q_min + s.joint_margin, robot.q_max - s.joint_margin
+        model = None
+        if self.error_model is not None:
+            model = self.error_model.torque_error(q, qd)
+            if self._tracking is None:
+                self._tracking = model.tracking_error(np.zeros(self.n))
+            e_mean, e_std = self._tracking  # the arm is at q_d + e_mean +- beta e_std
+            lo_q, hi_q = lo_q - e_mean + s.confidence * e_std, hi_q - e_mean - s.confidence * e_std
+        up_pos, low_pos = joint_limit_bounds(q, qd, lo_q, hi_q, s.dt, s.joint_braking_scale * robot.qdd_max)
+        v_max = s.velocity_scale * robot.qd_max
+        lower = np.maximum(np.maximum(-a_max, (-v_max - qd) / s.dt), low_pos)
+        upper = np.minimum(np.minimum(a_max, (v_max - qd) / s.dt), up_pos)
+        min_joint = float(np.min(np.minimum(q - lo_q, hi_q - q)))
+        if np.any(lower > upper + 1e-9):
+            bad = [robot.joint_names[i] for i in np.flatnonzero(lower > upper + 1e-9)]
+            return FilterResult(self.braking(qd), "fallback", min_joint_distance=min_joint,
+                                reason=f"joint limits cannot be met at {bad}")
+        rows = barrier_rows(self.kinematics, self.sets, self.obstacles, q, qd, s.distance_margin)
+        i_min = int(np.argmin(rows.h))
+        info = dict(min_barrier=float(rows.h[i_min]), min_barrier_label=self.labels[i_min], min_joint_distance=min_joint)
+        selected, rhs, slope, T, tightening = self._cartesian_constraints(rows, model is not None)
+        a_box = np.clip(a_nom, lower, upper)
+        if not selected.size and np.array_equal(a_box, a_nom) and model is None:
+            return FilterResult(a_nom.copy(), "free", **info)
+        g = rows.g[selected]
+        for attempt in range(2):
+            if self.solver_name == "osqp":
+                a, status = self._solve_osqp(a_nom, lower, upper, g, rhs)
+            else:
+                a, status = self._solve_clarabel(a_nom, lower, upper, g, rhs, T, model)
+                if a is None and model is not None:  # numerical trouble: the nominal QP is the next line
+                    a, status = self._solve_osqp(a_nom, lower, upper, g, self._nominal_rhs)
+                    self.robust_failures += 1
+            if a is None:
+                return FilterResult(self.braking(qd), "fallback", reason=f"infeasible ({status})", **info)
+            gap = self._linearisation_gap(rows, selected, g @ a)  # m
+            if attempt or not np.any(gap > 1e-7):
+                break
+            rhs = rhs + gap / slope  # the concave row was optimistic at this solution: tighten, solve once more
+            self._nominal_rhs = self._nominal_rhs + gap / slope
+        if model is not None:
+            lag = 1.0 - math.exp(-s.dt / s.tracking_time_constant)
+            target = model.tracking_error(a)
+            self._tracking = tuple((1 - lag) * old + lag * new for old, new in zip(self._tracking, target))
+        active = [robot.joint_names[i] + "/limits" for i in np.flatnonzero((a <= lower + 1e-6) | (a >= upper - 1e-6))
+                  if abs(a[i] - a_nom[i]) > 1e-6]
+        active += [self.labels[j] for j, m in zip(selected, g @ a - rhs) if m < 1e-5]
+        return FilterResult(a, "ok", active=active, tightening=tightening, **info)
+
+    def _cartesian_constraints(self, rows: BarrierRows, robust: bool):
+        """Select the critical rows and return their linear form g . a >= rhs (+ robust terms).
+
+        slope[j] = dF/ds at the linearisation point (s = g . a). For the robust filter the arm
+        is at q_d + e with e = e_mean +- beta e_std per joint, so a row's true value is about
+        h + g . e_mean - beta |g| . e_std: the tightening. e moves toward its quasi-static value
+        (error_model.py) with a first-order lag; its next value depends on a (mean, affine) and
+        on the std's epigraph variables (cones). T = lag / slope scales that dependence into the
+        row's units. Rows already violated ask to move away instead (they act on speed)."""
+        s = self.settings
+        dt, ac = s.dt, s.cartesian_braking
+        b = rows.h - np.minimum(rows.h_dot, 0.0) ** 2 / (2 * ac)
+        candidates = np.flatnonzero(b < s.activation_distance)
+        if candidates.size > s.max_rows:
+            candidates = candidates[np.argsort(b[candidates])[: s.max_rows]]
+        h, hd, g, c, b = rows.h[candidates], rows.h_dot[candidates], rows.g[candidates], rows.c[candidates], b[candidates]
+        tightening, lag = np.zeros(candidates.size), 0.0
+        if robust:
+            e_mean, e_std = self._tracking
+            tightening = -(g @ e_mean) + s.confidence * (np.abs(g) @ e_std)
+            lag = 1.0 - math.exp(-dt / s.tracking_time_constant)
+        bt = b - tightening
+        s0 = g @ self._a_prev
+        w1 = hd + dt * (s0 + c)
+        F0 = h + dt * hd + 0.5 * dt * dt * (s0 + c) - np.minimum(w1, 0.0) ** 2 / (2 * ac)
+        slope = 0.5 * dt * dt + dt * np.maximum(-w1, 0.0) / ac
+        decay = math.exp(-s.decay_rate * dt)
+        braking_rhs = s0 + (decay * bt + (1 - lag) * tightening - F0) / slope
+        # violated rows: leave at up to ac, toward the escape speed escape_gain * |b| (<= 0.1 m/s)
+        v_target = np.minimum(s.escape_gain * np.maximum(-bt, 0.0), 0.1)
+        escape_rhs = (np.minimum(v_target, hd + dt * ac) - hd) / dt - c
+        braking = bt >= 0.0
+        rhs = np.where(braking, braking_rhs, np.maximum(escape_rhs, -ac - c))
+        T = np.where(braking, lag / slope, 0.0)
+        # the same rows without tightening: the robust filter keeps them hard
+        self._nominal_rhs = np.where(braking, s0 + (decay * b - F0) / slope, np.maximum(
+            (np.minimum(np.minimum(s.escape_gain * np.maximum(-b, 0.0), 0.1), hd + dt * ac) - hd) / dt - c, -ac - c))
+        return candidates, rhs, slope, T, float(np.max(tightening, initial=0.0))
+
+    def _linearisation_gap(self, rows: BarrierRows, selected, s_new) -> np.ndarray:
+        """How much the linearised braking rows overestimate the exact ones at the new solution (m)."""
+        if not selected.size:
+            return np.zeros(0)
+        dt, ac = self.settings.dt, self.settings.cartesian_braking
+        hd, c = rows.h_dot[selected], rows.c[selected]
+        s0 = rows.g[selected] @ self._a_prev
+        w0, w1 = hd + dt * (s0 + c), hd + dt * (s_new + c)
+        exact = -np.minimum(w1, 0.0) ** 2 / (2 * ac)
+        linear = -np.minimum(w0, 0.0) ** 2 / (2 * ac) + dt * np.maximum(-w0, 0.0) / ac * (s_new - s0)
+        return np.maximum(linear - exact, 0.0)
+
+    # --- solvers -------------------------------------------------------------
+    def _weights(self) -> np.ndarray:
+        """Cost weights: a change of the full acceleration limit costs the same on every joint."""
+        return 1.0 / (self.settings.acceleration_scale * self.robot.qdd_max) ** 2
+
+    def _solve_osqp(self, a_nom, lower, upper, g, rhs):
+        import osqp
+
+        n, m = self.n, self.settings.max_rows
+        G = np.zeros((m, n))
+        G[: len(g)] = g
+        lo = np.concatenate([lower, np.full(m, -np.inf)])
+        lo[n: n + len(g)] = rhs
+        hi = np.concatenate([upper, np.full(m, np.inf)])
+        w = self._weights()
+        Ax = np.vstack([np.ones(n), G]).T.ravel()  # column-major values of [I; G]
+        if self._qp is None:
+            A = sparse.csc_matrix((np.ones(n * (m + 1)), self._osqp_rows(), self._osqp_ptr()), shape=(n + m, n))
+            self._qp = osqp.OSQP()
+            self._qp.setup(sparse.diags(w).tocsc(), -w * a_nom, A, lo, hi, verbose=False, warm_starting=True,
+                               polishing=False, eps_abs=1e-7, eps_rel=1e-7, max_iter=4000)
+        self._qp.update(q=-w * a_nom, l=lo, u=hi, Ax=Ax)
+        self._qp.warm_start(x=np.clip(a_nom, lower, upper))
+        res = self._qp.solve()
+        if res.info.status not in ("solved", "solved inaccurate") or not np.all(np.isfinite(res.x)):
+            return None, res.info.status
+        return np.clip(res.x, lower, upper), res.info.status
+
+    def _osqp_ptr(self):
+        n, m = self.n, self.settings.max_rows
+        return np.arange(n + 1) * (m + 1)
+
+    def _osqp_rows(self):
+        """Row indices of [I; G] in CSC order: column j holds row j, then rows n..n+m-1."""
+        n, m = self.n, self.settings.max_rows
+        idx = np.empty((n, m + 1), int)
+        idx[:, 0] = np.arange(n)
+        idx[:, 1:] = n + np.arange(m)
+        return idx.ravel()
+
+    def _solve_clarabel(self, a_nom, lower, upper, g, rhs, T, model):
+        """The (robust) problem as a conic program over z = [a (n), s (n), d (m)].
+
+        s_i >= ||chol_i [a; 1]|| is joint i's torque-error std (Nm). A braking row reads
+        g . a + T (g / K) . mean(a) - T beta (|g| / K) . s + d >= rhs: the next tracking-error
+        mean is affine in a, its std bound enters through s (see _cartesian_constraints).
+        d >= 0 is a slack with an exact penalty, so the robust rows give way (and say so)
+        where they cannot be met; the nominal rows g . a >= rhs_nominal stay hard."""
+        import clarabel
+
+        n, m = self.n, self.settings.max_rows
+        k = len(g)
+        w = self._weights()
+        A = self._conic_A
+        A[: n, :n] = np.eye(n)
+        A[n: 2 * n, :n] = -np.eye(n)
+        robust, nominal = A[2 * n: 2 * n + m], A[2 * n + m: 2 * n + 2 * m]
+        robust[:, :2 * n] = 0.0
+        nominal[:, :n] = 0.0
+        r, r_nom = np.full(m, -1e6), np.full(m, -1e6)
+        robust[:k, :n] = -g
+        nominal[:k, :n] = -g
+        r[:k], r_nom[:k] = rhs, rhs
+        if model is not None and k:
+            tau_rows = g / model.stiffness  # a row's change per Nm of torque error, through q - q_d = -dtau/K
+            robust[:k, :n] -= T[:, None] * (tau_rows @ model.mean[:, :n])
+            r[:k] = rhs - T * (tau_rows @ model.mean[:, n])
+            robust[:k, n: 2 * n] = (T * self.settings.confidence)[:, None] * np.abs(tau_rows)
+            r_nom[:k] = self._nominal_rhs
+            chol = model.chol
+        else:
+            chol = np.zeros((n, n + 1, n + 1))
+        soc = A[2 * n + 3 * m:].reshape(n, n + 2, -1)
+        soc[:, 1:, :n] = -chol[:, :, :n]
+        b = np.concatenate([upper, -lower, -r, -r_nom, np.zeros(m),
+                            np.concatenate([np.zeros((n, 1)), chol[:, :, n]], axis=1).ravel()])
+        qv = np.concatenate([-w * a_nom, np.full(n, 1e-6), np.full(m, 1e3 * float(np.max(w)))])
+        values = A.T[self._pattern_mask.T]  # column-major values at the structural entries
+        if self._solver is None:
+            settings = clarabel.DefaultSettings()
+            settings.verbose, settings.presolve_enable = False, False
+            settings.input_sparse_dropzeros = False
+            cones = [clarabel.NonnegativeConeT(2 * n + 3 * m)] + [clarabel.SecondOrderConeT(n + 2)] * n
+            P = sparse.diags(np.concatenate([w, np.zeros(n + m)])).tocsc()
+            structure = sparse.csc_matrix(self._pattern_mask.astype(float))
+            structure.data[:] = values
+            self._solver = clarabel.DefaultSolver(P, qv, structure, b, cones, settings)
+        else:
+            self._solver.update(q=qv, A=values, b=b)
+        sol = self._solver.solve()
+        status = str(sol.status)
+        if status not in ("Solved", "AlmostSolved"):
+            return None, status
+        x = np.asarray(sol.x)
+        if not np.all(np.isfinite(x)):
+            return None, status
+        self.last_slack = float(np.max(x[2 * n: 2 * n + k], initial=0.0))
+        return np.clip(x[:n], lower, upper), status
+
+    @property
+    def _conic_A(self) -> np.ndarray:
+        """Constraint matrix of the conic program, rows: box (2n) | robust (m) | nominal (m) |
+        slack >= 0 (m) | n cones of n+2; columns: a (n) | s (n) | d (m). Filled in place."""
+        if self._conic is None:
+            n, m = self.n, self.settings.max_rows
+            A = np.zeros((2 * n + 3 * m + n * (n + 2), 2 * n + m))
+            A[2 * n: 2 * n + m, 2 * n:] = -np.eye(m)  # + d in the robust rows
+            A[2 * n + 2 * m: 2 * n + 3 * m, 2 * n:] = -np.eye(m)  # d >= 0
+            A[self._soc_heads()] = -1.0
+            self._conic = A
+            self._pattern_mask = self._pattern(A.shape)
+        return self._conic
+
+    def _soc_heads(self):
+        n, m = self.n, self.settings.max_rows
+        return 2 * n + 3 * m + np.arange(n) * (n + 2), n + np.arange(n)
+
+    def _pattern(self, shape) -> np.ndarray:
+        """Structural non-zeros of the conic constraint matrix (where data can appear)."""
+        n, m = self.n, self.settings.max_rows
+        mask = np.zeros(shape, bool)
+        mask[:n, :n] = mask[n: 2 * n, :n] = np.eye(n, dtype=bool)
+        mask[2 * n: 2 * n + m, :2 * n] = True
+        mask[2 * n: 2 * n + m, 2 * n:] = np.eye(m, dtype=bool)
+        mask[2 * n + m: 2 * n + 2 * m, :n] = True
+        mask[2 * n + 2 * m: 2 * n + 3 * m, 2 * n:] = np.eye(m, dtype=bool)
+        mask[self._soc_heads()] = True
+        for i in range(n):
+            start = 2 * n + 3 * m + i * (n + 2) + 1
+            mask[start: start + n + 1, :n] = True
+        return mask
