@@ -2,9 +2,12 @@
 
 Joint goals become minimum-jerk joint motions; pose goals and Cartesian paths are
 turned into joint motion by second-order differential IK run on the desired
-state. Each tick returns (q_d, qd_d, qdd_d, tau_ff) for the robot layer, where
-tau_ff is the URDF rigid-body inverse dynamics along the reference, without
-gravity when the robot compensates gravity itself.
+state. Every motion gives a nominal joint acceleration; the safety filter
+(robot_dyn/safety), when present, changes it as little as keeps the arm safe, and
+the desired state integrates it. Each tick returns (q_d, qd_d, qdd_d, tau_ff) for
+the robot layer, where tau_ff is the feedforward along the reference (URDF
+rigid-body inverse dynamics or a learned model), without gravity when the robot
+compensates gravity itself.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ LEARNED_MODES = ("identified", "blackbox", "hybrid")
 @dataclass
 class OuterLoopConfig:
     feedforward: str = "nominal"
+    period: float = 0.002  # s, the outer-loop period
     robot_compensates_gravity: bool = True
     joint_speed_scale: float = 0.5  # joint goals use this share of the velocity/acceleration limits
     cartesian_speed: float = 0.25  # m/s, pose goals
@@ -39,7 +43,7 @@ class OuterLoopConfig:
     def validated(self) -> "OuterLoopConfig":
         if self.feedforward not in FEEDFORWARD_MODES:
             raise ValueError(f"'feedforward' must be one of {FEEDFORWARD_MODES}, got '{self.feedforward}'")
-        for name in ("joint_speed_scale", "cartesian_speed", "cartesian_acceleration", "angular_speed",
+        for name in ("period", "joint_speed_scale", "cartesian_speed", "cartesian_acceleration", "angular_speed",
                      "angular_acceleration", "path_start_tolerance"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
@@ -76,7 +80,7 @@ class OuterLoop:
     """
 
     def __init__(self, robot: RobotDescription, config: OuterLoopConfig | None = None, model: RigidBody | None = None,
-                 learned=None):
+                 learned=None, safety=None):
         self.robot = robot
         self.config = (config or OuterLoopConfig()).validated()
         self.model = model or RigidBody(robot)
@@ -84,6 +88,9 @@ class OuterLoop:
         if self.config.feedforward in LEARNED_MODES and learned is None:
             raise ValueError(f"feedforward '{self.config.feedforward}' needs a learned model (a checkpoint)")
         self.learned_fallbacks = 0
+        self.safety = safety  # robot_dyn.safety.filter.SafetyFilter or None
+        self.safety_result = None  # the filter's last FilterResult
+        self.safety_fallbacks = 0
         self.posture = robot.home.copy()
         self.motion = None  # JointMotion | CartesianMove | CartesianPath | None
         self.q_d = self.qd_d = self.qdd_d = None
@@ -178,23 +185,43 @@ class OuterLoop:
 
     # --- the tick ----------------------------------------------------------
     def tick(self, t: float) -> Reference:
-        """Advance the desired state to time t and return the impedance reference for t."""
+        """Advance the desired state to time t and return the impedance reference for t.
+
+        The desired state integrates last tick's acceleration; this tick's acceleration is the
+        active motion's (or a stop when idle), passed through the safety filter."""
         self._require_started()
         h = t - self._t_last
-        if isinstance(self.motion, JointMotion):
-            self.q_d, self.qd_d, self.qdd_d = self.motion.sample(t)
-        else:
-            if h > 0:  # integrate the desired state with last tick's acceleration
-                self.q_d = self.q_d + h * (self.qd_d + 0.5 * h * self.qdd_d)
-                self.qd_d = self.qd_d + h * self.qdd_d
-            if self.motion is None:
-                self.qd_d = np.zeros_like(self.qd_d)
-                self.qdd_d = np.zeros_like(self.qdd_d)
-            else:
-                self.qdd_d = self._cartesian_acceleration(self.motion.sample(t))
+        if h > 0:
+            self.q_d = self.q_d + h * (self.qd_d + 0.5 * h * self.qdd_d)
+            self.qd_d = self.qd_d + h * self.qdd_d
         self._t_last = t
+        self.qdd_d = self._filtered(self._nominal_acceleration(t))
         self._respect_limits()
         return Reference(t, self.q_d.copy(), self.qd_d.copy(), self.qdd_d.copy(), self.feedforward(self.q_d, self.qd_d, self.qdd_d))
+
+    def _nominal_acceleration(self, t: float) -> np.ndarray:
+        """What the active motion asks for (rad/s^2): a joint motion's acceleration with a PD on its
+        state, the IK's for Cartesian motion, and a stop when idle."""
+        if isinstance(self.motion, JointMotion):
+            q, qd, qdd = self.motion.sample(t)
+            gains = self.config.ik
+            return qdd + gains.position * (q - self.q_d) + gains.velocity * (qd - self.qd_d)
+        if self.motion is None:
+            if not np.any(self.qd_d):
+                return np.zeros_like(self.qd_d)
+            return np.clip(-self.qd_d / self.config.period, -self.robot.qdd_max, self.robot.qdd_max)
+        return self._cartesian_acceleration(self.motion.sample(t))
+
+    def _filtered(self, a_nominal: np.ndarray) -> np.ndarray:
+        if self.safety is None:
+            return a_nominal
+        result = self.safety.filter(self.q_d, self.qd_d, a_nominal)
+        self.safety_result = result
+        if result.status == "fallback":
+            self.safety_fallbacks += 1
+            if self.safety_fallbacks in (1, 10, 100) or self.safety_fallbacks % 1000 == 0:
+                self.events.append(f"safety filter braking ({result.reason}) on {self.safety_fallbacks} ticks")
+        return result.qdd
 
     def _cartesian_acceleration(self, ref) -> np.ndarray:
         p, R, jac, drift = self.model.ee_kinematics(self.q_d, self.qd_d)

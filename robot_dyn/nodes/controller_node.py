@@ -18,15 +18,20 @@ from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
+from visualization_msgs.msg import MarkerArray
 
 from robot_dyn.control.ik import IKGains
 from robot_dyn.control.outer_loop import LEARNED_MODES, GoalRejected, OuterLoop, OuterLoopConfig
 from robot_dyn.nodes.messages import (
-    cartesian_path_from_msg, diagnostics_msg, pose_to_arrays, reference_msg, rotation_to_quaternion, to_sec, to_stamp,
+    cartesian_path_from_msg, diagnostics_msg, obstacle_markers, obstacle_updates, pose_to_arrays, reference_msg,
+    rotation_to_quaternion, to_sec, to_stamp,
 )
 from robot_dyn.bringup import schema
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
+from robot_dyn.safety.filter import SETTING_NAMES, FilterSettings, SafetyFilter
+from robot_dyn.safety.obstacles import ObstacleTracker
+from robot_dyn.safety.sets import SafetyConfigError
 from robot_dyn.timing import Decimator, TickTimer
 
 DEFAULTS = schema.defaults(schema.CONTROLLER)
@@ -34,7 +39,9 @@ DESCRIPTIONS = schema.descriptions(schema.CONTROLLER)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Facts the rest of the graph was started with (robot, rates, gravity handling, the feedforward model).
 FIXED_AT_START = {"robot", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
-                  "desired_pose_rate_hz", "diagnostics_period_s", "stats_file"}
+                  "desired_pose_rate_hz", "diagnostics_period_s", "stats_file", "safety_filter", "safety_config",
+                  "safety_error_model"}
+SAFETY_FILTERS = ("off", "nominal", "robust")
 
 
 def outer_loop_config(p: dict) -> OuterLoopConfig:
@@ -42,8 +49,37 @@ def outer_loop_config(p: dict) -> OuterLoopConfig:
                  nullspace_stiffness=p["ik_nullspace_stiffness"], nullspace_damping=p["ik_nullspace_damping"])
     keys = ("feedforward", "robot_compensates_gravity", "joint_speed_scale", "cartesian_speed", "cartesian_acceleration",
             "angular_speed", "angular_acceleration", "path_start_tolerance")
-    return OuterLoopConfig(**{k: p[k] for k in keys}, ik=ik).validated()
+    return OuterLoopConfig(**{k: p[k] for k in keys}, period=1.0 / p["rate_hz"], ik=ik).validated()
 
+
+def filter_settings(p: dict) -> FilterSettings:
+    return FilterSettings(dt=1.0 / p["rate_hz"], **{k: p["safety_" + k] for k in SETTING_NAMES}).validated()
+
+
+def safety_filter(robot, p: dict, log) -> SafetyFilter | None:
+    """The configured safety filter. A robust filter whose error model cannot be read falls back to
+    the prior (said in the log); a safe-set file that cannot be read stops the node."""
+    from robot_dyn.dynamics.rigid_body import RigidBody
+    from robot_dyn.safety.error_model import ErrorModelError, TorqueErrorModel
+    from robot_dyn.safety.sets import load_safe_sets
+
+    kind = p["safety_filter"]
+    if kind not in SAFETY_FILTERS:
+        raise ValueError(f"'safety_filter' must be one of {SAFETY_FILTERS}, got '{kind}'")
+    if kind == "off":
+        return None
+    sets = load_safe_sets(robot, p["safety_config"] or None)
+    if kind == "nominal":
+        return SafetyFilter(robot, sets, filter_settings(p), solver="osqp")
+    rb = RigidBody(robot)
+    model = TorqueErrorModel.prior(rb, robot.stiffness)
+    if p["safety_error_model"]:
+        try:
+            model = TorqueErrorModel.load(p["safety_error_model"], rb)
+            log.info(f"safety: torque error model from {p['safety_error_model']} ({model.samples} samples)")
+        except ErrorModelError as exc:
+            log.warning(f"safety: {exc}; using the prior error model")
+    return SafetyFilter(robot, sets, filter_settings(p), solver="clarabel", error_model=model)
 
 class ControllerNode(Node):
     def __init__(self):
@@ -57,7 +93,11 @@ class ControllerNode(Node):
             learned = self._load_learned(p["feedforward_checkpoint"], config)
             if learned is None:
                 config.feedforward = "nominal"
-        self.loop = OuterLoop(self.robot, config, learned=learned)
+        self.safety = safety_filter(self.robot, p, self.get_logger())
+        self.obstacles = ObstacleTracker()
+        self.loop = OuterLoop(self.robot, config, learned=learned, safety=self.safety)
+        self.safety_timer = TickTimer()
+        self._obstacle_version = self._applied_version = 0
         self.period = 1.0 / p["rate_hz"]
         self.resync_threshold = p["resync_threshold"]
         self.pose_period = 1.0 / p["desired_pose_rate_hz"]
@@ -71,6 +111,8 @@ class ControllerNode(Node):
         self.pose_pub = self.create_publisher(PoseStamped, "/controller/desired_pose", 10)
         self.event_pub = self.create_publisher(String, "/controller/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.marker_pub = self.create_publisher(MarkerArray, "/safety/markers", 10)
+        self.create_subscription(MarkerArray, "/safety/obstacles", self.on_obstacles, RELIABLE)
         self.create_subscription(JointState, "/joint_states", self.on_joint_state, RELIABLE)
         self.create_subscription(JointState, "/controller/joint_goal", self.on_joint_goal, RELIABLE)
         self.create_subscription(PoseStamped, "/controller/pose_goal", self.on_pose_goal, RELIABLE)
@@ -78,7 +120,8 @@ class ControllerNode(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.t_now = None
-        self.get_logger().info(f"{self.robot.name}: outer loop at {p['rate_hz']:.0f} Hz, feedforward '{self.loop.config.feedforward}'")
+        self.get_logger().info(f"{self.robot.name}: outer loop at {p['rate_hz']:.0f} Hz, feedforward "
+                               f"'{self.loop.config.feedforward}', safety filter '{p['safety_filter']}'")
 
     def _load_learned(self, checkpoint: str, config: OuterLoopConfig):
         """The learned feedforward, or None (with a warning) if the checkpoint cannot be used."""
@@ -116,12 +159,15 @@ class ControllerNode(Node):
         try:
             config = outer_loop_config(current)
             config.feedforward = self.loop.config.feedforward  # keeps a start-up fallback to nominal
+            settings = filter_settings(current)
             threshold = float(current["resync_threshold"])
             if not threshold > 0:
                 raise ValueError(f"'resync_threshold' must be positive, got {threshold}")
         except (TypeError, ValueError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.loop.config, self.resync_threshold = config, threshold
+        if self.safety is not None and any(name.startswith("safety_") for name in changes):
+            self.safety.update_settings(settings)
         return SetParametersResult(successful=True)
 
     # --- state and tick ----------------------------------------------------
@@ -164,6 +210,7 @@ class ControllerNode(Node):
             elif self.loop.resync(t, q, self.resync_threshold):
                 self.event("arm is far from the desired state while idle: restarted from the measured position", warn=True)
             self.loop.observe(t, q, qd)
+            self._apply_obstacles(t)
             ref = self.loop.tick(t)
         except Exception as exc:  # never let one bad tick kill the controller: restart from the arm
             self.get_logger().error(f"outer-loop tick failed ({exc!r}): restarting from the measured position")
@@ -171,6 +218,8 @@ class ControllerNode(Node):
             ref = self.loop.tick(t)
         self.ref_pub.publish(reference_msg(ref, self.robot.joint_names))
         self.timer.add(time.perf_counter() - start)
+        if self.loop.safety_result is not None:
+            self.safety_timer.add(self.loop.safety_result.solve_s)
         for text in self.loop.events:
             self.event(text, warn=True)
         self.loop.events.clear()
@@ -186,6 +235,42 @@ class ControllerNode(Node):
         o.x, o.y, o.z, o.w = rotation_to_quaternion(R)
         self.pose_pub.publish(msg)
         self.last_pose_pub = t
+
+    # --- safety ------------------------------------------------------------
+    def on_obstacles(self, msg: MarkerArray) -> None:
+        ops, errors = obstacle_updates(msg, self.robot.base_link, self.t_now or 0.0)
+        for text in errors:
+            self.event(f"obstacle rejected: {text}", warn=True)
+        for op, arg in ops:
+            try:
+                if op == "update":
+                    self.obstacles.update(arg)
+                else:
+                    self.obstacles.delete(arg)
+            except SafetyConfigError as exc:
+                self.event(f"obstacle rejected: {exc}", warn=True)
+        self._obstacle_version += 1
+
+    def _apply_obstacles(self, t: float) -> None:
+        """Hand the live obstacles to the filter (when they changed, or some may have expired)."""
+        if self.safety is None:
+            return
+        current = self.obstacles.current(t)
+        if self._obstacle_version != self._applied_version or len(current) != len(self.safety.moving):
+            self.safety.set_obstacles(current)
+            self._applied_version = self._obstacle_version
+
+    def safety_stats(self) -> dict:
+        r = self.loop.safety_result
+        if r is None:
+            return {}
+        return {
+            "safety_status": r.status, "safety_min_barrier_m": r.min_barrier, "safety_min_barrier_at": r.min_barrier_label,
+            "safety_min_joint_distance_rad": r.min_joint_distance, "safety_active": ",".join(r.active) or "none",
+            "safety_tightening_m": r.tightening, "safety_fallback_ticks": self.loop.safety_fallbacks,
+            "safety_robust_slack": self.safety.last_slack, "safety_robust_failures": self.safety.robust_failures,
+            "safety_obstacles": len(self.safety.obstacles), **self.safety_timer.summary("safety_filter_"),
+        }
 
     # --- goals -------------------------------------------------------------
     def _accept(self, kind: str, command) -> None:
@@ -225,11 +310,13 @@ class ControllerNode(Node):
 
     # --- reporting ---------------------------------------------------------
     def stats(self) -> dict:
-        return self.timer.summary("outer_tick_")
+        return {**self.timer.summary("outer_tick_"), **self.safety_stats()}
 
     def publish_diagnostics(self) -> None:
         if self.t_now is not None:
             self.diag_pub.publish(diagnostics_msg(self.t_now, "controller: outer loop", self.stats()))
+            if self.safety is not None:
+                self.marker_pub.publish(obstacle_markers(self.safety.obstacles, self.robot.base_link, self.t_now))
 
     def on_shutdown(self) -> None:
         if self.stats_file:

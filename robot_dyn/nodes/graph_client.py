@@ -17,6 +17,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
+from visualization_msgs.msg import Marker, MarkerArray
 
 from robot_dyn.bringup.processes import isolated_ros_env
 from robot_dyn.control.trajectory import CartesianPath
@@ -49,6 +50,7 @@ class GraphClient:
         self.pose_goal_pub = n.create_publisher(PoseStamped, "/controller/pose_goal", RELIABLE)
         self.path_pub = n.create_publisher(MultiDOFJointTrajectory, "/controller/cartesian_path", RELIABLE)
         self.reference_pub = n.create_publisher(JointTrajectory, "/impedance_reference", RELIABLE)
+        self.obstacle_pub = n.create_publisher(MarkerArray, "/safety/obstacles", RELIABLE)
 
     def _on_state(self, msg: JointState) -> None:
         self.joint_names = list(msg.name)
@@ -113,6 +115,18 @@ class GraphClient:
             point.time_from_start = to_duration(path.times[k] - path.t0)
             msg.points.append(point)
         self.path_pub.publish(msg)
+
+    def send_sphere_obstacles(self, spheres, stamp: float | None = None) -> None:
+        """Publish sphere obstacles [(id, center m, radius m)] on /safety/obstacles, base frame."""
+        msg = MarkerArray()
+        for marker_id, center, radius in spheres:
+            m = Marker(ns="test", id=marker_id, type=Marker.SPHERE, action=Marker.ADD)
+            m.header.stamp = to_stamp(self.sim_time if stamp is None else stamp)
+            m.pose.position.x, m.pose.position.y, m.pose.position.z = (float(v) for v in center)
+            m.pose.orientation.w = 1.0
+            m.scale.x = m.scale.y = m.scale.z = 2.0 * radius
+            msg.markers.append(m)
+        self.obstacle_pub.publish(msg)
 
     def wait_for_subscribers(self, publisher, wall_timeout: float = 30.0) -> None:
         self.spin_until(lambda: publisher.get_subscription_count() > 0, wall_timeout, f"a subscriber on {publisher.topic_name}")

@@ -97,3 +97,87 @@ def diagnostics_msg(stamp: float, name: str, values: dict, level: int = Diagnost
     status.values = [KeyValue(key=k, value=f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in values.items()]
     msg.status = [status]
     return msg
+
+
+def obstacle_updates(msg, base_frame: str, t_now: float) -> tuple[list, list[str]]:
+    """visualization_msgs/MarkerArray -> ([("update", ObstacleUpdate) | ("delete", key) | ("clear", None)], errors).
+
+    SPHERE markers (scale x = y = z = diameter) and CYLINDER markers (scale x = y = diameter,
+    z = height, along the marker's z axis) in `base_frame` become obstacles; a malformed
+    marker is skipped with an error naming it and the field."""
+    from visualization_msgs.msg import Marker
+
+    from robot_dyn.safety.obstacles import CYLINDER, SPHERE, ObstacleUpdate
+
+    ops, errors = [], []
+    for m in msg.markers:
+        key, name = (m.ns, m.id), f"marker {m.ns!r}/{m.id}"
+        if m.action == Marker.DELETEALL:
+            ops.append(("clear", None))
+            continue
+        if m.action == Marker.DELETE:
+            ops.append(("delete", key))
+            continue
+        if m.action != Marker.ADD:  # ADD and MODIFY share the value 0
+            errors.append(f"{name}: action {m.action} is not ADD/MODIFY, DELETE or DELETEALL")
+            continue
+        if m.header.frame_id not in ("", base_frame):
+            errors.append(f"{name}: header.frame_id must be '{base_frame}', got '{m.header.frame_id}'")
+            continue
+        if m.type not in (Marker.SPHERE, Marker.CYLINDER):
+            errors.append(f"{name}: type {m.type} is not SPHERE ({Marker.SPHERE}) or CYLINDER ({Marker.CYLINDER})")
+            continue
+        scale = np.array([m.scale.x, m.scale.y, m.scale.z])
+        try:
+            center, rotation = pose_to_arrays(m.pose)
+        except ValueError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            errors.append(f"{name}: scale must be positive and finite, got {scale.tolist()}")
+            continue
+        stamp = to_sec(m.header.stamp) if (m.header.stamp.sec or m.header.stamp.nanosec) else t_now
+        lifetime = m.lifetime.sec + 1e-9 * m.lifetime.nanosec
+        if m.type == Marker.SPHERE:
+            if np.ptp(scale) > 1e-6:
+                errors.append(f"{name}: a SPHERE needs scale x = y = z (ellipsoids are not supported), got {scale.tolist()}")
+                continue
+            ops.append(("update", ObstacleUpdate(key, SPHERE, center, scale[0] / 2, stamp=stamp, lifetime=lifetime)))
+        else:
+            if abs(scale[0] - scale[1]) > 1e-6:
+                errors.append(f"{name}: a CYLINDER needs scale x = y, got {scale.tolist()}")
+                continue
+            ops.append(("update", ObstacleUpdate(key, CYLINDER, center, scale[0] / 2, scale[2] / 2, rotation[:, 2],
+                                                 stamp=stamp, lifetime=lifetime)))
+    return ops, errors
+
+
+def obstacle_markers(obstacles, base_frame: str, stamp: float, rgba=(1.0, 0.3, 0.1, 0.6)):
+    """Obstacles as a MarkerArray (namespace 'safety_obstacles'): spheres, and capsules as cylinders."""
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    out = MarkerArray()
+    clear = Marker(action=Marker.DELETEALL)
+    clear.ns = "safety_obstacles"
+    out.markers.append(clear)
+    for i, obs in enumerate(obstacles):
+        m = Marker(ns="safety_obstacles", id=i, action=Marker.ADD)
+        m.header.frame_id, m.header.stamp = base_frame, to_stamp(stamp)
+        axis = obs.end - obs.start
+        length = float(np.linalg.norm(axis))
+        center = (obs.start + obs.end) / 2
+        m.pose.position.x, m.pose.position.y, m.pose.position.z = center.tolist()
+        d = 2 * obs.radius
+        if length < 1e-9:
+            m.type = Marker.SPHERE
+            m.scale.x = m.scale.y = m.scale.z = d
+            m.pose.orientation.w = 1.0
+        else:
+            m.type = Marker.CYLINDER
+            m.scale.x = m.scale.y = d
+            m.scale.z = length + d
+            quat = pin.Quaternion.FromTwoVectors(np.array([0.0, 0.0, 1.0]), axis / length)
+            m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z, m.pose.orientation.w = quat.x, quat.y, quat.z, quat.w
+        m.color.r, m.color.g, m.color.b, m.color.a = rgba
+        out.markers.append(m)
+    return out

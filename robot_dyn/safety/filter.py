@@ -38,6 +38,10 @@ from robot_dyn.safety.sets import Obstacle, SafeSets
 SOLVERS = ("osqp", "clarabel")
 
 
+SETTING_NAMES = ("acceleration_scale", "velocity_scale", "joint_braking_scale", "cartesian_braking", "joint_margin",
+                 "distance_margin", "decay_rate", "escape_gain", "confidence", "tracking_time_constant")
+
+
 @dataclass
 class FilterSettings:
     """Gains and margins of the filter (ROS parameters of the controller, see configs/controller.yaml)."""
@@ -143,6 +147,11 @@ class SafetyFilter:
         self.moving = tuple(obstacles)
         self.labels = row_labels(self.kinematics, self.sets, self.obstacles)
 
+    def update_settings(self, settings: FilterSettings) -> None:
+        """New gains and margins (checked); the solvers are set up again on the next call."""
+        self.settings = settings.validated()
+        self._qp = self._solver = self._conic = None
+
     def reset(self) -> None:
         self._a_prev = np.zeros(self.n)
         self._tracking = None
@@ -198,7 +207,8 @@ class SafetyFilter:
         info = dict(min_barrier=float(rows.h[i_min]), min_barrier_label=self.labels[i_min], min_joint_distance=min_joint)
         selected, rhs, slope, T, tightening = self._cartesian_constraints(rows, model is not None)
         a_box = np.clip(a_nom, lower, upper)
-        if not selected.size and np.array_equal(a_box, a_nom) and model is None:
+        if not selected.size and np.array_equal(a_box, a_nom):
+            self._advance_tracking(model, a_nom)
             return FilterResult(a_nom.copy(), "free", **info)
         g = rows.g[selected]
         for attempt in range(2):
@@ -216,14 +226,18 @@ class SafetyFilter:
                 break
             rhs = rhs + gap / slope  # the concave row was optimistic at this solution: tighten, solve once more
             self._nominal_rhs = self._nominal_rhs + gap / slope
-        if model is not None:
-            lag = 1.0 - math.exp(-s.dt / s.tracking_time_constant)
-            target = model.tracking_error(a)
-            self._tracking = tuple((1 - lag) * old + lag * new for old, new in zip(self._tracking, target))
+        self._advance_tracking(model, a)
         active = [robot.joint_names[i] + "/limits" for i in np.flatnonzero((a <= lower + 1e-6) | (a >= upper - 1e-6))
                   if abs(a[i] - a_nom[i]) > 1e-6]
         active += [self.labels[j] for j, m in zip(selected, g @ a - rhs) if m < 1e-5]
         return FilterResult(a, "ok", active=active, tightening=tightening, **info)
+
+    def _advance_tracking(self, model, a: np.ndarray) -> None:
+        """The robust filter's tracking-error state moves toward its quasi-static value for a."""
+        if model is not None:
+            lag = 1.0 - math.exp(-self.settings.dt / self.settings.tracking_time_constant)
+            target = model.tracking_error(a)
+            self._tracking = tuple((1 - lag) * old + lag * new for old, new in zip(self._tracking, target))
 
     def _cartesian_constraints(self, rows: BarrierRows, robust: bool):
         """Select the critical rows and return their linear form g . a >= rhs (+ robust terms).
@@ -299,7 +313,7 @@ class SafetyFilter:
                                polishing=False, eps_abs=1e-7, eps_rel=1e-7, max_iter=4000)
         self._qp.update(q=-w * a_nom, l=lo, u=hi, Ax=Ax)
         self._qp.warm_start(x=np.clip(a_nom, lower, upper))
-        res = self._qp.solve()
+        res = self._qp.solve(raise_error=False)
         if res.info.status not in ("solved", "solved inaccurate") or not np.all(np.isfinite(res.x)):
             return None, res.info.status
         return np.clip(res.x, lower, upper), res.info.status

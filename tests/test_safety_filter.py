@@ -1,0 +1,200 @@
+"""The CBF safety filter in its own model (the reference's double integrator at the outer-loop step).
+
+Property tests (hypothesis): from random safe states, under random and adversarial nominal
+accelerations, the filtered closed loop never leaves the safe set, for the nominal QP
+(OSQP) and the robust SOCP (Clarabel).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from robot_dyn.dynamics.rigid_body import RigidBody
+from robot_dyn.robots import load_robot
+from robot_dyn.safety.barriers import barrier_rows
+from robot_dyn.safety.error_model import ErrorModelError, TorqueErrorModel
+from robot_dyn.safety.filter import FilterSettings, SafetyFilter, joint_limit_bounds
+from robot_dyn.safety.obstacles import CYLINDER, ObstacleTracker, ObstacleUpdate
+from robot_dyn.safety.sets import SafetyConfigError, load_safe_sets, obstacle_from_fields
+
+DT = 0.002
+ROBOT = load_robot("panda")
+SETS = load_safe_sets(ROBOT)
+MODEL = RigidBody(ROBOT)
+BALL = obstacle_from_fields("ball", "sphere", 0.06, center=[0.45, 0.0, 0.35])
+
+
+def rollout(f: SafetyFilter, q, qd, command, steps: int):
+    """Integrate the filtered acceleration; returns the smallest Cartesian barrier (m, margin 0),
+    the smallest joint-limit distance (rad) and the statuses seen."""
+    min_h, min_joint, statuses = np.inf, np.inf, set()
+    for k in range(steps):
+        res = f.filter(q, qd, command(k, q, qd))
+        statuses.add(res.status)
+        q = q + DT * qd + 0.5 * DT * DT * res.qdd
+        qd = qd + DT * res.qdd
+        rows = barrier_rows(f.kinematics, f.sets, f.obstacles, q, qd, 0.0)
+        min_h = min(min_h, float(rows.h.min()))
+        min_joint = min(min_joint, float(np.min(np.minimum(q - ROBOT.q_min, ROBOT.q_max - q))))
+    return min_h, min_joint, statuses
+
+
+def toward(target):
+    """Nominal command: a stiff PD toward a joint target (it ignores every safe set)."""
+    return lambda k, q, qd: 400.0 * (target - q) - 40.0 * qd
+
+
+def safe_start(rng):
+    """A random posture near home, at rest, inside every set with margin."""
+    f = SafetyFilter(ROBOT, SETS)
+    f.set_obstacles((BALL,))
+    for _ in range(100):
+        q = ROBOT.home + rng.uniform(-0.5, 0.5, ROBOT.n_joints)
+        rows = barrier_rows(f.kinematics, SETS, f.obstacles, q, np.zeros(ROBOT.n_joints), 0.012)
+        if rows.h.min() > 0 and np.all(q > ROBOT.q_min + 0.02) and np.all(q < ROBOT.q_max - 0.02):
+            return q
+    raise AssertionError("no safe start found")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), adversarial=st.booleans())
+def test_nominal_filter_keeps_the_arm_in_the_safe_set(seed, adversarial):
+    rng = np.random.default_rng(seed)
+    f = SafetyFilter(ROBOT, SETS, FilterSettings(dt=DT))
+    f.set_obstacles((BALL,))
+    q0 = safe_start(rng)
+    if adversarial:  # drive straight through the table / the ball / the joint limits
+        target = np.where(rng.random(ROBOT.n_joints) < 0.5, ROBOT.q_min, ROBOT.q_max) + rng.normal(0, 0.3, ROBOT.n_joints)
+        command = toward(target)
+    else:  # random accelerations up to twice the limits, changing every 50 ms
+        pushes = rng.uniform(-2, 2, (20, ROBOT.n_joints)) * ROBOT.qdd_max
+        command = lambda k, q, qd: pushes[(k // 25) % 20]  # noqa: E731
+    min_h, min_joint, statuses = rollout(f, q0, np.zeros(ROBOT.n_joints), command, 400)
+    assert min_h > -1e-4, f"barrier went to {min_h * 1000:.3f} mm ({statuses})"
+    assert min_joint > 0.0
+
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_robust_filter_keeps_the_arm_in_the_safe_set(seed):
+    rng = np.random.default_rng(seed)
+    f = SafetyFilter(ROBOT, SETS, FilterSettings(dt=DT), solver="clarabel",
+                     error_model=TorqueErrorModel.prior(MODEL, ROBOT.stiffness))
+    f.set_obstacles((BALL,))
+    target = np.where(rng.random(ROBOT.n_joints) < 0.5, ROBOT.q_min, ROBOT.q_max)
+    min_h, min_joint, statuses = rollout(f, safe_start(rng), np.zeros(ROBOT.n_joints), toward(target), 300)
+    assert min_h > -1e-4 and min_joint > 0.0, statuses
+
+
+def test_joint_limit_bound_is_exact_braking():
+    """From a state on the braking curve, the bound is exactly -a_brake; below it, the step is admissible."""
+    a_b = np.full(1, 5.0)
+    hi = np.array([1.0])
+    v = np.array([1.0])
+    q = hi - v**2 / (2 * a_b)  # exactly on the braking curve
+    upper, lower = joint_limit_bounds(q, v, np.array([-1.0]), hi, DT, a_b)
+    assert upper[0] == pytest.approx(-5.0, abs=1e-6)
+    assert lower[0] < upper[0]
+    # braking at a_b for the whole stop never crosses the limit
+    for _ in range(400):
+        up, _ = joint_limit_bounds(q, v, np.array([-1.0]), hi, DT, a_b)
+        a = up
+        q, v = q + DT * v + 0.5 * DT * DT * a, v + DT * a
+        assert q[0] + max(v[0], 0) ** 2 / (2 * a_b[0]) <= hi[0] + 1e-12
+
+
+def test_far_from_everything_the_command_passes_unchanged():
+    f = SafetyFilter(ROBOT, SETS)
+    a = np.full(ROBOT.n_joints, 0.3)
+    res = f.filter(ROBOT.home, np.zeros(ROBOT.n_joints), a)
+    assert res.status == "free" and np.array_equal(res.qdd, a)
+
+
+def test_bad_input_brakes_and_says_why():
+    f = SafetyFilter(ROBOT, SETS)
+    qd = np.full(ROBOT.n_joints, 0.1)
+    res = f.filter(ROBOT.home, qd, np.full(ROBOT.n_joints, np.nan))
+    assert res.status == "fallback" and "non-finite" in res.reason
+    assert np.all(np.sign(res.qdd) == -1)  # braking
+    res = f.filter(ROBOT.home, qd, np.zeros(3))
+    assert res.status == "fallback" and "wrong size" in res.reason
+
+
+def test_infeasible_situation_brakes():
+    """An obstacle that swallows the hand leaves nothing the filter can do but brake (no exception)."""
+    f = SafetyFilter(ROBOT, SETS, FilterSettings(dt=DT))
+    p, _ = MODEL.ee_pose(ROBOT.home)
+    f.set_obstacles((obstacle_from_fields("wall", "capsule", 0.3, start=p + [0, -0.5, 0], end=p + [0, 0.5, 0]),))
+    qd = np.full(ROBOT.n_joints, 0.5)
+    res = f.filter(ROBOT.home, qd, np.zeros(ROBOT.n_joints))
+    assert res.status in ("ok", "fallback")
+    assert res.min_barrier < 0
+
+
+def test_robust_filter_tightens_by_the_error_model():
+    """Same situation, approaching the table: the robust filter keeps the reference farther away."""
+    stops = {}
+    for name, solver, model in (("nominal", "osqp", None),
+                                ("robust", "clarabel", TorqueErrorModel.prior(MODEL, ROBOT.stiffness, noise_std=2.0))):
+        f = SafetyFilter(ROBOT, SETS, FilterSettings(dt=DT), solver=solver, error_model=model)
+
+        def down(k, q, qd):  # push the flange straight down at 3 m/s^2
+            return np.linalg.pinv(MODEL.ee_jacobian(q)[:3]) @ np.array([0.0, 0.0, -3.0])
+
+        min_h, _, _ = rollout(f, ROBOT.home.copy(), np.zeros(ROBOT.n_joints), down, 1500)
+        stops[name] = min_h
+    assert stops["nominal"] == pytest.approx(0.01, abs=2e-3)  # stops at the distance margin
+    assert stops["robust"] > stops["nominal"] + 2e-3
+
+
+def test_error_model_fit_recovers_a_payload_and_round_trips(tmp_path):
+    """Torque errors from an unmodelled 1 kg payload: the posterior mean predicts them."""
+    rng = np.random.default_rng(0)
+    truth = MODEL.inertial_parameters().copy()
+    truth[-10] += 1.0  # mass of the last link
+    truth[-9:-6] += 1.0 * np.array([0.0, 0.0, 0.05])  # its first moment: 1 kg at 5 cm
+    N = 400
+    q = ROBOT.home + rng.uniform(-1, 1, (N, ROBOT.n_joints))
+    qd, qdd = rng.normal(0, 0.5, (N, ROBOT.n_joints)), rng.normal(0, 2, (N, ROBOT.n_joints))
+    err = np.stack([MODEL.regressor(a, b, c) @ (truth - MODEL.inertial_parameters()) for a, b, c in zip(q, qd, qdd)])
+    prior = TorqueErrorModel.prior(MODEL, ROBOT.stiffness, relative_std=0.5, noise_std=0.1)
+    post = TorqueErrorModel.fit(prior, q, qd, qdd, err + rng.normal(0, 0.05, err.shape))
+    at = post.torque_error(ROBOT.home, np.zeros(ROBOT.n_joints))
+    expected = MODEL.regressor(ROBOT.home, np.zeros(7), np.zeros(7)) @ (truth - MODEL.inertial_parameters())
+    assert np.allclose(at.mean[:, -1], expected, atol=0.1)
+    post.save(tmp_path / "em")
+    loaded = TorqueErrorModel.load(tmp_path / "em", MODEL)
+    assert np.allclose(loaded.mean, post.mean)
+    (tmp_path / "em" / "error_model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ErrorModelError, match="cannot read"):
+        TorqueErrorModel.load(tmp_path / "em", MODEL)
+
+
+def test_safe_set_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "safety.yaml"
+    bad.write_text("workspace: {min: [0, 0, 0], max: [1, 1]}\n")
+    with pytest.raises(SafetyConfigError, match="workspace.max"):
+        load_safe_sets(ROBOT, bad)
+    bad.write_text("workspace: {min: [0, 0, 0], max: [1, 1, 1]}\nlinks: {panda: {end_effector: x, spheres: "
+                   "[{name: a, frame: panda_link8, radius: -1}]}}\n")
+    with pytest.raises(SafetyConfigError, match=r"spheres\[0\].radius"):
+        load_safe_sets(ROBOT, bad)
+
+
+def test_obstacle_tracker_estimates_velocity_and_rejects_bad_shapes():
+    tracker = ObstacleTracker(max_obstacles=2)
+    tracker.update(ObstacleUpdate(("", 1), "sphere", np.array([0.5, 0, 0.3]), 0.05, stamp=1.0))
+    tracker.update(ObstacleUpdate(("", 1), "sphere", np.array([0.5, 0.1, 0.3]), 0.05, stamp=1.5))
+    (obs,) = tracker.current(1.5)
+    assert np.allclose(obs.velocity, [0, 0.2, 0])
+    with pytest.raises(SafetyConfigError, match="radius"):
+        tracker.update(ObstacleUpdate(("", 2), "sphere", np.array([0.5, 0, 0.3]), -1.0))
+    with pytest.raises(SafetyConfigError, match="height"):
+        tracker.update(ObstacleUpdate(("", 2), CYLINDER, np.zeros(3), 0.05, 0.0, np.array([0, 0, 1.0])))
+    with pytest.raises(SafetyConfigError, match="not supported"):
+        tracker.update(ObstacleUpdate(("", 2), "cube", np.zeros(3), 0.05))
+    tracker.update(ObstacleUpdate(("", 3), "sphere", np.array([0.5, 0, 0.3]), 0.05, stamp=1.0, lifetime=0.2))
+    assert len(tracker.current(1.1)) == 2 and len(tracker.current(1.3)) == 1  # the second one expired
