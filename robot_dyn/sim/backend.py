@@ -59,16 +59,22 @@ def make_backend(
     effects: UnmodelledEffects | None = None,
     dt: float = 0.001,
     compensates_gravity: bool = True,
+    scene=None,
 ) -> SimBackend:
-    """Create the named backend; raises ValueError naming the known ones."""
+    """Create the named backend; raises ValueError naming the known ones.
+
+    scene: optional extensions (objects with apply(spec, robot), or a sequence of them) that
+    add e.g. a table, a rope and cameras; only the mujoco backend supports them."""
     effects = effects or UnmodelledEffects()
     if not (0 < dt <= 0.001):
         raise ValueError(f"physics step dt must be in (0, 0.001] s (1 kHz or finer), got {dt}")
     if name == "mujoco":
         from robot_dyn.sim.mujoco_backend import MujocoBackend
 
-        return MujocoBackend(robot, effects, dt, compensates_gravity)
+        return MujocoBackend(robot, effects, dt, compensates_gravity, scene=scene)
     if name == "pybullet":
+        if scene is not None:
+            raise ValueError("scene extensions (deformables, camera rigs) need the mujoco backend, not pybullet")
         from robot_dyn.sim.pybullet_backend import PybulletBackend
 
         return PybulletBackend(robot, effects, dt, compensates_gravity)

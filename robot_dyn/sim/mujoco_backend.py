@@ -1,5 +1,13 @@
-"""MuJoCo backend (the default): the URDF arm through MjSpec, a floor, lights and a scene camera."""
+"""MuJoCo backend (the default): the URDF arm through MjSpec, a floor, lights and a scene camera.
+
+Optional scene extensions (``scene=``) add more to the spec before it is compiled: anything
+with ``apply(spec: mujoco.MjSpec, robot: RobotDescription) -> None``, e.g.
+``robot_dyn.sim.deformables.DeformableScene`` (table, rope, pusher) and
+``robot_dyn.perception.cameras.CameraRig`` (calibrated cameras), alone or in a sequence.
+"""
 from __future__ import annotations
+
+from typing import Iterable, Protocol
 
 import mujoco
 import numpy as np
@@ -14,7 +22,22 @@ from robot_dyn.sim.friction import lugre_step
 SCENE_CAMERA = "scene"
 
 
-def _look_at_quat(position, target) -> np.ndarray:
+class SceneExtension(Protocol):
+    def apply(self, spec: mujoco.MjSpec, robot: RobotDescription) -> None:
+        """Add bodies, geoms, flexes, cameras... to `spec` (world frame, SI units)."""
+
+
+def _extensions(scene) -> tuple:
+    if scene is None:
+        return ()
+    items = tuple(scene) if isinstance(scene, (list, tuple)) else (scene,)
+    for item in items:
+        if not callable(getattr(item, "apply", None)):
+            raise ValueError(f"scene: {type(item).__name__} has no apply(spec, robot) method")
+    return items
+
+
+def look_at_quat(position, target) -> np.ndarray:
     """Quaternion (w, x, y, z) of a MuJoCo camera at `position` looking at `target` (world frame, z up)."""
     z = np.asarray(position, float) - np.asarray(target, float)
     z /= np.linalg.norm(z)
@@ -26,8 +49,10 @@ def _look_at_quat(position, target) -> np.ndarray:
     return quat
 
 
-def build_scene_spec(robot: RobotDescription, effects: UnmodelledEffects, dt: float) -> mujoco.MjSpec:
-    """Arm + floor + light + scene camera, with the unmodelled effects written into the model."""
+def build_scene_spec(robot: RobotDescription, effects: UnmodelledEffects, dt: float,
+                     scene: SceneExtension | Iterable[SceneExtension] | None = None) -> mujoco.MjSpec:
+    """Arm + floor + light + scene camera, with the unmodelled effects written into the model,
+    then each scene extension applied in order."""
     spec = mujoco_arm_spec(robot)
     spec.option.timestep = dt
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
@@ -39,7 +64,7 @@ def build_scene_spec(robot: RobotDescription, effects: UnmodelledEffects, dt: fl
     world.add_light(pos=[0, 0, 3], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8])
     world.add_light(pos=[1.5, -1.5, 2], dir=[-1, 1, -1], diffuse=[0.4, 0.4, 0.4])
     cam_pos, target = [1.55, -0.5, 0.95], [0.3, 0.0, 0.45]
-    world.add_camera(name=SCENE_CAMERA, pos=cam_pos, quat=_look_at_quat(cam_pos, target), fovy=45)
+    world.add_camera(name=SCENE_CAMERA, pos=cam_pos, quat=look_at_quat(cam_pos, target), fovy=45)
 
     n = robot.n_joints
     joints = {j.name: j for j in spec.joints}
@@ -63,6 +88,8 @@ def build_scene_spec(robot: RobotDescription, effects: UnmodelledEffects, dt: fl
         payload.explicitinertial = True
         payload.inertia = np.full(3, 2.0 / 5.0 * effects.payload_mass * 0.03**2)  # 3 cm solid sphere
         payload.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.03, 0, 0], rgba=[0.2, 0.2, 0.2, 1], contype=0, conaffinity=0, mass=0)
+    for extension in _extensions(scene):
+        extension.apply(spec, robot)
     return spec
 
 
@@ -72,10 +99,12 @@ class MujocoBackend:
 
     name = "mujoco"
 
-    def __init__(self, robot: RobotDescription, effects: UnmodelledEffects, dt: float, compensates_gravity: bool):
+    def __init__(self, robot: RobotDescription, effects: UnmodelledEffects, dt: float, compensates_gravity: bool,
+                 scene: SceneExtension | Iterable[SceneExtension] | None = None):
         self.robot, self.effects, self.dt = robot, effects, dt
         self.compensates_gravity = compensates_gravity
-        self.spec = build_scene_spec(robot, effects, dt)
+        self.scene = _extensions(scene)
+        self.spec = build_scene_spec(robot, effects, dt, self.scene)
         self._compile()
         self._nominal = RigidBody(robot)
         self._lugre = effects.lugre(robot.n_joints)
