@@ -3,6 +3,7 @@
   robot-dyn sim                 the main job: graph in MuJoCo, headless, writes runs/<stamp>/
   robot-dyn launch sim          start the sim graph as processes (plain venv; no ros2 launch needed)
   robot-dyn bench control       control benchmarks, one JSON object
+  robot-dyn bench safety        safety filter: 200+ randomised scenarios, violations and timing
   robot-dyn excitation          optimise an excitation trajectory, report its condition number
   robot-dyn collect inverse-dynamics   record an inverse-dynamics dataset in simulation
   robot-dyn train inverse-dynamics     train a model (nominal|identified|blackbox|hybrid) on it
@@ -66,6 +67,10 @@ def _bench(args) -> int:
         from robot_dyn.bench.control import bench_control
 
         result = bench_control(tuple(args.robots), quick=args.quick, log=progress)
+    elif args.what == "safety":
+        from robot_dyn.bench.safety import bench_safety
+
+        result = bench_safety(args.robots[0], scenarios=21 if args.quick else args.scenarios, log=progress)
     else:
         from robot_dyn.bench.inverse_dynamics import bench_inverse_dynamics
 
@@ -152,10 +157,11 @@ def main(argv=None) -> int:
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    p.add_argument("what", choices=["control", "inverse-dynamics"])
+    p.add_argument("what", choices=["control", "inverse-dynamics", "safety"])
     p.add_argument("--json", action="store_true", help="compact single-line JSON")
-    p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"], help="inverse-dynamics uses the first")
+    p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"], help="inverse-dynamics and safety use the first")
     p.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")
+    p.add_argument("--scenarios", type=int, default=210, help="safety: randomised scenarios (each run three ways)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("excitation", help="optimise a Fourier excitation trajectory (JSON out)")

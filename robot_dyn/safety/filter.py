@@ -192,7 +192,9 @@ class SafetyFilter:
             if self._tracking is None:
                 self._tracking = model.tracking_error(np.zeros(self.n))
             e_mean, e_std = self._tracking  # the arm is at q_d + e_mean +- beta e_std
-            lo_q, hi_q = lo_q - e_mean + s.confidence * e_std, hi_q - e_mean - s.confidence * e_std
+            # only ever tighter: a reference beyond the limits is refused by the robot layer
+            lo_q = np.maximum(lo_q, lo_q - e_mean + s.confidence * e_std)
+            hi_q = np.minimum(hi_q, hi_q - e_mean - s.confidence * e_std)
         up_pos, low_pos = joint_limit_bounds(q, qd, lo_q, hi_q, s.dt, s.joint_braking_scale * robot.qdd_max)
         v_max = s.velocity_scale * robot.qd_max
         lower = np.maximum(np.maximum(-a_max, (-v_max - qd) / s.dt), low_pos)
