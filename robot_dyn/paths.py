@@ -45,3 +45,18 @@ def urdf_path(robot: str) -> Path:
 def config_path(name: str) -> Path:
     """Path of configs/<name> (name may include a sub-folder)."""
     return share_dir() / "configs" / name
+
+
+def read_yaml_mapping(path: Path, error: type[Exception] = ValueError) -> dict:
+    """A YAML file whose top level is a mapping; `error` names the file and what is wrong."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: malformed YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping at the top level")
+    return data

@@ -52,7 +52,6 @@ from pathlib import Path
 
 import mujoco
 import numpy as np
-import yaml
 
 from robot_dyn import paths
 from robot_dyn.control.impedance import ImpedanceSettings
@@ -214,14 +213,7 @@ def _section(cls, data, where: str):
 def load_config(path: str | Path | None = None) -> EpisodeConfig:
     """Read configs/perception.yaml (or `path`); ValueError names the file and the bad key."""
     path = Path(path) if path is not None else paths.config_path("perception.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: malformed YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+    data = paths.read_yaml_mapping(path)
     known = {"robot", "table", "rope", "pusher", "cameras", "push", "recording"}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from robot_dyn import paths
 from robot_dyn.joint_arrays import joint_vector
@@ -159,13 +158,7 @@ def _robot_config(name: str) -> tuple[Path, dict]:
     path = paths.config_path(f"robots/{name}.yaml")
     if not path.is_file():
         raise RobotModelError(f"no robot config {path} for robot '{name}'")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RobotModelError(f"{path}: malformed YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RobotModelError(f"{path}: expected a mapping at the top level")
-    return path, data
+    return path, paths.read_yaml_mapping(path, RobotModelError)
 
 
 def _vector(config: dict, key: str, n: int, where: Path, positive: bool = True) -> np.ndarray:

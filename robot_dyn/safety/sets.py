@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
-
 from robot_dyn import paths
 from robot_dyn.robots.description import RobotDescription
 
@@ -90,12 +88,7 @@ def obstacle_from_fields(name: str, shape: str, radius, center=None, start=None,
 def load_safe_sets(robot: RobotDescription, path: str | Path | None = None) -> SafeSets:
     """Read configs/safety.yaml (or `path`) for `robot`; raises SafetyConfigError naming the field."""
     path = Path(path) if path else paths.config_path("safety.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SafetyConfigError(f"{path}: cannot read ({exc})") from None
-    if not isinstance(raw, dict):
-        raise SafetyConfigError(f"{path}: expected a mapping at the top level")
+    raw = paths.read_yaml_mapping(path, SafetyConfigError)
     where = str(path)
     table = raw.get("table") or {}
     box = raw.get("workspace") or {}
