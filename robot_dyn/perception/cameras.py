@@ -30,22 +30,9 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from robot_dyn.sim.mujoco_backend import look_at_quat
+
 OPENCV_FROM_MUJOCO = np.diag([1.0, -1.0, -1.0])  # camera-frame axes: MuJoCo (x r, y up, z back) -> OpenCV
-
-
-def look_at_rotation(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """MuJoCo camera rotation (world <- camera; columns x right, y up, z backwards) at `position`
-    looking at `target`. Falls back to the world x axis as 'up' when looking along `up`."""
-    z = np.asarray(position, float) - np.asarray(target, float)
-    norm = np.linalg.norm(z)
-    if norm == 0:
-        raise ValueError("camera position and target coincide")
-    z /= norm
-    x = np.cross(up, z)
-    if np.linalg.norm(x) < 1e-6:
-        x = np.cross([1.0, 0.0, 0.0], z)
-    x /= np.linalg.norm(x)
-    return np.column_stack([x, np.cross(z, x), z])
 
 
 def intrinsics(fovy_deg: float, width: int, height: int) -> np.ndarray:
@@ -182,9 +169,8 @@ class CameraRig:
 
     def apply(self, spec: mujoco.MjSpec, robot=None) -> None:
         for cam in self.cameras:
-            quat = np.zeros(4)
-            mujoco.mju_mat2Quat(quat, look_at_rotation(cam.position, cam.target).reshape(-1))
-            spec.worldbody.add_camera(name=cam.name, pos=list(cam.position), quat=quat, fovy=cam.fovy)
+            spec.worldbody.add_camera(name=cam.name, pos=list(cam.position), quat=look_at_quat(cam.position, cam.target),
+                                      fovy=cam.fovy)
         g = spec.visual.global_
         g.offwidth = max(g.offwidth, *(c.width for c in self.cameras))
         g.offheight = max(g.offheight, *(c.height for c in self.cameras))

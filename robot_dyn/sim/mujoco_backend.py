@@ -37,15 +37,22 @@ def _extensions(scene) -> tuple:
     return items
 
 
-def look_at_quat(position, target) -> np.ndarray:
-    """Quaternion (w, x, y, z) of a MuJoCo camera at `position` looking at `target` (world frame, z up)."""
+def look_at_quat(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Quaternion (w, x, y, z) of a MuJoCo camera at `position` looking at `target` (world frame).
+
+    MuJoCo cameras look along their -z with y up; 'up' falls back to the world x axis when
+    looking along `up`."""
     z = np.asarray(position, float) - np.asarray(target, float)
-    z /= np.linalg.norm(z)
-    x = np.cross([0.0, 0.0, 1.0], z)
+    norm = np.linalg.norm(z)
+    if norm == 0:
+        raise ValueError("camera position and target coincide")
+    z /= norm
+    x = np.cross(up, z)
+    if np.linalg.norm(x) < 1e-6:
+        x = np.cross([1.0, 0.0, 0.0], z)
     x /= np.linalg.norm(x)
-    y = np.cross(z, x)
     quat = np.zeros(4)
-    mujoco.mju_mat2Quat(quat, np.column_stack([x, y, z]).reshape(-1))
+    mujoco.mju_mat2Quat(quat, np.column_stack([x, np.cross(z, x), z]).reshape(-1))
     return quat
 
 
