@@ -9,7 +9,6 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from robot_dyn import paths
 from robot_dyn.bringup import schema
@@ -48,13 +47,7 @@ def _check_value(where: str, name: str, value, default):
 
 def load_node_parameters(path: Path, node: str) -> dict:
     """The `<node>: ros__parameters:` section of a YAML file, every key checked against the schema."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} does not exist") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
-    section = (data or {}).get(node) if isinstance(data, dict) else None
+    section = paths.read_yaml_mapping(path, ConfigError).get(node)
     if not isinstance(section, dict) or not isinstance(section.get("ros__parameters"), dict):
         raise ConfigError(f"{path}: expected '{node}: ros__parameters: {{...}}'")
     return check_parameters(f"{path}: {node}", node, section["ros__parameters"])

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from robot_dyn import paths
 from robot_dyn.jobs.report import (
@@ -18,12 +17,9 @@ from robot_dyn.jobs.session import SimSession
 
 def load_demo_config(path: Path | None = None) -> dict:
     path = Path(path) if path else paths.config_path("demo.yaml")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read the demo config: {exc}") from exc
+    config = paths.read_yaml_mapping(path)
     for key in ("joint_goals_from_home", "figure_eight", "settle_s", "video"):
-        if key not in (config or {}):
+        if key not in config:
             raise ValueError(f"{path}: missing field '{key}'")
     return config
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-import yaml
 
 from robot_dyn import paths
 from robot_dyn.joint_arrays import joint_vector
@@ -69,13 +68,9 @@ class UnmodelledEffects:
 def load_profile(name: str) -> UnmodelledEffects:
     """The named profile from configs/sim_effects.yaml; unknown names and fields are errors."""
     path = paths.config_path("sim_effects.yaml")
-    try:
-        profiles = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: malformed YAML: {exc}") from exc
-    if not isinstance(profiles, dict) or name not in profiles:
-        known = sorted(profiles) if isinstance(profiles, dict) else []
-        raise ValueError(f"{path}: no effects profile '{name}'; known profiles: {known}")
+    profiles = paths.read_yaml_mapping(path)
+    if name not in profiles:
+        raise ValueError(f"{path}: no effects profile '{name}'; known profiles: {sorted(profiles)}")
     values = profiles[name] or {}
     allowed = {f.name for f in fields(UnmodelledEffects)}
     unknown = sorted(set(values) - allowed)
