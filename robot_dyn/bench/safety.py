@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 
 import numpy as np
@@ -22,7 +23,7 @@ from robot_dyn.robots import load_robot
 from robot_dyn.safety.barriers import SphereKinematics, barrier_rows
 from robot_dyn.safety.error_model import TorqueErrorModel
 from robot_dyn.safety.filter import FilterSettings, SafetyFilter
-from robot_dyn.safety.sets import load_safe_sets, obstacle_from_fields
+from robot_dyn.safety.sets import Obstacle, load_safe_sets
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.effects import load_profile
 from robot_dyn.sim.simulated_arm import SimulatedArm
@@ -159,10 +160,15 @@ def run_scenario(sc: Scenario, variant: str, robot, error_models: dict, filter_t
     loop = OuterLoop(robot, OuterLoopConfig(period=1 / RATE_HZ), safety=safety)
     loop.start(0.0, sc.q0)
     measure = _Measure(SphereKinematics(robot, sets), sets, robot)
-    obstacle_at = None
-    if sc.obstacle is not None:
+
+    def obstacle_at(t):
+        """The scenario's obstacle at time t, or None."""
+        if sc.obstacle is None:
+            return None
         center, radius, velocity = sc.obstacle
-        obstacle_at = lambda t: obstacle_from_fields("ball", "sphere", radius, center=center + velocity * t)  # noqa: E731
+        c = center + velocity * t
+        return Obstacle("ball", c, c.copy(), radius, velocity)
+
     try:
         if sc.goal_q is not None:
             loop.command_joint_goal(0.0, sc.goal_q)
@@ -173,9 +179,8 @@ def run_scenario(sc: Scenario, variant: str, robot, error_models: dict, filter_t
     hand = backend.model.nbody - 1  # the last body: the wrist (or the payload fixed to it)
 
     def tick(t):
-        if obstacle_at is not None:
-            obs = obstacle_at(t)
-            obs = dataclasses.replace(obs, velocity=sc.obstacle[2])
+        obs = obstacle_at(t)
+        if obs is not None:
             measure.obstacles = (obs,)
             if safety is not None:
                 safety.set_obstacles((obs,))
@@ -239,8 +244,8 @@ def cvxpy_baseline(robot, samples: int, seed: int) -> dict:
             t0 = time.perf_counter()
             problem.solve(solver=cp.OSQP, warm_start=True, eps_abs=1e-7, eps_rel=1e-7)
             through.add(time.perf_counter() - t0)
-            if a.value is not None:
-                agree = max(agree, float(np.max(np.abs(a.value - res.qdd))) if res.status == "ok" else agree)
+            if a.value is not None and res.status == "ok":
+                agree = max(agree, float(np.max(np.abs(a.value - res.qdd))))
         q, qd = q + qd / RATE_HZ + 0.5 * res.qdd / RATE_HZ**2, qd + res.qdd / RATE_HZ
     d, c = direct.summary(), through.summary()
     return {"qp_osqp_direct_us_p50": d.get("us_p50"), "qp_cvxpy_us_p50": c.get("us_p50"), "qp_count": c.get("count"),
@@ -272,7 +277,7 @@ def bench_safety(robot_name: str = "panda", scenarios: int = 210, seed: int = 0,
     nominal_t, robust_t = timers["nominal"].summary(), timers["robust"].summary()
     safe = [r for r in results["robust"] if r["kind"] == "safe_goal" and "goal_error_rad" in r]
     out = {
-        "robot": robot_name, "machine_cores": __import__("os").cpu_count(),
+        "robot": robot_name, "machine_cores": os.cpu_count(),
         "scenarios": len(cases),
         "scenario_kinds": {k: sum(sc.kind == k for sc in cases) for k in KINDS},
         **{f"violations_{v}": sum(r.get("violation", False) for r in results[v]) for v in VARIANTS},

@@ -70,6 +70,8 @@ class SphereKinematics:
 
 # Workspace box rows of the end-effector sphere: (axis, sign); h = sign (p_axis - bound).
 _BOX_FACES = ((0, 1.0), (0, -1.0), (1, 1.0), (1, -1.0), (2, 1.0), (2, -1.0))
+_BOX_AXES = np.array([axis for axis, _ in _BOX_FACES])
+_BOX_SIGNS = np.array([sign for _, sign in _BOX_FACES])
 
 
 def row_labels(kin: SphereKinematics, sets: SafeSets, obstacles: tuple[Obstacle, ...]) -> list[str]:
@@ -89,8 +91,7 @@ def barrier_rows(kin: SphereKinematics, sets: SafeSets, obstacles: tuple[Obstacl
     p, v, J, drift = kin.evaluate(q, qd)
     r = kin.radii
     e = sets.end_effector
-    axes = np.array([f[0] for f in _BOX_FACES])
-    signs = np.array([f[1] for f in _BOX_FACES])
+    axes, signs = _BOX_AXES, _BOX_SIGNS
     bounds = np.where(signs > 0, sets.workspace_min[axes], sets.workspace_max[axes])
     parts = [
         (p[:, 2] - sets.table_height - r - margin, v[:, 2], J[:, 2], drift[:, 2]),

@@ -137,7 +137,6 @@ class SafetyFilter:
         self._qp = None  # OSQP, the nominal filter (and the robust filter's second line)
         self._solver = None  # Clarabel
         self._conic = None
-        self._nominal_rhs = np.zeros(0)
         self.last_slack = 0.0  # m/s^2: how far the robust rows gave way on the last solve
         self.robust_failures = 0  # conic solves that failed and fell back to the nominal QP
 
@@ -207,7 +206,7 @@ class SafetyFilter:
         rows = barrier_rows(self.kinematics, self.sets, self.obstacles, q, qd, s.distance_margin)
         i_min = int(np.argmin(rows.h))
         info = dict(min_barrier=float(rows.h[i_min]), min_barrier_label=self.labels[i_min], min_joint_distance=min_joint)
-        selected, rhs, slope, T, tightening = self._cartesian_constraints(rows, model is not None)
+        selected, rhs, nominal_rhs, slope, T, tightening = self._cartesian_constraints(rows, model is not None)
         a_box = np.clip(a_nom, lower, upper)
         if not selected.size and np.array_equal(a_box, a_nom):
             self._advance_tracking(model, a_nom)
@@ -217,9 +216,9 @@ class SafetyFilter:
             if self.solver_name == "osqp":
                 a, status = self._solve_osqp(a_nom, lower, upper, g, rhs)
             else:
-                a, status = self._solve_clarabel(a_nom, lower, upper, g, rhs, T, model)
+                a, status = self._solve_clarabel(a_nom, lower, upper, g, rhs, nominal_rhs, T, model)
                 if a is None and model is not None:  # numerical trouble: the nominal QP is the next line
-                    a, status = self._solve_osqp(a_nom, lower, upper, g, self._nominal_rhs)
+                    a, status = self._solve_osqp(a_nom, lower, upper, g, nominal_rhs)
                     self.robust_failures += 1
             if a is None:
                 return FilterResult(self.braking(qd), "fallback", reason=f"infeasible ({status})", **info)
@@ -227,7 +226,7 @@ class SafetyFilter:
             if attempt or not np.any(gap > 1e-7):
                 break
             rhs = rhs + gap / slope  # the concave row was optimistic at this solution: tighten, solve once more
-            self._nominal_rhs = self._nominal_rhs + gap / slope
+            nominal_rhs = nominal_rhs + gap / slope
         self._advance_tracking(model, a)
         active = [robot.joint_names[i] + "/limits" for i in np.flatnonzero((a <= lower + 1e-6) | (a >= upper - 1e-6))
                   if abs(a[i] - a_nom[i]) > 1e-6]
@@ -268,17 +267,20 @@ class SafetyFilter:
         F0 = h + dt * hd + 0.5 * dt * dt * (s0 + c) - np.minimum(w1, 0.0) ** 2 / (2 * ac)
         slope = 0.5 * dt * dt + dt * np.maximum(-w1, 0.0) / ac
         decay = math.exp(-s.decay_rate * dt)
-        braking_rhs = s0 + (decay * bt + (1 - lag) * tightening - F0) / slope
-        # violated rows: leave at up to ac, toward the escape speed escape_gain * |b| (<= 0.1 m/s)
-        v_target = np.minimum(s.escape_gain * np.maximum(-bt, 0.0), 0.1)
-        escape_rhs = (np.minimum(v_target, hd + dt * ac) - hd) / dt - c
-        braking = bt >= 0.0
-        rhs = np.where(braking, braking_rhs, np.maximum(escape_rhs, -ac - c))
+
+        def right_hand_side(barrier, carried):
+            """Braking rows where barrier >= 0; violated rows leave at up to ac, toward the
+            escape speed escape_gain * |barrier| (at most 0.1 m/s)."""
+            braking = barrier >= 0.0
+            braking_rhs = s0 + (decay * barrier + carried - F0) / slope
+            v_target = np.minimum(s.escape_gain * np.maximum(-barrier, 0.0), 0.1)
+            escape_rhs = np.maximum((np.minimum(v_target, hd + dt * ac) - hd) / dt - c, -ac - c)
+            return np.where(braking, braking_rhs, escape_rhs), braking
+
+        rhs, braking = right_hand_side(bt, (1 - lag) * tightening)
+        nominal_rhs, _ = right_hand_side(b, 0.0)  # the rows without tightening: the robust filter keeps them hard
         T = np.where(braking, lag / slope, 0.0)
-        # the same rows without tightening: the robust filter keeps them hard
-        self._nominal_rhs = np.where(braking, s0 + (decay * b - F0) / slope, np.maximum(
-            (np.minimum(np.minimum(s.escape_gain * np.maximum(-b, 0.0), 0.1), hd + dt * ac) - hd) / dt - c, -ac - c))
-        return candidates, rhs, slope, T, float(np.max(tightening, initial=0.0))
+        return candidates, rhs, nominal_rhs, slope, T, float(np.max(tightening, initial=0.0))
 
     def _linearisation_gap(self, rows: BarrierRows, selected, s_new) -> np.ndarray:
         """How much the linearised braking rows overestimate the exact ones at the new solution (m)."""
@@ -332,7 +334,7 @@ class SafetyFilter:
         idx[:, 1:] = n + np.arange(m)
         return idx.ravel()
 
-    def _solve_clarabel(self, a_nom, lower, upper, g, rhs, T, model):
+    def _solve_clarabel(self, a_nom, lower, upper, g, rhs, nominal_rhs, T, model):
         """The (robust) problem as a conic program over z = [a (n), s (n), d (m)].
 
         s_i >= ||chol_i [a; 1]|| is joint i's torque-error std (Nm). A braking row reads
@@ -360,7 +362,7 @@ class SafetyFilter:
             robust[:k, :n] -= T[:, None] * (tau_rows @ model.mean[:, :n])
             r[:k] = rhs - T * (tau_rows @ model.mean[:, n])
             robust[:k, n: 2 * n] = (T * self.settings.confidence)[:, None] * np.abs(tau_rows)
-            r_nom[:k] = self._nominal_rhs
+            r_nom[:k] = nominal_rhs
             chol = model.chol
         else:
             chol = np.zeros((n, n + 1, n + 1))
