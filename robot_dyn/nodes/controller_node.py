@@ -105,6 +105,7 @@ class ControllerNode(Node):
         self.timer = TickTimer()
         self.decimator = Decimator(self.period)
         self.last_pose_pub = -np.inf
+        self.last_reference = None  # the last published JointTrajectory, answered again to a repeated state
         self._order = None  # index map from the JointState's name order to the robot's
 
         self.ref_pub = self.create_publisher(JointTrajectory, "/impedance_reference", RELIABLE)
@@ -191,6 +192,10 @@ class ControllerNode(Node):
     def on_joint_state(self, msg: JointState) -> None:
         t = to_sec(msg.header.stamp)
         previous = self.decimator.last
+        if t == previous and self.last_reference is not None:
+            # the lockstep sim repeats a state until it is answered: our answer was lost (late discovery)
+            self.ref_pub.publish(self.last_reference)
+            return
         if not self.decimator.due(t):
             return  # a faster state stream (1 kHz on hardware) is decimated to rate_hz
         try:
@@ -216,7 +221,8 @@ class ControllerNode(Node):
             self.get_logger().error(f"outer-loop tick failed ({exc!r}): restarting from the measured position")
             self.loop.start(t, q)
             ref = self.loop.tick(t)
-        self.ref_pub.publish(reference_msg(ref, self.robot.joint_names))
+        self.last_reference = reference_msg(ref, self.robot.joint_names)
+        self.ref_pub.publish(self.last_reference)
         self.timer.add(time.perf_counter() - start)
         if self.loop.safety_result is not None:
             self.safety_timer.add(self.loop.safety_result.solve_s)
