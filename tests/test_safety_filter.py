@@ -106,6 +106,25 @@ def test_joint_limit_bound_is_exact_braking():
         assert q[0] + max(v[0], 0) ** 2 / (2 * a_b[0]) <= hi[0] + 1e-12
 
 
+def test_joint_limits_keep_the_deflection_an_external_force_can_cause():
+    """Driven into joint 4's upper limit, the reference stops short of it by the margin plus
+    F |J_4| / K_4; with no force budget it goes to the margin."""
+    target = ROBOT.home.copy()
+    target[3] = ROBOT.q_max[3] + 0.2
+    stops = {}
+    for force in (0.0, 30.0):
+        f = SafetyFilter(ROBOT, SETS, FilterSettings(dt=DT, external_force=force))
+        q, qd = ROBOT.home.copy(), np.zeros(ROBOT.n_joints)
+        for k in range(1500):
+            res = f.filter(q, qd, toward(target)(k, q, qd))
+            q, qd = q + DT * qd + 0.5 * DT * DT * res.qdd, qd + DT * res.qdd
+        jac = barrier_rows(f.kinematics, SETS, (), q, qd, 0.0).ee_jacobian
+        expected = ROBOT.q_max[3] - f.settings.joint_margin - force * np.linalg.norm(jac[:, 3]) / ROBOT.stiffness[3]
+        assert q[3] == pytest.approx(expected, abs=2e-3)
+        stops[force] = q[3]
+    assert stops[0.0] - stops[30.0] > 0.01
+
+
 def test_far_from_everything_the_command_passes_unchanged():
     f = SafetyFilter(ROBOT, SETS)
     a = np.full(ROBOT.n_joints, 0.3)

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from robot_dyn.control.impedance import ImpedanceSettings
+from robot_dyn.control.mpc import ReferenceMPC
 from robot_dyn.control.outer_loop import GoalRejected, OuterLoop, OuterLoopConfig
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.robots import load_robot
@@ -33,6 +34,7 @@ KINDS = ("obstacle_goal", "table_goal", "workspace_goal", "moving_obstacle", "pu
 VARIANTS = ("robust", "nominal", "unfiltered")
 RATE_HZ = 500.0
 VIOLATION_M = 1e-3
+MPC_EXTRA_MARGIN = 0.005  # m: the MPC keeps this much more than the filter, so the filter seldom has to act
 
 
 @dataclasses.dataclass
@@ -137,7 +139,10 @@ class _Measure:
         self.min_joint = min(self.min_joint, float(np.min(np.minimum(q - self.robot.q_min, self.robot.q_max - q))))
 
 
-def run_scenario(sc: Scenario, variant: str, robot, error_models: dict, filter_timer: TickTimer | None = None) -> dict:
+def run_scenario(sc: Scenario, variant: str, robot, error_models: dict, filter_timer: TickTimer | None = None,
+                 planner: ReferenceMPC | None = None, mpc_timer: TickTimer | None = None) -> dict:
+    """One scenario with one variant. The filtered variants run as the controller does, goals
+    through `planner` (the MPC) then the filter; 'unfiltered' follows the goal's own reference."""
     base_sets = load_safe_sets(robot)
     sets = base_sets
     if sc.workspace_max_z is not None:
@@ -156,8 +161,10 @@ def run_scenario(sc: Scenario, variant: str, robot, error_models: dict, filter_t
         em = TorqueErrorModel(em.model, em.mean, em.cov, em.noise_std, gains.stiffness, em.samples)  # the gains in use
         safety = SafetyFilter(robot, sets, settings, solver="clarabel", error_model=em)
     elif variant == "nominal":
-        safety = SafetyFilter(robot, sets, settings, solver="osqp")
-    loop = OuterLoop(robot, OuterLoopConfig(period=1 / RATE_HZ), safety=safety)
+        safety = SafetyFilter(robot, sets, settings, solver="osqp", stiffness=gains.stiffness)
+    if planner is not None:
+        planner.update(sets, dataclasses.replace(planner.settings, distance_margin=sc.distance_margin + MPC_EXTRA_MARGIN))
+    loop = OuterLoop(robot, OuterLoopConfig(period=1 / RATE_HZ), safety=safety, planner=planner)
     loop.start(0.0, sc.q0)
     measure = _Measure(SphereKinematics(robot, sets), sets, robot)
 
@@ -187,9 +194,12 @@ def run_scenario(sc: Scenario, variant: str, robot, error_models: dict, filter_t
         if sc.push is not None:
             force, start, length = sc.push
             backend.data.xfrc_applied[hand, :3] = force if start <= t < start + length else 0.0
+        plan_before = loop.plan_result
         ref = loop.tick(t)
         if filter_timer is not None and loop.safety_result is not None:
             filter_timer.add(loop.safety_result.solve_s)
+        if mpc_timer is not None and loop.plan_result is not plan_before:
+            mpc_timer.add(loop.plan_result.solve_s)
         return ref
 
     lost = ""
@@ -200,7 +210,7 @@ def run_scenario(sc: Scenario, variant: str, robot, error_models: dict, filter_t
     q_end = arm.state()[1]
     result = {"kind": sc.kind, "variant": variant, "min_barrier_m": measure.min_h, "min_joint_rad": measure.min_joint,
               "violation": bool(measure.min_h < -VIOLATION_M or measure.min_joint < 0), "lost": lost,
-              "fallbacks": loop.safety_fallbacks}
+              "fallbacks": loop.safety_fallbacks, "mpc_failures": loop.planner_failures}
     if sc.goal_q is not None:
         result["goal_error_rad"] = float(np.max(np.abs(q_end - sc.goal_q)))
     return result
@@ -267,14 +277,16 @@ def bench_safety(robot_name: str = "panda", scenarios: int = 210, seed: int = 0,
     cases = make_scenarios(robot, scenarios, seed)
     results = {v: [] for v in VARIANTS}
     timers = {v: TickTimer(1 << 20) for v in ("robust", "nominal")}
+    planner, mpc_timer = ReferenceMPC(robot, load_safe_sets(robot)), TickTimer(1 << 20)
     for i, sc in enumerate(cases):
         for v in VARIANTS:
-            results[v].append(run_scenario(sc, v, robot, error_models, timers.get(v)))
+            results[v].append(run_scenario(sc, v, robot, error_models, timers.get(v), planner if v != "unfiltered" else None,
+                                           mpc_timer))
         if (i + 1) % 10 == 0 or i + 1 == len(cases):
             counts = {v: sum(r.get("violation", False) for r in results[v]) for v in VARIANTS}
             log(f"[{i + 1}/{len(cases)}] violations so far {counts} ({time.perf_counter() - t_start:.0f} s)")
     baseline = cvxpy_baseline(robot, 300, seed)
-    nominal_t, robust_t = timers["nominal"].summary(), timers["robust"].summary()
+    nominal_t, robust_t, mpc_t = timers["nominal"].summary(), timers["robust"].summary(), mpc_timer.summary()
     safe = [r for r in results["robust"] if r["kind"] == "safe_goal" and "goal_error_rad" in r]
     out = {
         "robot": robot_name, "machine_cores": os.cpu_count(),
@@ -289,6 +301,9 @@ def bench_safety(robot_name: str = "panda", scenarios: int = 210, seed: int = 0,
         "fallback_ticks_robust": sum(r.get("fallbacks", 0) for r in results["robust"]),
         "filter_us_p50": nominal_t.get("us_p50"), "filter_us_p99": nominal_t.get("us_p99"),
         "robust_filter_us_p50": robust_t.get("us_p50"), "robust_filter_us_p99": robust_t.get("us_p99"),
+        "mpc_ms_p50": mpc_t["us_p50"] / 1e3 if mpc_t.get("us_p50") else None,
+        "mpc_ms_p99": mpc_t["us_p99"] / 1e3 if mpc_t.get("us_p99") else None,
+        "mpc_plans": mpc_t.get("count"), "mpc_failures": sum(r.get("mpc_failures", 0) for v in VARIANTS for r in results[v]),
         **baseline,
         "goal_success_rate": (sum(r["goal_error_rad"] < 0.01 for r in safe) / len(safe)) if safe else None,
         "safe_goals": len(safe),
@@ -300,6 +315,7 @@ def bench_safety(robot_name: str = "panda", scenarios: int = 210, seed: int = 0,
     out["targets_met"] = {
         "zero_violations_robust": out["violations_robust"] == 0,
         "filter_p99_below_300us": bool(out["filter_us_p99"] and out["filter_us_p99"] < 300),
+        "mpc_p99_below_20ms": bool(out["mpc_ms_p99"] and out["mpc_ms_p99"] < 20),
         "goal_success_at_least_95pct": bool(out["goal_success_rate"] is not None and out["goal_success_rate"] >= 0.95),
     }
     return out

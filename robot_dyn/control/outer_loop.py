@@ -2,7 +2,10 @@
 
 Joint goals become minimum-jerk joint motions; pose goals and Cartesian paths are
 turned into joint motion by second-order differential IK run on the desired
-state. Every motion gives a nominal joint acceleration; the safety filter
+state. With a planner (robot_dyn.control.mpc.ReferenceMPC), joint and pose goals
+are tracked by a model predictive controller instead, replanning every few ticks
+with the safe sets as constraints; paths (streams, the figure-8) keep the IK.
+Every motion gives a nominal joint acceleration; the safety filter
 (robot_dyn/safety), when present, changes it as little as keeps the arm safe, and
 the desired state integrates it. Each tick returns (q_d, qd_d, qdd_d, tau_ff) for
 the robot layer, where tau_ff is the feedforward along the reference (URDF
@@ -80,7 +83,7 @@ class OuterLoop:
     """
 
     def __init__(self, robot: RobotDescription, config: OuterLoopConfig | None = None, model: RigidBody | None = None,
-                 learned=None, safety=None):
+                 learned=None, safety=None, planner=None):
         self.robot = robot
         self.config = (config or OuterLoopConfig()).validated()
         self.model = model or RigidBody(robot)
@@ -91,6 +94,11 @@ class OuterLoop:
         self.safety = safety  # robot_dyn.safety.filter.SafetyFilter or None
         self.safety_result = None  # the filter's last FilterResult
         self.safety_fallbacks = 0
+        self.planner = planner  # robot_dyn.control.mpc.ReferenceMPC or None
+        self.plan_result = None  # the planner's last MPCResult
+        self.planner_failures = 0
+        self._plan = None  # the plan being followed
+        self._next_plan = -np.inf  # s, when to plan again
         self.posture = robot.home.copy()
         self.motion = None  # JointMotion | CartesianMove | CartesianPath | None
         self.q_d = self.qd_d = self.qdd_d = None
@@ -107,6 +115,7 @@ class OuterLoop:
         """Begin from the measured position at rest (also after a restart or a jump in time)."""
         self.q_d, self.qd_d, self.qdd_d = np.array(q, float), np.zeros(self.robot.n_joints), np.zeros(self.robot.n_joints)
         self._t_last, self.motion = t, None
+        self._replan()
         if self.learned is not None:
             self.learned.reset()
 
@@ -139,6 +148,7 @@ class OuterLoop:
                 break
             duration *= 1.25
         self.motion = motion
+        self._replan()
         return duration
 
     def command_pose_goal(self, t: float, position, rotation) -> float:
@@ -153,6 +163,7 @@ class OuterLoop:
         duration = max(min_jerk_duration(np.linalg.norm(position - p0), c.cartesian_speed, c.cartesian_acceleration),
                        min_jerk_duration(angle, c.angular_speed, c.angular_acceleration))
         self.motion = CartesianMove(t, duration, p0, R0, position, rotation)
+        self._replan()
         return duration
 
     def command_cartesian_path(self, t: float, path: CartesianPath) -> float:
@@ -200,8 +211,13 @@ class OuterLoop:
         return Reference(t, self.q_d.copy(), self.qd_d.copy(), self.qdd_d.copy(), self.feedforward(self.q_d, self.qd_d, self.qdd_d))
 
     def _nominal_acceleration(self, t: float) -> np.ndarray:
-        """What the active motion asks for (rad/s^2): a joint motion's acceleration with a PD on its
-        state, the IK's for Cartesian motion, and a stop when idle."""
+        """What the active motion asks for (rad/s^2): the plan's (MPC) or a joint motion's acceleration
+        with a PD on its state, the IK's for Cartesian motion, and a stop when idle."""
+        plan = self._current_plan(t)
+        if plan is not None:
+            q, qd, qdd = plan.sample(t)
+            gains = self.config.ik
+            return qdd + gains.position * (q - self.q_d) + gains.velocity * (qd - self.qd_d)
         if isinstance(self.motion, JointMotion):
             q, qd, qdd = self.motion.sample(t)
             gains = self.config.ik
@@ -211,6 +227,41 @@ class OuterLoop:
                 return np.zeros_like(self.qd_d)
             return np.clip(-self.qd_d / self.config.period, -self.robot.qdd_max, self.robot.qdd_max)
         return self._cartesian_acceleration(self.motion.sample(t))
+
+    # --- the planner -------------------------------------------------------
+    def _replan(self) -> None:
+        """A new goal (or a restart): plan on the next tick, from scratch."""
+        self._plan, self._next_plan = None, -np.inf
+        if self.planner is not None:
+            self.planner.reset()
+
+    def _current_plan(self, t: float):
+        """The plan to follow at t, replanned every planner period; None without a planner, for
+        motions it does not plan (paths), once the goal is reached, or when planning failed (the
+        motion's own reference is then followed, still through the safety filter)."""
+        if self.planner is None or not isinstance(self.motion, (JointMotion, CartesianMove)) or self._at_goal(t):
+            return None
+        if t >= self._next_plan:
+            obstacles = self.safety.obstacles if self.safety is not None else None
+            result = self.planner.plan(t, self.q_d, self.qd_d, self.motion, obstacles)
+            self.plan_result, self._plan = result, result.plan
+            self._next_plan = t + self.planner.settings.dt - 1e-9
+            if result.plan is None:
+                self.planner_failures += 1
+                if self.planner_failures in (1, 10, 100) or self.planner_failures % 1000 == 0:
+                    self.events.append(f"MPC failed ({result.status}) on {self.planner_failures} plans: "
+                                       "following the goal's own reference")
+        return self._plan
+
+    def _at_goal(self, t: float, tolerance: float = 1e-4) -> bool:
+        """The motion has ended and the desired state rests at its goal (rad, or m and rad)."""
+        if t < self.motion.t_end or np.max(np.abs(self.qd_d)) > 1e-3:
+            return False
+        if isinstance(self.motion, JointMotion):
+            return float(np.max(np.abs(self.motion.sample(t)[0] - self.q_d))) < tolerance
+        goal = self.motion.sample(t)
+        p, R = self.desired_pose()
+        return float(np.max(np.abs(pose_error(goal.position, goal.rotation, p, R)))) < tolerance
 
     def _filtered(self, a_nominal: np.ndarray) -> np.ndarray:
         if self.safety is None:

@@ -21,6 +21,7 @@ from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from robot_dyn.control.ik import IKGains
+from robot_dyn.control.mpc import MPCSettings, ReferenceMPC
 from robot_dyn.control.outer_loop import LEARNED_MODES, GoalRejected, OuterLoop, OuterLoopConfig
 from robot_dyn.nodes.messages import (
     cartesian_path_from_msg, diagnostics_msg, obstacle_markers, obstacle_updates, pose_to_arrays, reference_msg,
@@ -31,7 +32,7 @@ from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
 from robot_dyn.safety.filter import SETTING_NAMES, FilterSettings, SafetyFilter
 from robot_dyn.safety.obstacles import ObstacleTracker
-from robot_dyn.safety.sets import SafetyConfigError
+from robot_dyn.safety.sets import SafetyConfigError, load_safe_sets
 from robot_dyn.timing import Decimator, TickTimer
 
 DEFAULTS = schema.defaults(schema.CONTROLLER)
@@ -40,8 +41,9 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Facts the rest of the graph was started with (robot, rates, gravity handling, the feedforward model).
 FIXED_AT_START = {"robot", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
                   "desired_pose_rate_hz", "diagnostics_period_s", "stats_file", "safety_filter", "safety_config",
-                  "safety_error_model"}
+                  "safety_error_model", "goal_planner", "mpc_rate_hz", "mpc_horizon", "mpc_gamma", "mpc_joint_margin"}
 SAFETY_FILTERS = ("off", "nominal", "robust")
+GOAL_PLANNERS = ("mpc", "direct")
 
 
 def outer_loop_config(p: dict) -> OuterLoopConfig:
@@ -56,19 +58,29 @@ def filter_settings(p: dict) -> FilterSettings:
     return FilterSettings(dt=1.0 / p["rate_hz"], **{k: p["safety_" + k] for k in SETTING_NAMES}).validated()
 
 
-def safety_filter(robot, p: dict, log) -> SafetyFilter | None:
+def mpc_settings(p: dict) -> MPCSettings:
+    return MPCSettings(dt=1.0 / p["mpc_rate_hz"], horizon=p["mpc_horizon"], gamma=p["mpc_gamma"],
+                       distance_margin=p["mpc_distance_margin"], joint_margin=p["mpc_joint_margin"]).validated()
+
+
+def goal_planner(robot, p: dict, sets) -> ReferenceMPC | None:
+    """The configured goal planner: the reference MPC over the same safe sets as the filter, or None."""
+    if p["goal_planner"] not in GOAL_PLANNERS:
+        raise ValueError(f"'goal_planner' must be one of {GOAL_PLANNERS}, got '{p['goal_planner']}'")
+    return ReferenceMPC(robot, sets, mpc_settings(p)) if p["goal_planner"] == "mpc" else None
+
+
+def safety_filter(robot, p: dict, log, sets) -> SafetyFilter | None:
     """The configured safety filter. A robust filter whose error model cannot be read falls back to
-    the prior (said in the log); a safe-set file that cannot be read stops the node."""
+    the prior (said in the log)."""
     from robot_dyn.dynamics.rigid_body import RigidBody
     from robot_dyn.safety.error_model import ErrorModelError, TorqueErrorModel
-    from robot_dyn.safety.sets import load_safe_sets
 
     kind = p["safety_filter"]
     if kind not in SAFETY_FILTERS:
         raise ValueError(f"'safety_filter' must be one of {SAFETY_FILTERS}, got '{kind}'")
     if kind == "off":
         return None
-    sets = load_safe_sets(robot, p["safety_config"] or None)
     if kind == "nominal":
         return SafetyFilter(robot, sets, filter_settings(p), solver="osqp")
     rb = RigidBody(robot)
@@ -93,10 +105,12 @@ class ControllerNode(Node):
             learned = self._load_learned(p["feedforward_checkpoint"], config)
             if learned is None:
                 config.feedforward = "nominal"
-        self.safety = safety_filter(self.robot, p, self.get_logger())
+        sets = load_safe_sets(self.robot, p["safety_config"] or None)  # an unreadable file stops the node
+        self.safety = safety_filter(self.robot, p, self.get_logger(), sets)
+        self.planner = goal_planner(self.robot, p, sets)
         self.obstacles = ObstacleTracker()
-        self.loop = OuterLoop(self.robot, config, learned=learned, safety=self.safety)
-        self.safety_timer = TickTimer()
+        self.loop = OuterLoop(self.robot, config, learned=learned, safety=self.safety, planner=self.planner)
+        self.safety_timer, self.mpc_timer = TickTimer(), TickTimer()
         self._obstacle_version = self._applied_version = 0
         self.period = 1.0 / p["rate_hz"]
         self.resync_threshold = p["resync_threshold"]
@@ -122,7 +136,7 @@ class ControllerNode(Node):
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.t_now = None
         self.get_logger().info(f"{self.robot.name}: outer loop at {p['rate_hz']:.0f} Hz, feedforward "
-                               f"'{self.loop.config.feedforward}', safety filter '{p['safety_filter']}'")
+                               f"'{self.loop.config.feedforward}', goal planner '{p['goal_planner']}', safety filter '{p['safety_filter']}'")
 
     def _load_learned(self, checkpoint: str, config: OuterLoopConfig):
         """The learned feedforward, or None (with a warning) if the checkpoint cannot be used."""
@@ -161,6 +175,7 @@ class ControllerNode(Node):
             config = outer_loop_config(current)
             config.feedforward = self.loop.config.feedforward  # keeps a start-up fallback to nominal
             settings = filter_settings(current)
+            planning = mpc_settings(current)
             threshold = float(current["resync_threshold"])
             if not threshold > 0:
                 raise ValueError(f"'resync_threshold' must be positive, got {threshold}")
@@ -169,6 +184,8 @@ class ControllerNode(Node):
         self.loop.config, self.resync_threshold = config, threshold
         if self.safety is not None and any(name.startswith("safety_") for name in changes):
             self.safety.update_settings(settings)
+        if self.planner is not None and any(name.startswith("mpc_") for name in changes):
+            self.planner.update(settings=planning)
         return SetParametersResult(successful=True)
 
     # --- state and tick ----------------------------------------------------
@@ -205,6 +222,7 @@ class ControllerNode(Node):
             return
         start = time.perf_counter()
         self.t_now = t
+        plan_before = self.loop.plan_result
         try:
             if not self.loop.started:
                 self.loop.start(t, q)
@@ -226,6 +244,8 @@ class ControllerNode(Node):
         self.timer.add(time.perf_counter() - start)
         if self.loop.safety_result is not None:
             self.safety_timer.add(self.loop.safety_result.solve_s)
+        if self.loop.plan_result is not plan_before and self.loop.plan_result is not None:
+            self.mpc_timer.add(self.loop.plan_result.solve_s)
         for text in self.loop.events:
             self.event(text, warn=True)
         self.loop.events.clear()
@@ -278,6 +298,16 @@ class ControllerNode(Node):
             "safety_obstacles": len(self.safety.obstacles), **self.safety_timer.summary("safety_filter_"),
         }
 
+    def planner_stats(self) -> dict:
+        r = self.loop.plan_result
+        if r is None:
+            return {}
+        return {
+            "mpc_status": r.status, "mpc_slack_m": r.slack, "mpc_active": ",".join(r.active) or "none",
+            "mpc_min_predicted_barrier_m": r.min_predicted_barrier, "mpc_failures": self.loop.planner_failures,
+            **{k.replace("_us_", "_ms_"): v / 1e3 if "_us_" in k else v for k, v in self.mpc_timer.summary("mpc_").items()},
+        }
+
     # --- goals -------------------------------------------------------------
     def _accept(self, kind: str, command) -> None:
         if self.t_now is None:
@@ -316,7 +346,7 @@ class ControllerNode(Node):
 
     # --- reporting ---------------------------------------------------------
     def stats(self) -> dict:
-        return {**self.timer.summary("outer_tick_"), **self.safety_stats()}
+        return {**self.timer.summary("outer_tick_"), **self.planner_stats(), **self.safety_stats()}
 
     def publish_diagnostics(self) -> None:
         if self.t_now is not None:

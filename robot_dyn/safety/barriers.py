@@ -27,12 +27,14 @@ WORLD_ALIGNED = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 
 @dataclass
 class BarrierRows:
-    """m barrier rows at one state: h (m), h_dot (m/s), g = dh/dq (m x n, m/rad), c (m/s^2)."""
+    """m barrier rows at one state: h (m), h_dot (m/s), g = dh/dq (m x n, m/rad), c (m/s^2), and the
+    end-effector sphere's translational Jacobian ee_jacobian (3 x n, m/rad, base frame)."""
 
     h: np.ndarray
     h_dot: np.ndarray
     g: np.ndarray
     c: np.ndarray
+    ee_jacobian: np.ndarray
 
 
 class SphereKinematics:
@@ -99,7 +101,7 @@ def barrier_rows(kin: SphereKinematics, sets: SafeSets, obstacles: tuple[Obstacl
     ]
     parts += [_obstacle_rows(obs, p, v, J, drift, r, margin) for obs in obstacles]
     h, hd, g, c = (np.concatenate([part[k] for part in parts]) for k in range(4))
-    return BarrierRows(h, hd, g, c)
+    return BarrierRows(h, hd, g, c, J[e])
 
 
 def _obstacle_rows(obs: Obstacle, p, v, J, drift, radii, margin):

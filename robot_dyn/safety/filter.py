@@ -39,7 +39,7 @@ SOLVERS = ("osqp", "clarabel")
 
 
 SETTING_NAMES = ("acceleration_scale", "velocity_scale", "joint_braking_scale", "cartesian_braking", "joint_margin",
-                 "distance_margin", "decay_rate", "escape_gain", "confidence", "tracking_time_constant")
+                 "distance_margin", "decay_rate", "escape_gain", "confidence", "tracking_time_constant", "external_force")
 
 
 @dataclass
@@ -61,6 +61,9 @@ class FilterSettings:
     # s: the robust filter's bound on the tracking error follows its quasi-static value (torque
     # error / stiffness) with this lag, the time constant of the impedance loop's error dynamics.
     tracking_time_constant: float = 0.02
+    # N: a contact force at the end-effector the joint limits are kept against. Each limit is
+    # tightened by the deflection it can cause on that joint, F |J_i| / K_i (impedance stiffness K).
+    external_force: float = 30.0
 
     def validated(self) -> "FilterSettings":
         for name in ("dt", "acceleration_scale", "velocity_scale", "joint_braking_scale", "cartesian_braking",
@@ -69,7 +72,7 @@ class FilterSettings:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"safety '{name}' must be a positive number, got {value!r}")
-        for name in ("joint_margin", "distance_margin"):
+        for name in ("joint_margin", "distance_margin", "external_force"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"safety '{name}' must be a non-negative number, got {value!r}")
@@ -120,7 +123,7 @@ class SafetyFilter:
     """
 
     def __init__(self, robot: RobotDescription, sets: SafeSets, settings: FilterSettings | None = None,
-                 solver: str = "osqp", error_model=None):
+                 solver: str = "osqp", error_model=None, stiffness: np.ndarray | None = None):
         if solver not in SOLVERS:
             raise ValueError(f"safety solver must be one of {SOLVERS}, got '{solver}'")
         if error_model is not None and solver != "clarabel":
@@ -128,6 +131,9 @@ class SafetyFilter:
         self.robot, self.sets = robot, sets
         self.settings = (settings or FilterSettings()).validated()
         self.solver_name, self.error_model = solver, error_model
+        # Nm/rad, the robot layer's joint stiffness: the error model's, else the robot's default gains
+        self.stiffness = np.asarray(error_model.stiffness if error_model is not None else
+                                    (robot.stiffness if stiffness is None else stiffness), float)
         self.kinematics = SphereKinematics(robot, sets)
         self.moving: tuple[Obstacle, ...] = ()
         self.labels = row_labels(self.kinematics, sets, sets.obstacles)
@@ -184,7 +190,10 @@ class SafetyFilter:
         if not np.isfinite(a_nom.sum()):
             return FilterResult(self.braking(qd), "fallback", reason="non-finite nominal acceleration")
         a_max = s.acceleration_scale * robot.qdd_max
-        lo_q, hi_q = robot.q_min + s.joint_margin, robot.q_max - s.joint_margin
+        rows = barrier_rows(self.kinematics, self.sets, self.obstacles, q, qd, s.distance_margin)
+        lo_hard, hi_hard = robot.q_min + s.joint_margin, robot.q_max - s.joint_margin
+        deflection = s.external_force * np.linalg.norm(rows.ee_jacobian, axis=0) / self.stiffness  # rad
+        lo_q, hi_q = lo_hard + deflection, hi_hard - deflection
         model = None
         if self.error_model is not None:
             model = self.error_model.torque_error(q, qd)
@@ -194,6 +203,9 @@ class SafetyFilter:
             # only ever tighter: a reference beyond the limits is refused by the robot layer
             lo_q = np.maximum(lo_q, lo_q - e_mean + s.confidence * e_std)
             hi_q = np.minimum(hi_q, hi_q - e_mean - s.confidence * e_std)
+        # The tightening moves with the state; where the reference is already inside it, it may
+        # not go further, but is not thrown back (that would take more than the braking budget).
+        lo_q, hi_q = np.minimum(lo_q, np.maximum(q, lo_hard)), np.maximum(hi_q, np.minimum(q, hi_hard))
         up_pos, low_pos = joint_limit_bounds(q, qd, lo_q, hi_q, s.dt, s.joint_braking_scale * robot.qdd_max)
         v_max = s.velocity_scale * robot.qd_max
         lower = np.maximum(np.maximum(-a_max, (-v_max - qd) / s.dt), low_pos)
@@ -203,7 +215,6 @@ class SafetyFilter:
             bad = [robot.joint_names[i] for i in np.flatnonzero(lower > upper + 1e-9)]
             return FilterResult(self.braking(qd), "fallback", min_joint_distance=min_joint,
                                 reason=f"joint limits cannot be met at {bad}")
-        rows = barrier_rows(self.kinematics, self.sets, self.obstacles, q, qd, s.distance_margin)
         i_min = int(np.argmin(rows.h))
         info = dict(min_barrier=float(rows.h[i_min]), min_barrier_label=self.labels[i_min], min_joint_distance=min_joint)
         selected, rhs, nominal_rhs, slope, T, tightening = self._cartesian_constraints(rows, model is not None)
