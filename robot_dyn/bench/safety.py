@@ -92,6 +92,11 @@ def make_scenarios(robot, n: int, seed: int) -> list[Scenario]:
         elif kind == "push":
             sc.goal_p = np.array([p0[0], p0[1], 0.09])  # hover near the table
             sc.push = (np.array([0.0, 0.0, -rng.uniform(10.0, 30.0)]), 2.0, 0.3)
+        if sc.obstacle is not None:  # every scenario starts safe: 3 cm clear of the obstacle too
+            center, radius, velocity = sc.obstacle
+            ball = Obstacle("ball", center, center.copy(), radius, velocity)
+            if barrier_rows(kin, sets, (ball,), q0, np.zeros(robot.n_joints), 0.03).h.min() < 0:
+                continue
         out.append(sc)
     return out
 
