@@ -24,6 +24,7 @@ NODES = {
     "sim": "robot_dyn.nodes.sim_node:main",
     "controller": "robot_dyn.nodes.controller_node:main",
     "hardware_adapter": "robot_dyn.nodes.hardware_adapter_node:main",
+    "perception": "robot_dyn.nodes.perception_node:main",
 }
 
 setup(

@@ -1,4 +1,4 @@
-"""ros2 launch robot_dyn sim.launch.py robot:=panda backend:=mujoco mode:=lockstep effects:=nominal
+"""ros2 launch robot_dyn sim.launch.py robot:=panda backend:=mujoco mode:=lockstep effects:=nominal perception:=false
 
 The simulation graph on a ROS 2 install. The node set and parameters come from
 robot_dyn.bringup.graph.sim_graph, the same function `robot-dyn launch sim` uses,
@@ -17,7 +17,9 @@ def _nodes(context):
         value = LaunchConfiguration(name).perform(context)
         return value or None
 
-    specs = sim_graph(robot=arg("robot"), backend=arg("backend"), mode=arg("mode"), effects=arg("effects"))
+    perception = (arg("perception") or "false").lower() in ("true", "1", "yes")
+    specs = sim_graph(robot=arg("robot"), backend=arg("backend"), mode=arg("mode"), effects=arg("effects"),
+                      perception=perception)
     return [
         Node(package="robot_dyn", executable=spec.executable, name=spec.name, parameters=[spec.parameters], output="screen")
         for spec in specs
@@ -30,5 +32,7 @@ def generate_launch_description():
         DeclareLaunchArgument("backend", default_value="", description="mujoco | pybullet (default: configs/sim.yaml)"),
         DeclareLaunchArgument("mode", default_value="", description="lockstep | realtime (default: configs/sim.yaml)"),
         DeclareLaunchArgument("effects", default_value="", description="nominal | realistic (default: configs/sim.yaml)"),
+        DeclareLaunchArgument("perception", default_value="false",
+                              description="true: the rope scene, the sim's cameras and the perception node"),
         OpaqueFunction(function=_nodes),
     ])

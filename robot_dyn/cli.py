@@ -7,6 +7,10 @@
   robot-dyn excitation          optimise an excitation trajectory, report its condition number
   robot-dyn collect inverse-dynamics   record an inverse-dynamics dataset in simulation
   robot-dyn train inverse-dynamics     train a model (nominal|identified|blackbox|hybrid) on it
+  robot-dyn record rope         record rope-push RGB-D episodes (images, ground truth) for offline tracking
+  robot-dyn track EPISODE       track a recorded episode with 3D Gaussians, score it against the ground truth
+  robot-dyn bench tracking      tracking accuracy and speed, one JSON object
+  robot-dyn launch sim --perception    the graph with the rope scene, cameras and the perception node
 """
 from __future__ import annotations
 
@@ -46,7 +50,8 @@ def _launch(args) -> int:
     from robot_dyn.bringup.graph import sim_graph
     from robot_dyn.bringup.processes import GraphProcesses
 
-    nodes = sim_graph(args.robot, args.backend, args.mode, args.effects, overrides=_overrides(args.param))
+    nodes = sim_graph(args.robot, args.backend, args.mode, args.effects, overrides=_overrides(args.param),
+                      perception=args.perception)
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     workdir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"starting {[n.name for n in nodes]} in ROS_DOMAIN_ID={domain}; parameter files in {workdir}; Ctrl-C stops")
@@ -71,6 +76,10 @@ def _bench(args) -> int:
         from robot_dyn.bench.safety import bench_safety
 
         result = bench_safety(args.robots[0], scenarios=21 if args.quick else args.scenarios, log=progress)
+    elif args.what == "tracking":
+        from robot_dyn.bench.tracking import bench_tracking
+
+        result = bench_tracking(quick=args.quick)
     else:
         from robot_dyn.bench.inverse_dynamics import bench_inverse_dynamics
 
@@ -130,6 +139,51 @@ def _train(args) -> int:
     return 0
 
 
+def _record(args) -> int:
+    from robot_dyn.perception.episodes import record_episodes
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        written = record_episodes(Path(args.out), args.episodes, seed=args.seed, config=args.config, width=args.width,
+                                  height=args.height, fps=args.fps, shadow_size=args.shadow_size)
+    except ValueError as exc:
+        raise SystemExit(f"record: {exc}")
+    print(json.dumps({"episodes": [str(p) for p in written]}))
+    return 0
+
+
+def _track(args) -> int:
+    """Track one recorded episode; writes config.json, track.npz and metrics.json to a run folder."""
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from robot_dyn.perception.episodes import load_episode
+    from robot_dyn.perception.tracking import load_tracking_config, track_episode
+    from robot_dyn.perception.tracking_metrics import score
+
+    try:
+        episode = load_episode(Path(args.episode))
+        config = load_tracking_config(args.config)
+    except ValueError as exc:
+        raise SystemExit(f"track: {exc}")
+    out = Path(args.out or f"runs/track/{episode.path.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({"episode": str(episode.path), "device": args.device,
+                                                 "frames": args.frames, "tracking": asdict(config)}, indent=2) + "\n")
+    result = track_episode(episode, config, progress=lambda m: print(m, file=sys.stderr, flush=True),
+                           device=args.device, n_frames=args.frames)
+    np.savez(out / "track.npz", means=result.means, rotations=result.rotations, particle_indices=result.particle_indices,
+             particles=result.particles, tool=result.tool, seconds=result.seconds, cpu_seconds=result.cpu_seconds)
+    metrics = {"episode": str(episode.path), "frames": result.n_frames, "gaussians": int(result.means.shape[1]),
+               "particles": int(result.particles.shape[1]), "init_seconds": float(result.seconds[0]),
+               "seconds_per_frame": result.seconds_per_frame, "cpu_seconds_per_frame": result.cpu_seconds_per_frame,
+               **score(result.means, episode.rope_vertices[:result.n_frames])}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps({**metrics, "out": str(out)}))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="robot-dyn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,10 +208,12 @@ def main(argv=None) -> int:
     p.add_argument("--log-dir", default="runs/launch")
     p.add_argument("--param", action="append", metavar="NODE.NAME=VALUE",
                    help="override a node parameter, e.g. controller.feedforward=hybrid (repeatable)")
+    p.add_argument("--perception", action="store_true",
+                   help="add the rope scene, the sim's cameras and the perception node (configs/perception_node.yaml)")
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    p.add_argument("what", choices=["control", "inverse-dynamics", "safety"])
+    p.add_argument("what", choices=["control", "inverse-dynamics", "safety", "tracking"])
     p.add_argument("--json", action="store_true", help="compact single-line JSON")
     p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"], help="inverse-dynamics and safety use the first")
     p.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")
@@ -197,6 +253,26 @@ def main(argv=None) -> int:
     p.add_argument("--exact", action="store_true", help="train on the simulator's exact states, not filtered ones")
     p.add_argument("--out", default=None, help="checkpoint folder; default runs/models/<robot>-<model>-<stamp>")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("record", help="record simulated RGB-D episodes (format: robot_dyn/perception/episodes.py)")
+    p.add_argument("what", choices=["rope"])
+    p.add_argument("--episodes", type=int, default=1, help="number of episodes (one push each)")
+    p.add_argument("--out", required=True, help="folder for episode_000, episode_001, ...")
+    p.add_argument("--seed", type=int, default=0, help="episode i uses the seed (seed, i)")
+    p.add_argument("--width", type=int, default=None, help="image width, px (default: configs/perception.yaml)")
+    p.add_argument("--height", type=int, default=None, help="image height, px")
+    p.add_argument("--fps", type=float, default=None, help="frames per second of sim time")
+    p.add_argument("--shadow-size", type=int, default=None, help="shadow map size, px; 0 renders without shadows")
+    p.add_argument("--config", default=None, help="scene/camera/push config (default: configs/perception.yaml)")
+    p.set_defaults(func=_record)
+
+    p = sub.add_parser("track", help="track a recorded episode with 3D Gaussians; metrics against the ground truth")
+    p.add_argument("episode", help="an episode folder from 'robot-dyn record rope'")
+    p.add_argument("--out", default=None, help="run folder; default runs/track/<episode>-<stamp>")
+    p.add_argument("--config", default=None, help="file with a 'tracking:' section (default: configs/perception.yaml)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu | cuda")
+    p.add_argument("--frames", type=int, default=None, help="track only the first N frames")
+    p.set_defaults(func=_track)
 
     args = parser.parse_args(argv)
     return args.func(args)

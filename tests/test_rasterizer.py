@@ -4,11 +4,13 @@ from __future__ import annotations
 import importlib.util
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from robot_dyn.perception.cameras import intrinsics, project
 from robot_dyn.perception.image_losses import depth_l1, l1, ssim
-from robot_dyn.perception.rasterizer import Camera, Gaussians, render
+from robot_dyn.perception.rasterizer import Camera, Gaussians, render, render_views
 
 
 def rot_y(deg: float) -> torch.Tensor:
@@ -33,21 +35,35 @@ def gaussians(means, sigma, opacity, colors, dtype=torch.float64) -> Gaussians:
 
 
 def test_single_gaussian_lands_where_the_pinhole_projects_it_at_its_depth():
-    cam = camera(deg=12.0, t=(0.05, -0.02, 0.1))
-    # the world point that the camera sees at pixel centre (30, 20), i.e. (u, v) = (30.5, 20.5), z = 0.8 m
+    # one pixel convention with cameras.py: K from cameras.intrinsics (pixel centres at integer
+    # coordinates, cx = (W - 1) / 2), and cameras.project says where a world point lands
+    width, height = 64, 48
+    K = intrinsics(50.0, width, height)
+    cam = camera(width, height, deg=12.0, t=(0.05, -0.02, 0.1))
+    cam = Camera(torch.tensor(K), cam.world_to_cam, width, height)
+    # the world point that the camera sees at the centre of pixel (column 30, row 20), z = 0.8 m
     z = 0.8
-    p_cam = torch.tensor([(30.5 - 32) / 60 * z, (20.5 - 24) / 60 * z, z], dtype=torch.float64)
-    R, t = cam.world_to_cam[:3, :3], cam.world_to_cam[:3, 3]
-    p_world = R.T @ (p_cam - t)
-    out = render(gaussians(p_world, sigma=0.02, opacity=0.7, colors=[1.0, 0.5, 0.2]), cam, backend="torch")
+    p_cam = np.array([(30 - K[0, 2]) / K[0, 0] * z, (20 - K[1, 2]) / K[1, 1] * z, z])
+    T = cam.world_to_cam.numpy()
+    p_world = T[:3, :3].T @ (p_cam - T[:3, 3])
+    (u, v), depth = (a[0] for a in project(p_world[None], K, T))
+    assert (u, v, depth) == (pytest.approx(30.0), pytest.approx(20.0), pytest.approx(z))
+    out = render(gaussians(torch.tensor(p_world), sigma=0.02, opacity=0.7, colors=[1.0, 0.5, 0.2]), cam,
+                 backend="torch")
     row, col = divmod(int(out.alpha.argmax()), cam.width)
     assert (row, col) == (20, 30)
     assert out.alpha[20, 30].item() == pytest.approx(0.7, abs=1e-9)  # the mean sits on that pixel centre
     # sub-pixel: the alpha-weighted centroid of pixel centres is the projected mean (symmetric footprint)
-    v, u = torch.meshgrid(torch.arange(cam.height) + 0.5, torch.arange(cam.width) + 0.5, indexing="ij")
-    w = out.alpha / out.alpha.sum()
-    assert (w * u).sum().item() == pytest.approx(30.5, abs=0.05)
-    assert (w * v).sum().item() == pytest.approx(20.5, abs=0.05)
+    for shift in ((0.3, -0.2), (-0.45, 0.25)):
+        q_cam = np.array([(30 + shift[0] - K[0, 2]) / K[0, 0] * z, (20 + shift[1] - K[1, 2]) / K[1, 1] * z, z])
+        q_world = T[:3, :3].T @ (q_cam - T[:3, 3])
+        (u, v), _ = (a[0] for a in project(q_world[None], K, T))
+        a = render(gaussians(torch.tensor(q_world), sigma=0.02, opacity=0.7, colors=[1.0, 0.5, 0.2]), cam,
+                   backend="torch").alpha
+        rows, cols = torch.meshgrid(torch.arange(cam.height), torch.arange(cam.width), indexing="ij")
+        w = a / a.sum()
+        assert (w * cols).sum().item() == pytest.approx(u, abs=0.02)
+        assert (w * rows).sum().item() == pytest.approx(v, abs=0.02)
     covered = out.alpha > 0
     assert torch.allclose(out.depth[covered], torch.tensor(z, dtype=torch.float64), atol=1e-9)
     assert (out.depth[~covered] == 0).all()
@@ -149,6 +165,28 @@ def test_recovers_a_translated_mean_from_a_target_image():
         loss.backward()
         opt.step()
     assert (g.means.detach() - true_mean).norm().item() < 1e-3  # from 32 mm off to within 1 mm
+
+
+def test_several_cameras_in_one_pass_match_one_camera_at_a_time():
+    torch.manual_seed(2)
+    n = 60
+    fields = {"means": torch.tensor([[0.0, 0.0, 1.0]]) + 0.1 * torch.randn(n, 3), "quats": torch.randn(n, 4),
+              "log_scales": torch.log(0.01 + 0.02 * torch.rand(n, 3)), "opacity_logits": torch.randn(n),
+              "colors": torch.rand(n, 3)}
+    fields = {k: v.double() for k, v in fields.items()}
+    cams = [camera(), camera(40, 30, 35.0, deg=20.0, t=(0.1, 0.0, 0.05)), camera(deg=-15.0, t=(-0.1, 0.02, 0.0))]
+    grads = []
+    for together in (True, False):
+        f = {k: v.clone().requires_grad_() for k, v in fields.items()}
+        g = Gaussians(**f)
+        outs = render_views(g, cams, backend="torch") if together else [render(g, c, backend="torch") for c in cams]
+        sum((o.rgb.sum(-1) * (k + 1) + o.depth + o.alpha).sum() for k, o in enumerate(outs)).backward()
+        grads.append(({k: v.grad for k, v in f.items()}, outs))
+    (ga, a), (gb, b) = grads
+    for x, y in zip(a, b):
+        assert x.rgb.shape == y.rgb.shape
+        assert all(torch.allclose(getattr(x, k), getattr(y, k), atol=1e-12) for k in ("rgb", "depth", "alpha"))
+    assert all(torch.allclose(ga[k], gb[k], atol=1e-10) for k in fields)
 
 
 def test_auto_backend_on_cpu_is_the_torch_backend():

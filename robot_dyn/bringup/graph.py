@@ -68,10 +68,12 @@ def check_parameters(where: str, node: str, params: dict) -> dict:
 
 
 def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None = None, effects: str | None = None,
-              overrides: dict | None = None, config_dir: Path | None = None) -> list[NodeSpec]:
+              overrides: dict | None = None, config_dir: Path | None = None, perception: bool = False) -> list[NodeSpec]:
     """sim + controller, sharing robot and gravity handling; overrides: {node: {param: value}}.
 
     backend, mode and effects left as None keep the values of configs/sim.yaml.
+    perception: the rope scene with its camera rig in the sim node, and the perception node
+    (configs/perception_node.yaml); off by default, so the arm-only graph renders nothing.
     """
     config_dir = Path(config_dir) if config_dir else paths.config_path("")
     sim = load_node_parameters(config_dir / "sim.yaml", "sim")
@@ -79,14 +81,37 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     chosen = {"backend": backend, "mode": mode, "effects_profile": effects}
     sim.update({k: v for k, v in chosen.items() if v is not None}, robot=robot, use_sim_time=False)
     controller.update(robot=robot, use_sim_time=True)
+    nodes = {"sim": sim, "controller": controller}
+    if perception:
+        sim.update(scene="rope", cameras=True)
+        nodes["perception"] = load_node_parameters(config_dir / "perception_node.yaml", "perception")
+        nodes["perception"].update(robot=robot, use_sim_time=True)
     for node, params in (overrides or {}).items():
-        if node not in ("sim", "controller"):
-            raise ConfigError(f"overrides: unknown node '{node}' (sim, controller)")
-        (sim if node == "sim" else controller).update(check_parameters(f"overrides: {node}", node, params))
+        if node not in nodes:
+            raise ConfigError(f"overrides: unknown node '{node}' ({', '.join(nodes)})")
+        nodes[node].update(check_parameters(f"overrides: {node}", node, params))
     # One owner for facts both nodes must agree on: the simulated robot decides.
     controller["robot_compensates_gravity"] = sim.get("robot_compensates_gravity", schema.SIM["robot_compensates_gravity"][0])
     controller["rate_hz"] = sim.get("state_rate_hz", schema.SIM["state_rate_hz"][0])
-    return [
+    specs = [
         NodeSpec("sim", "sim", "robot_dyn.nodes.sim_node", sim),
         NodeSpec("controller", "controller", "robot_dyn.nodes.controller_node", controller),
     ]
+    if perception:
+        _share_scene(sim, nodes["perception"])
+        specs.append(NodeSpec("perception", "perception", "robot_dyn.nodes.perception_node", nodes["perception"]))
+    return specs
+
+
+def _share_scene(sim: dict, perception: dict) -> None:
+    """The sim's scene config decides what the perception node must agree on: the cameras'
+    names, the world frame and the tool (pusher) offset."""
+    from robot_dyn.perception.episodes import load_config
+
+    try:
+        scene = load_config(sim.get("scene_config") or None)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    perception["cameras"] = ",".join(scene.cameras.build().names)
+    perception["world_frame"] = sim.get("world_frame", schema.SIM["world_frame"][0])
+    perception["tool_offset"] = float(scene.pusher.length)

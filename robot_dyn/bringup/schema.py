@@ -22,6 +22,17 @@ SIM = {
     "max_position_error_rad": (0.05, "references farther than this from the measured position are rejected, rad"),
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
     "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
+    # Scene and cameras (issue 5); off by default so the arm-only graph stays fast.
+    "scene": ("", "'' (the arm alone) | rope (table, rope and pusher of the scene config)"),
+    "scene_config": ("", "table, rope, pusher and camera rig file; empty = configs/perception.yaml"),
+    "rope_seed": (-1, "initial rope shape: random from this seed (the episodes' generator); -1 = straight along y"),
+    "cameras": (False, "render the scene config's camera rig and publish /cameras/<name>/... (see README)"),
+    "camera_rate_hz": (10.0, "camera rate in sim time, Hz; rendered between physics ticks"),
+    "camera_width": (0, "image width, px; 0 = the scene config's"),
+    "camera_height": (0, "image height, px; 0 = the scene config's"),
+    "camera_shadow_size": (0, "shadow map size, px; 0 = no shadows (about 5x cheaper to render on a CPU)"),
+    "world_frame": ("world", "frame_id of the camera poses and ground truth (the arm's base frame in sim)"),
+    "publish_ground_truth": (True, "with cameras: the rope's vertices on /sim/rope_vertices (PointCloud2) per capture"),
 }
 
 CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
@@ -47,7 +58,7 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "mpc_gamma": (0.25, "MPC discrete CBF rate: h(x_k+1) >= (1 - gamma) h(x_k)"),
     "mpc_distance_margin": (0.015, "kept by the MPC's plan from the table, workspace and obstacles, m (more than the filter's)"),
     "mpc_joint_margin": (0.05, "kept by the MPC's plan from joint limits, rad (clear of the filter's margin and force budget)"),
-    "safety_filter": ("robust", "off | nominal (CBF QP, OSQP) | robust (CBF SOCP with the torque-error model, Clarabel)"),
+    "safety_filter": ("nominal", "off | nominal (CBF QP, OSQP) | robust (CBF SOCP with the torque-error model, Clarabel; see the README before use)"),
     "safety_config": ("", "safe sets file; empty = configs/safety.yaml"),
     "safety_error_model": ("", "robust filter: a robot-dyn fit error-model folder; empty = the prior (10 % parameter error)"),
     "safety_acceleration_scale": (1.0, "share of the acceleration limits the filter may command"),
@@ -84,7 +95,30 @@ HARDWARE_ADAPTER = {
     "state_output_topic": ("/robot_dyn/joint_states", "JointState renamed to the URDF's joint names"),
 }
 
-NODES = {"sim": SIM, "controller": CONTROLLER, "hardware_adapter": HARDWARE_ADAPTER}
+PERCEPTION = {
+    "robot": ("panda", "robot of /joint_states: forward kinematics (URDF) give the tool particle"),
+    "cameras": ("cam0,cam1,cam2,cam3", "camera names, comma-separated; topics <camera_namespace>/<name>/..."),
+    "camera_namespace": ("/cameras", "prefix of the camera topics"),
+    "world_frame": ("world", "frame of the camera poses and of /perception/particles"),
+    "tracker": ("gaussian", "gaussian (3D Gaussian tracking, robot_dyn.perception.tracking) | pointcloud (the "
+                            "depth-only baseline, robot_dyn.perception.baseline)"),
+    "tracking_config": ("", "file whose 'tracking:' section configures the tracker; empty = configs/perception.yaml"),
+    "device": ("cpu", "gaussian: torch device, cpu | cuda"),
+    "threads": (1, "gaussian on cpu: torch threads (the arm's loops need the other cores)"),
+    "worker_nice": (10, "niceness added to the tracking thread (Linux), so the control loop keeps priority on a "
+                        "shared CPU; 0 = none"),
+    "n_particles": (0, "object particles published (farthest-point sampled from the tracked Gaussians); "
+                       "0 = the tracking config's n_particles"),
+    "particle_spacing": (-1.0, "minimum distance between object particles, m; negative = the tracking config's"),
+    "tool_offset": (0.10, "the tool particle lies this far along the end-effector's z axis, m (the pusher tip's centre)"),
+    "sync_slop_s": (0.0, "camera messages of one set may differ by this much in stamp, s; 0 = exact stamps"),
+    "joint_state_tolerance_s": (0.05, "the joint state used for the tool particle must be this close to the set's stamp, s"),
+    "image_qos": ("sensor_data", "sensor_data (best effort, like camera drivers) | reliable"),
+    "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
+    "stats_file": ("", "if set, frame counts and timing are written there as JSON at shutdown"),
+}
+
+NODES = {"sim": SIM, "controller": CONTROLLER, "hardware_adapter": HARDWARE_ADAPTER, "perception": PERCEPTION}
 
 
 def defaults(schema: dict) -> dict:

@@ -9,6 +9,17 @@ Modes:
   controller), the sim runs on at real-time pace, so the watchdog sees time pass,
   until references come back. Before the very first reference the sim waits.
 - realtime: physics is paced by the wall clock; references apply as they arrive.
+
+Scene and cameras (parameters `scene`, `cameras`; both off by default): with scene 'rope' the
+table, rope and pusher of configs/perception.yaml are added; with cameras on, its rig is rendered
+every 1/camera_rate_hz s of sim time, between physics ticks (robot_dyn.perception.live.
+SimCameraCapture: physics is unchanged by it, and in lockstep the next tick waits until the
+images are out, so the run stays deterministic, only slower), and published with one stamp
+per capture (topics in robot_dyn/nodes/camera_messages.py and the README):
+/cameras/<name>/color/image_raw (rgb8), /cameras/<name>/depth/image_raw (32FC1 m, NaN = no
+return), /cameras/<name>/mask (mono8, 255 = rope), /cameras/<name>/color/camera_info, the
+camera poses once on /cameras/<name>/pose (transient local; also /tf_static where tf2_msgs
+exists), and the rope's ground-truth vertices on /sim/rope_vertices (PointCloud2).
 """
 from __future__ import annotations
 
@@ -20,10 +31,11 @@ import numpy as np
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from geometry_msgs.msg import TransformStamped
 from std_msgs.msg import String
 from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
@@ -32,11 +44,13 @@ from robot_dyn.control.impedance import ImpedanceSettings
 from robot_dyn.nodes.messages import diagnostics_msg, to_sec, to_stamp
 from robot_dyn.bringup import schema
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
+from robot_dyn.nodes import camera_messages as cm
 from robot_dyn.robots import load_robot
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.effects import load_profile
 from robot_dyn.sim.pacing import Pacer
 from robot_dyn.sim.simulated_arm import SimulatedArm
+from robot_dyn.timing import TickTimer
 
 DEFAULTS = schema.defaults(schema.SIM)
 DESCRIPTIONS = schema.descriptions(schema.SIM)
@@ -46,6 +60,8 @@ GAIN_PARAMETERS = {
     "extrapolation_horizon_s": "extrapolation_horizon", "max_position_error_rad": "max_position_error",
 }
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+SCENES = ("", "rope")
 
 
 class SimNode(Node):
@@ -58,11 +74,20 @@ class SimNode(Node):
                              "gravity model and would let the arm sag (Franka and KUKA compensate gravity themselves)")
         self.robot = load_robot(p["robot"])
         physics_dt = 1.0 / p["physics_rate_hz"]
-        backend = make_backend(p["backend"], self.robot, load_profile(p["effects_profile"]), physics_dt, p["robot_compensates_gravity"])
+        scene, self.scene_config = self._scene(p)
+        backend = make_backend(p["backend"], self.robot, load_profile(p["effects_profile"]), physics_dt,
+                               p["robot_compensates_gravity"], scene=scene)
         q0 = np.asarray(p["initial_positions"] or self.robot.home, float)
         if q0.shape != (self.robot.n_joints,):
             raise ValueError(f"parameter 'initial_positions' must have {self.robot.n_joints} values")
         self.arm = SimulatedArm(self.robot, backend, self._settings(p), q0)
+        if p["scene"] == "rope" and p["rope_seed"] >= 0:
+            from robot_dyn.sim.deformables import random_rope_shape, set_flex_vertices
+
+            c = self.scene_config
+            shape = random_rope_shape(np.random.default_rng(p["rope_seed"]), c.rope, c.table, c.shape.center_jitter,
+                                      tuple(np.radians(c.shape.yaw_range_deg)), c.shape.max_bend)
+            set_flex_vertices(backend.model, backend.data, shape, c.rope.name)
         self.mode = p["mode"]
         self.steps_per_tick = max(1, int(round(p["physics_rate_hz"] / p["state_rate_hz"])))
         self.tick_period = self.steps_per_tick * physics_dt
@@ -74,6 +99,7 @@ class SimNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(JointTrajectory, "/impedance_reference", self.on_reference, RELIABLE)
         self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.cameras = self._cameras(p) if p["cameras"] else None
 
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(min(self.tick_period, 0.002), self.on_timer, clock=steady)
@@ -86,6 +112,90 @@ class SimNode(Node):
             f"{self.robot.name} in {p['backend']} ({p['effects_profile']} effects), {self.mode}, physics "
             f"{p['physics_rate_hz']:.0f} Hz, state {1 / self.tick_period:.0f} Hz"
         )
+
+    def _scene(self, p: dict):
+        """(scene extensions for the backend, the scene config) from parameters scene / cameras."""
+        if p["scene"] not in SCENES:
+            raise ValueError(f"parameter 'scene' must be one of {list(SCENES)}, got '{p['scene']}'")
+        if not (p["scene"] or p["cameras"]):
+            return None, None
+        if p["backend"] != "mujoco":
+            raise ValueError("parameters 'scene' and 'cameras' need backend 'mujoco'")
+        from robot_dyn.perception.episodes import load_config
+        from robot_dyn.sim.deformables import DeformableScene
+
+        for name in ("camera_width", "camera_height", "camera_shadow_size"):
+            if p[name] < 0:
+                raise ValueError(f"parameter '{name}' must be >= 0, got {p[name]}")
+        config = load_config(p["scene_config"] or None).with_images(p["camera_width"] or None, p["camera_height"] or None,
+                                                                    p["camera_shadow_size"])
+        extensions = []
+        if p["scene"] == "rope":
+            extensions.append(DeformableScene(table=config.table, rope=config.rope, pusher=config.pusher))
+        if p["cameras"]:
+            self.rig = config.cameras.build()
+            extensions.append(self.rig)
+        return extensions, config
+
+    def _cameras(self, p: dict):
+        """The capture core, the camera publishers, and the camera poses published once (latched)."""
+        from robot_dyn.perception.live import SimCameraCapture
+
+        backend = self.arm.backend
+        capture = SimCameraCapture(backend.model, self.rig, objects=(self.scene_config.rope.name,),
+                                   rate_hz=p["camera_rate_hz"], start_time=self.arm.time)
+        self.world_frame = p["world_frame"]
+        self.camera_pubs = {}
+        for cal in capture.calibrations:
+            topics = cm.camera_topics(cal.name)
+            self.camera_pubs[cal.name] = {
+                "color": self.create_publisher(Image, topics["color"], RELIABLE),
+                "depth": self.create_publisher(Image, topics["depth"], RELIABLE),
+                "mask": self.create_publisher(Image, topics["mask"], RELIABLE),
+                "info": self.create_publisher(CameraInfo, topics["info"], RELIABLE),
+            }
+            pose = self.create_publisher(TransformStamped, topics["pose"], LATCHED)
+            pose.publish(cm.camera_pose_msg(cal, self.arm.time, self.world_frame))
+            self.camera_pubs[cal.name]["pose"] = pose
+        try:  # the standard place for static transforms, where the message package exists (a ROS 2 install)
+            from tf2_msgs.msg import TFMessage
+
+            transforms = [cm.camera_pose_msg(c, self.arm.time, self.world_frame) for c in capture.calibrations]
+            if self.robot.base_link != self.world_frame:  # in sim the world frame is the arm's base frame
+                base = TransformStamped(child_frame_id=self.robot.base_link)
+                base.header.stamp, base.header.frame_id = to_stamp(self.arm.time), self.world_frame
+                base.transform.rotation.w = 1.0
+                transforms.append(base)
+            self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", LATCHED)
+            self.tf_static_pub.publish(TFMessage(transforms=transforms))
+        except ImportError:  # the PyPI wheels have no tf2_msgs: the per-camera pose topics carry the same
+            self.tf_static_pub = None
+        self.truth_pub = self.create_publisher(PointCloud2, "/sim/rope_vertices", RELIABLE) if p["publish_ground_truth"] else None
+        self.render_timer, self.camera_set_timer = TickTimer(), TickTimer()  # rendering; rendering + publishing
+        self.get_logger().info(f"cameras {[c.name for c in capture.calibrations]}: "
+                               f"{capture.calibrations[0].width}x{capture.calibrations[0].height} at "
+                               f"{p['camera_rate_hz']:g} Hz sim time")
+        return capture
+
+    def capture_cameras(self) -> None:
+        """Render and publish one camera set if one is due (between physics ticks)."""
+        if self.cameras is None or not self.cameras.due(self.arm.time):
+            return
+        start = time.perf_counter()
+        capture = self.cameras.capture(self.arm.backend.data)
+        self.render_timer.add(capture.seconds)
+        for frame, cal in zip(capture.frames, self.cameras.calibrations):
+            pubs = self.camera_pubs[frame.name]
+            color, depth, mask = cm.frame_msgs(frame, capture.time)
+            pubs["color"].publish(color)
+            pubs["depth"].publish(depth)
+            pubs["mask"].publish(mask)
+            pubs["info"].publish(cm.camera_info_msg(cal, capture.time))
+        if self.truth_pub is not None:
+            for vertices in capture.vertices.values():
+                self.truth_pub.publish(cm.particles_msg(vertices, np.zeros(len(vertices), np.uint32), capture.time,
+                                                        self.world_frame))
+        self.camera_set_timer.add(time.perf_counter() - start)
 
     def _settings(self, p: dict) -> ImpedanceSettings:
         overrides = {field: p[name] for name, field in GAIN_PARAMETERS.items() if p[name] != []}
@@ -133,6 +243,7 @@ class SimNode(Node):
 
     def advance_tick(self) -> None:
         self.arm.advance(self.steps_per_tick)
+        self.capture_cameras()  # before the tick counts as done: lockstep's timeout starts after the rendering
         self.pacer.advanced(time.monotonic())
         self.flush_events()
         self.publish_state()
@@ -170,6 +281,9 @@ class SimNode(Node):
             "missed_ticks": self.pacer.missed_ticks,
         }
         out.update(self.arm.inner_timer.summary("inner_tick_"))
+        if self.cameras is not None:
+            out.update(self.render_timer.summary("camera_render_"))
+            out.update(self.camera_set_timer.summary("camera_set_"))
         return out
 
     def publish_diagnostics(self) -> None:
@@ -179,6 +293,8 @@ class SimNode(Node):
         if self.stats_file:
             with open(self.stats_file, "w") as f:
                 json.dump(self.stats(), f, indent=2)
+        if self.cameras is not None:
+            self.cameras.close()
         self.arm.backend.close()
 
 

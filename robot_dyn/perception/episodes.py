@@ -214,7 +214,8 @@ def load_config(path: str | Path | None = None) -> EpisodeConfig:
     """Read configs/perception.yaml (or `path`); ValueError names the file and the bad key."""
     path = Path(path) if path is not None else paths.config_path("perception.yaml")
     data = paths.read_yaml_mapping(path)
-    known = {"robot", "table", "rope", "pusher", "cameras", "push", "recording"}
+    known = {"robot", "table", "rope", "pusher", "cameras", "push", "recording",
+             "tracking"}  # tracking: read by robot_dyn.perception.tracking.load_tracking_config
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{path}: unknown key '{unknown[0]}'; known: {sorted(known)}")

@@ -1,8 +1,9 @@
 """Differentiable 3D Gaussian splatting: world-frame Gaussians -> RGB, depth and alpha images of a pinhole camera.
 
 The image model of 3D Gaussian Splatting (Kerbl et al. 2023), as used for tracking by Dynamic
-3D Gaussians (Luiten et al. 2024). One interface, `render`, with two backends that follow the
-same conventions, so either can stand in for the other:
+3D Gaussians (Luiten et al. 2024). One interface, `render` (one camera) and `render_views`
+(several cameras, one pass), with two backends that follow the same conventions, so either can
+stand in for the other:
 
 - "gsplat": `gsplat.rasterization` (CUDA only). Imported only when used.
 - "torch": plain torch ops, differentiated by autograd; any device, the one used on CPU.
@@ -10,9 +11,10 @@ same conventions, so either can stand in for the other:
 Conventions of both backends:
 - Camera: OpenCV axes (x right, y down, z forward). A point at camera-frame (x, y, z) m
   projects to u = fx x/z + cx, v = fy y/z + cy px, and pixel (row j, column i) has its centre
-  at (u, v) = (i + 0.5, j + 0.5), as in gsplat and 3DGS. Intrinsics written for centres at
-  integer coordinates (OpenCV calibration; e.g. `cameras.intrinsics`, cx = (W - 1) / 2) need
-  0.5 px added to cx and cy here, or every render is shifted by half a pixel.
+  at (u, v) = (i, j): the OpenCV convention of `cameras.intrinsics` (cx = (W - 1) / 2),
+  `cameras.project` and `cameras.backproject`, so one K serves calibration, back-projection
+  and rendering. gsplat and 3DGS put pixel centres at (i + 0.5, j + 0.5); the gsplat backend
+  is handed K with 0.5 px added to cx and cy, which renders the same image.
 - Gaussian: mean (m, world frame); rotation as a quaternion (w, x, y, z), normalised here;
   standard deviations exp(log_scales) m along its own axes; opacity sigmoid(logit); RGB colour.
 - Projection (EWA): Sigma2D = J W Sigma3D W^T J^T + 0.3 px^2 I, W the world->camera rotation
@@ -42,6 +44,12 @@ cumulative sum of log(1 - a_i) along the list (float64, so a long list keeps its
 and the pixel sums are index_adds. Per-Gaussian values are gathered as separate 1-D columns:
 per-pair ops on contiguous columns and their 1-D index_add backward are 2-4x faster than on a
 (P, k) table.
+Several cameras render in one pass: each (camera, Gaussian) entry is projected as above, the
+cameras' pixels are numbered one after another, and the one list of pairs is sorted and
+composited as for one camera (pairs of different cameras never share a pixel). Same result as
+one call per camera, with ~4x fewer tensor operations for four cameras; per-operation
+overhead dominates small images on a CPU (four 100x80 crops of a rope, ~650 Gaussians,
+forward+backward: 9 ms in one pass against 15 ms one camera at a time, CPU time).
 Cost and memory grow with P, the number of contributing pairs (the sum of the Gaussians'
 footprints in pixels, minus what the early stop cuts): ~90 bytes of autograd memory per pair,
 not pixels x Gaussians. Forward+backward, 160x120, float32, one thread (shared 2-core VM):
@@ -87,10 +95,11 @@ def _check_tensor(owner: str, name: str, t, shape: tuple) -> None:
 
 @dataclass
 class Camera:
-    """A pinhole camera, OpenCV axes (x right, y down, z forward); pixel centres at +0.5 px.
+    """A pinhole camera, OpenCV axes (x right, y down, z forward); pixel centres at integer px.
 
-    K: (3, 3) intrinsics in px, zero skew, cx and cy for pixel centres at +0.5 (see the module
-    notes). world_to_cam: (4, 4) rigid transform taking world points (m) to the camera frame (m).
+    K: (3, 3) intrinsics in px, zero skew, pixel (column i, row j) centred at (u, v) = (i, j) as
+    in `cameras.intrinsics` (see the module notes). world_to_cam: (4, 4) rigid transform taking
+    world points (m) to the camera frame (m).
     width, height: image size in px. near, far: camera-z range in m outside which Gaussians are
     not drawn.
     """
@@ -168,19 +177,38 @@ def render(gaussians: Gaussians, camera: Camera, backend: str = "auto",
     backend: "torch", "gsplat", or "auto" = gsplat when CUDA is available, gsplat imports and the
     Gaussians are on a CUDA device, else torch. background: RGB behind the Gaussians.
     """
+    return render_views(gaussians, [camera], backend, background)[0]
+
+
+def render_views(gaussians: Gaussians, cameras: Sequence[Camera], backend: str = "auto",
+                 background: Sequence[float] | torch.Tensor = (0.0, 0.0, 0.0)) -> list[RenderOutput]:
+    """Render `gaussians` into each of `cameras` (any sizes), as `render` does for one.
+
+    The torch backend renders all cameras in one pass (one list of pairs, one sort, one
+    compositing), which has the same result as one call per camera but a few times fewer
+    tensor operations: on a CPU, small images cost more in per-operation overhead than in
+    arithmetic."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     g = gaussians
     bg = torch.as_tensor(background, dtype=g.means.dtype, device=g.means.device)
     if bg.shape != (3,) or not bool(torch.isfinite(bg).all()):
         raise ValueError(f"background must be 3 finite numbers (RGB), got {background!r}")
+    if not cameras or not all(isinstance(c, Camera) for c in cameras):
+        raise ValueError("cameras must be a non-empty list of Camera")
     if backend == "auto":
         backend = "gsplat" if _gsplat_usable(g.means) else "torch"
-    color_sum, alpha, depth_sum = (_rasterize_gsplat if backend == "gsplat" else _rasterize_torch)(g, camera)
-    rgb = color_sum + (1.0 - alpha)[..., None] * bg
-    depth = torch.where(alpha > DEPTH_ALPHA_EPS, depth_sum / alpha.clamp_min(DEPTH_ALPHA_EPS),
-                        torch.zeros_like(alpha))
-    return RenderOutput(rgb=rgb, depth=depth, alpha=alpha)
+    if backend == "gsplat":
+        sums = [_rasterize_gsplat(g, cam) for cam in cameras]
+    else:
+        sums = _rasterize_torch(g, cameras)
+    out = []
+    for color_sum, alpha, depth_sum in sums:
+        rgb = color_sum + (1.0 - alpha)[..., None] * bg
+        depth = torch.where(alpha > DEPTH_ALPHA_EPS, depth_sum / alpha.clamp_min(DEPTH_ALPHA_EPS),
+                            torch.zeros_like(alpha))
+        out.append(RenderOutput(rgb=rgb, depth=depth, alpha=alpha))
+    return out
 
 
 def _gsplat_usable(means: torch.Tensor) -> bool:
@@ -196,76 +224,99 @@ def _rasterize_gsplat(g: Gaussians, cam: Camera) -> tuple[torch.Tensor, torch.Te
         from gsplat import rasterization
     except ImportError as e:
         raise ImportError("render(backend='gsplat') needs the gsplat package and a CUDA device") from e
+    K = cam.K.to(g.means).clone()
+    K[:2, 2] += 0.5  # gsplat's pixel centres are at +0.5
     colors, alphas, _ = rasterization(
         means=g.means, quats=g.quats, scales=torch.exp(g.log_scales), opacities=torch.sigmoid(g.opacity_logits),
-        colors=g.colors, viewmats=cam.world_to_cam.to(g.means)[None], Ks=cam.K.to(g.means)[None],
+        colors=g.colors, viewmats=cam.world_to_cam.to(g.means)[None], Ks=K[None],
         width=cam.width, height=cam.height, near_plane=cam.near, far_plane=cam.far, eps2d=EPS2D,
         packed=False, render_mode="RGB+D", rasterize_mode="classic")  # "D": un-normalised sum z_i w_i
     return colors[0, ..., :3], alphas[0, ..., 0], colors[0, ..., 3]
 
 
-def _project(g: Gaussians, cam: Camera):
-    """The M Gaussians that reach some pixel with a >= 1/255, as seen by `cam`, front to back.
+def _project(g: Gaussians, cams: Sequence[Camera]):
+    """The M (camera, Gaussian) entries where a Gaussian reaches some pixel of a camera with
+    a >= 1/255, sorted front to back by camera z (cameras mixed: entries of different cameras
+    never share a pixel).
 
     Returns geom, 6 tensors (M,): u, v px, conic A, B, C 1/px^2 (d^T Sigma2D^-1 d = A dx^2 +
-    2B dx dy + C dy^2), opacity; feats, 4 tensors (M,): r, g, b, camera z m; and each
-    Gaussian's pixel box, 4 int32 tensors (M,): first column x0, first row y0, width, height.
+    2B dx dy + C dy^2), opacity; feats, 4 tensors (M,): r, g, b, camera z m; each entry's
+    camera index (M,) int64; and its pixel box, 4 int32 tensors (M,): first column x0, first
+    row y0, width, height.
     Columns are kept as separate contiguous 1-D tensors: per-pair ops on them run ~2x faster
     than on strided columns of one table, and 1-D index_add (their backward) ~4x faster.
     """
     dtype, dev = g.means.dtype, g.means.device
-    W2C = cam.world_to_cam.to(dtype=dtype, device=dev)
-    fx, fy, cx, cy = (float(v) for v in (cam.K[0, 0], cam.K[1, 1], cam.K[0, 2], cam.K[1, 2]))
-    p = g.means @ W2C[:3, :3].T + W2C[:3, 3]  # (N, 3) camera frame, m
+    W2C = torch.stack([cam.world_to_cam.to(dtype=dtype, device=dev) for cam in cams])  # (C, 4, 4)
+    # per camera: fx, fy, cx, cy, width, height, near, far, and the Jacobian clamp limits of x/z, y/z
+    rows = []
+    for cam in cams:
+        fx, fy, cx, cy = (float(v) for v in (cam.K[0, 0], cam.K[1, 1], cam.K[0, 2], cam.K[1, 2]))
+        tan_x, tan_y = 0.5 * cam.width / fx, 0.5 * cam.height / fy
+        left, top = cx + 0.5, cy + 0.5  # px from the image's outer edge (u = -0.5) to the principal point
+        rows.append([fx, fy, cx, cy, cam.width, cam.height, cam.near, cam.far,
+                     -(left / fx + 0.3 * tan_x), (cam.width - left) / fx + 0.3 * tan_x,
+                     -(top / fy + 0.3 * tan_y), (cam.height - top) / fy + 0.3 * tan_y])
+    cam_table = torch.tensor(rows, dtype=torch.float64, device=dev)  # (C, 12)
+    p = torch.einsum("cij,nj->cni", W2C[:, :3, :3], g.means) + W2C[:, None, :3, 3]  # (C, N, 3) camera frame, m
     with torch.no_grad():
         visible_opacity = g.opacity_logits > math.log(ALPHA_MIN / (1 - ALPHA_MIN))
-        ahead = (p[:, 2] > cam.near) & (p[:, 2] < cam.far) & visible_opacity
-    idx = ahead.nonzero()[:, 0]
-    x, y, z = p.index_select(0, idx).unbind(1)
-    q = g.quats.index_select(0, idx)
+        near, far = cam_table[:, 6:7].to(dtype), cam_table[:, 7:8].to(dtype)
+        ahead = (p[..., 2] > near) & (p[..., 2] < far) & visible_opacity
+        entry = ahead.nonzero()  # (K, 2): camera, Gaussian
+        ci, gi = entry[:, 0], entry[:, 1]
+    x, y, z = p.reshape(-1, 3).index_select(0, ci * p.shape[1] + gi).unbind(1)
+    q = g.quats.index_select(0, gi)
     qw, qx, qy, qz = (q / q.norm(dim=1, keepdim=True)).unbind(1)
     R = torch.stack([1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy),
                      2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx),
                      2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)], 1).view(-1, 3, 3)
-    M = W2C[:3, :3] @ R * torch.exp(g.log_scales.index_select(0, idx))[:, None, :]  # Sigma_cam = M M^T
-    tan_x, tan_y = 0.5 * cam.width / fx, 0.5 * cam.height / fy
-    xz = (x / z).clamp(-(cx / fx + 0.3 * tan_x), (cam.width - cx) / fx + 0.3 * tan_x)
-    yz = (y / z).clamp(-(cy / fy + 0.3 * tan_y), (cam.height - cy) / fy + 0.3 * tan_y)
+    scales = torch.exp(g.log_scales.index_select(0, gi))
+    M = W2C[:, :3, :3].index_select(0, ci) @ R * scales[:, None, :]  # Sigma_cam = M M^T
+    fx, fy, cx, cy, width, height, _, _, x_lo, x_hi, y_lo, y_hi = cam_table.index_select(0, ci).unbind(1)
+    z64 = z.double()
+    xz = torch.minimum(torch.maximum(x.double() / z64, x_lo), x_hi)
+    yz = torch.minimum(torch.maximum(y.double() / z64, y_lo), y_hi)
     # rows of J M, J = [[fx/z, 0, -fx xz/z], [0, fy/z, -fy yz/z]]; Sigma2D and its inverse in float64
-    # (per Gaussian, cheap): in float32 det^2 overflows in the backward of long, large Gaussians
-    M, xz, yz, z64 = M.double(), xz.double(), yz.double(), z.double()
+    # (per entry, cheap): in float32 det^2 overflows in the backward of long, large Gaussians
+    M = M.double()
     r0 = (fx / z64)[:, None] * (M[:, 0] - xz[:, None] * M[:, 2])
     r1 = (fy / z64)[:, None] * (M[:, 1] - yz[:, None] * M[:, 2])
     a = (r0 * r0).sum(1) + EPS2D
     b = (r0 * r1).sum(1)
     c = (r1 * r1).sum(1) + EPS2D
     det = a * c - b * b
-    u, v = fx * x / z + cx, fy * y / z + cy
-    opacity = torch.sigmoid(g.opacity_logits.index_select(0, idx))
+    u = fx.to(dtype) * x / z + cx.to(dtype)
+    v = fy.to(dtype) * y / z + cy.to(dtype)
+    opacity = torch.sigmoid(g.opacity_logits.index_select(0, gi))
     with torch.no_grad():  # the box of pixel centres where d^T Sigma2D^-1 d <= 2 ln(255 opacity)
         r2 = 2 * torch.log(opacity / ALPHA_MIN).clamp_min(0)
         ex, ey = torch.sqrt(r2 * a), torch.sqrt(r2 * c)
-        x0 = torch.ceil(u - ex - 0.5).clamp(0, cam.width).int()
-        x1 = torch.floor(u + ex - 0.5).clamp(-1, cam.width - 1).int()
-        y0 = torch.ceil(v - ey - 0.5).clamp(0, cam.height).int()
-        y1 = torch.floor(v + ey - 0.5).clamp(-1, cam.height - 1).int()
+        zero = torch.zeros_like(width)
+        x0 = torch.minimum(torch.maximum(torch.ceil(u - ex), zero), width).int()
+        x1 = torch.minimum(torch.maximum(torch.floor(u + ex), zero - 1), width - 1).int()
+        y0 = torch.minimum(torch.maximum(torch.ceil(v - ey), zero), height).int()
+        y1 = torch.minimum(torch.maximum(torch.floor(v + ey), zero - 1), height - 1).int()
         bw, bh = (x1 - x0 + 1).clamp_min(0), (y1 - y0 + 1).clamp_min(0)
         seen = ((bw > 0) & (bh > 0) & (det > 0)).nonzero()[:, 0]  # det <= 0: float round-off, degenerate
         order = seen.index_select(0, torch.argsort(z.index_select(0, seen), stable=True))
-    colors = g.colors.index_select(0, idx)
+    colors = g.colors.index_select(0, gi)
     geom = [t.index_select(0, order).to(dtype) for t in (u, v, c / det, -b / det, a / det, opacity)]
     feats = [t.index_select(0, order) for t in (colors[:, 0], colors[:, 1], colors[:, 2], z)]
-    return geom, feats, *(t.index_select(0, order) for t in (x0, y0, bw, bh))
+    return geom, feats, ci.index_select(0, order), *(t.index_select(0, order) for t in (x0, y0, bw, bh))
 
 
-def _rasterize_torch(g: Gaussians, cam: Camera) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Torch backend: (H, W, 3) sum c_i w_i, (H, W) alpha, (H, W) sum z_i w_i, with w_i = a_i T_i."""
-    H, W = cam.height, cam.width
-    geom, feats, x0, y0, bw, bh = _project(g, cam)
+def _rasterize_torch(g: Gaussians, cams: Sequence[Camera]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Torch backend, all cameras in one pass: per camera (H, W, 3) sum c_i w_i, (H, W) alpha,
+    (H, W) sum z_i w_i, with w_i = a_i T_i. The cameras' pixels are numbered one after another."""
+    geom, feats, cam_of, x0, y0, bw, bh = _project(g, cams)
     dev, i32 = x0.device, torch.int32
+    sizes = [cam.height * cam.width for cam in cams]
     with torch.no_grad():  # the contributing pairs, sorted by pixel and front to back within a pixel
+        first_pixel = torch.tensor([0] + sizes[:-1], device=dev).cumsum(0).index_select(0, cam_of).int()
+        row_len = torch.tensor([cam.width for cam in cams], device=dev, dtype=i32).index_select(0, cam_of)
         counts = bw * bh
-        gid = torch.repeat_interleave(counts)  # Gaussian (depth rank) of each box pair
+        gid = torch.repeat_interleave(counts)  # entry (depth rank) of each box pair
         first_pair = torch.cumsum(counts, 0, dtype=i32) - counts
         off = torch.arange(gid.numel(), device=dev, dtype=i32) - first_pair.index_select(0, gid)  # within the box
         bwg = bw.index_select(0, gid)
@@ -273,7 +324,7 @@ def _rasterize_torch(g: Gaussians, cam: Camera) -> tuple[torch.Tensor, torch.Ten
         a = _pair_alpha([t.detach().index_select(0, gid) for t in geom], px, py)
         keep = (a >= ALPHA_MIN).nonzero()[:, 0]  # the 1/255 cut
         # pairs were listed front to back, so a stable sort by pixel keeps that order within a pixel
-        pix_all = py * W + px
+        pix_all = first_pixel.index_select(0, gid) + py * row_len.index_select(0, gid) + px
         pix, order = torch.sort(pix_all.index_select(0, keep), stable=True)
         keep = keep.index_select(0, order)
         log1m = torch.log1p(-a.index_select(0, keep))
@@ -283,9 +334,17 @@ def _rasterize_torch(g: Gaussians, cam: Camera) -> tuple[torch.Tensor, torch.Ten
         gid, px, py = gid.index_select(0, alive), px.index_select(0, alive), py.index_select(0, alive)
     a = _pair_alpha([t.index_select(0, gid) for t in geom], px, py)
     w = a * torch.exp(_log_transmittance(torch.log1p(-a), pix))
-    zero = torch.zeros(H * W, dtype=w.dtype, device=dev)
+    zero = torch.zeros(sum(sizes), dtype=w.dtype, device=dev)
     r, gr, b, zsum = (zero.index_add(0, pix, w * f.index_select(0, gid)) for f in feats)
-    return torch.stack([r, gr, b], 1).view(H, W, 3), zero.index_add(0, pix, w).view(H, W), zsum.view(H, W)
+    alpha = zero.index_add(0, pix, w)
+    rgb = torch.stack([r, gr, b], 1)
+    out, start = [], 0
+    for cam, n in zip(cams, sizes):
+        H, W = cam.height, cam.width
+        out.append((rgb[start:start + n].view(H, W, 3), alpha[start:start + n].view(H, W),
+                    zsum[start:start + n].view(H, W)))
+        start += n
+    return out
 
 
 def _log_transmittance(log1m: torch.Tensor, pix: torch.Tensor) -> torch.Tensor:
@@ -303,6 +362,6 @@ def _pair_alpha(pg: Sequence[torch.Tensor], px: torch.Tensor, py: torch.Tensor) 
     """a = min(0.99, opacity exp(-0.5 d^T Sigma2D^-1 d)) of P pairs: `pg` _project's geom for each
     pair's Gaussian, 6 tensors (P,); px, py (P,) int pixel column, row."""
     u, v, A, B, C, opacity = pg
-    dx = px.to(u.dtype) + 0.5 - u
-    dy = py.to(u.dtype) + 0.5 - v
+    dx = px.to(u.dtype) - u
+    dy = py.to(u.dtype) - v
     return (opacity * torch.exp(-0.5 * (A * dx * dx + C * dy * dy) - B * dx * dy)).clamp(max=ALPHA_MAX)
