@@ -52,7 +52,7 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "ik_nullspace_stiffness": (10.0, "posture task stiffness in the IK nullspace, 1/s^2"),
     "ik_nullspace_damping": (6.3, "posture task damping in the IK nullspace, 1/s"),
     "resync_threshold": (0.05, "rad: when idle and the arm is this far from the desired state, restart from it"),
-    "goal_planner": ("mpc", "mpc (joint and pose goals tracked by the reference MPC with CBF constraints) | direct (their minimum-jerk reference)"),
+    "goal_planner": ("direct", "mpc (joint and pose goals tracked by the reference MPC with CBF constraints) | direct (their minimum-jerk reference)"),
     "mpc_rate_hz": (25.0, "MPC replanning rate and plan step, Hz"),
     "mpc_horizon": (12, "MPC horizon, steps"),
     "mpc_gamma": (0.25, "MPC discrete CBF rate: h(x_k+1) >= (1 - gamma) h(x_k)"),

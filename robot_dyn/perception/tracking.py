@@ -531,15 +531,21 @@ def frame_range(episode, frames: range | None) -> range:
 
 
 def track_episode(episode, config: TrackingConfig | None = None, progress: Callable[[str], None] | None = None,
-                  device: str = "cpu", frames: range | None = None) -> EpisodeTrack:
-    """Track the object through a loaded episode (robot_dyn.perception.episodes.Episode), over
-    all its frames or the range `frames` (the first one initialises).
+                  device: str = "cpu", n_frames: int | None = None, frames: range | None = None) -> EpisodeTrack:
+    """Track the object through a loaded episode (robot_dyn.perception.episodes.Episode): all its
+    frames, its first n_frames, or the range `frames` (the first tracked frame initialises).
 
     progress: called with one line per frame (frame, loss terms, seconds). The tool particle is
     the pusher tip from the recorded forward kinematics (ee pose + meta pusher.length)."""
     from robot_dyn.perception.particles import particle_trajectories, sample_particles, tool_particle
 
     config = config or TrackingConfig()
+    if n_frames is not None:
+        if frames is not None:
+            raise ValueError("give n_frames or frames, not both")
+        if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1:
+            raise ValueError(f"n_frames must be a positive integer, got {n_frames!r}")
+        frames = range(min(n_frames, episode.n_frames))
     frames = frame_range(episode, frames)
     tracker = GaussianTracker(config, device)
     states, cpu = [], []
