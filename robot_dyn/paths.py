@@ -3,6 +3,7 @@
 In a source checkout or an editable install they sit next to the package; after
 `pip install .` or `colcon build` they are under <prefix>/share/robot_dyn.
 """
+import dataclasses
 import os
 import sys
 from functools import lru_cache
@@ -60,3 +61,20 @@ def read_yaml_mapping(path: Path, error: type[Exception] = ValueError) -> dict:
     if not isinstance(data, dict):
         raise error(f"{path}: expected a mapping at the top level")
     return data
+
+
+def dataclass_from_mapping(cls, data, where: str):
+    """Build dataclass `cls` from a YAML mapping; unknown keys are errors naming `where.key`."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ValueError(f"'{where}' must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown key '{where}.{unknown[0]}'; known: {sorted(known)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"'{where}': {exc}") from None

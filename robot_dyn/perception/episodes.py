@@ -47,7 +47,7 @@ import math
 import sys
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 
 import mujoco
@@ -193,23 +193,6 @@ def _floats(name: str, value, n: int) -> tuple:
     return tuple(_number(name, v) for v in value)
 
 
-def _section(cls, data, where: str):
-    """Build dataclass `cls` from a YAML mapping; unknown keys are errors naming `where.key`."""
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise ValueError(f"'{where}' must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown key '{where}.{unknown[0]}'; known: {sorted(known)}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"'{where}': {exc}") from None
-
-
 def load_config(path: str | Path | None = None) -> EpisodeConfig:
     """Read configs/perception.yaml (or `path`); ValueError names the file and the bad key."""
     path = Path(path) if path is not None else paths.config_path("perception.yaml")
@@ -221,7 +204,7 @@ def load_config(path: str | Path | None = None) -> EpisodeConfig:
         raise ValueError(f"{path}: unknown key '{unknown[0]}'; known: {sorted(known)}")
     try:
         rope = dict(data.get("rope") or {})
-        shape = _section(RopeShapeConfig, rope.pop("shape", None), "rope.shape")
+        shape = paths.dataclass_from_mapping(RopeShapeConfig, rope.pop("shape", None), "rope.shape")
         recording = data.get("recording") or {}
         if not isinstance(recording, dict) or set(recording) - {"fps", "outer_rate_hz"}:
             raise ValueError("'recording' may hold only 'fps' and 'outer_rate_hz'")
@@ -230,12 +213,12 @@ def load_config(path: str | Path | None = None) -> EpisodeConfig:
             raise ValueError(f"'robot' must be a robot name, got {robot!r}")
         return EpisodeConfig(
             robot=robot,
-            table=_section(TableConfig, data.get("table"), "table"),
-            rope=_section(RopeConfig, rope, "rope"),
+            table=paths.dataclass_from_mapping(TableConfig, data.get("table"), "table"),
+            rope=paths.dataclass_from_mapping(RopeConfig, rope, "rope"),
             shape=shape,
-            pusher=_section(PusherConfig, data.get("pusher"), "pusher"),
-            cameras=_section(RigConfig, data.get("cameras"), "cameras"),
-            push=_section(PushConfig, data.get("push"), "push"),
+            pusher=paths.dataclass_from_mapping(PusherConfig, data.get("pusher"), "pusher"),
+            cameras=paths.dataclass_from_mapping(RigConfig, data.get("cameras"), "cameras"),
+            push=paths.dataclass_from_mapping(PushConfig, data.get("push"), "push"),
             **recording,
         )
     except ValueError as exc:

@@ -142,16 +142,8 @@ class TrackingConfig:
     @classmethod
     def from_mapping(cls, data: dict | None, where: str = "tracking") -> "TrackingConfig":
         """From a YAML mapping; unknown keys and bad values raise ValueError naming the field."""
-        if data is None:
-            return cls()
-        if not isinstance(data, dict):
-            raise ValueError(f"'{where}' must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown key '{where}.{unknown[0]}'; known: {sorted(known)}")
         try:
-            return cls(**data)
+            return paths.dataclass_from_mapping(cls, data, where)
         except ValueError as exc:
             raise ValueError(str(exc).replace("tracking.", f"{where}.", 1)) from None
 
