@@ -125,7 +125,9 @@ def test_sim_cameras_feed_the_perception_node(tmp_path):
                 t = cm.stamp_ns(cloud.header.stamp)
                 xyz, labels = cm.points_from_cloud(cloud)
                 assert cloud.header.frame_id == "world" and labels[-1] == 1 and np.all(labels[:-1] == 0)
-                q = next(s[1] for s in client.states if abs(s[0] * 1e9 - t) < 1e5)
+                q = next((s[1] for s in client.states if abs(s[0] * 1e9 - t) < 1e5), None)
+                assert q is not None, f"no /joint_states at the cloud's stamp {t * 1e-9:.3f} s (states from " \
+                                      f"{client.states[0][0]:.3f} s, {len(client.states)} of them)"
                 p, R = model.ee_pose(q)
                 assert np.allclose(xyz[-1], p + 0.10 * R[:, 2], atol=1e-5), "tool particle is not the pusher tip"
                 return polyline_distance(xyz[:-1], rx.truth[t])

@@ -14,9 +14,12 @@ def test_realtime_mode_reaches_a_joint_goal_at_wall_clock_pace(tmp_path):
         goal = s.robot.home + np.array([0.2, 0.1, 0.0, 0.1, 0.0, 0.0, 0.2])
         assert s.joint_goal(goal, settle=0.3)["final_error_rad_max"] < 2e-3
         rtf = s.real_time_factor()
-    # Paced by the wall clock: never faster than real time (lockstep runs at ~2x here); slower
+        sim_stats = s.node_stats()["sim"]
+    # Paced by the wall clock: never faster than real time (lockstep runs at ~2x here), by the
+    # sim's own clocks; the client's figure can read high when it lagged at the start. Slower
     # only when the machine is loaded, so the lower bound is loose.
-    assert 0.3 < rtf < 1.1, rtf
+    assert sim_stats["rtf"] <= 1.0 + 1e-3, sim_stats
+    assert 0.3 < rtf < 1.5, rtf
 
 
 def _set(client, node, name, values):

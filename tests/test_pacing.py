@@ -16,24 +16,40 @@ def test_lockstep_waits_for_the_first_reference_and_repeats_the_state():
 def test_lockstep_advances_once_per_reference_for_the_current_tick():
     p = Pacer("lockstep", P, lockstep_timeout=0.1)
     p.start(0.0)
-    assert p.on_reference(stamp=0.0, sim_time=0.0)
-    assert not p.on_reference(stamp=0.0, sim_time=0.0)  # same tick answered twice: one advance
+    assert p.on_reference(stamp=0.0, sim_time=0.0, wall=0.0)
+    assert not p.on_reference(stamp=0.0, sim_time=0.0, wall=0.0)  # same tick answered twice: one advance
     p.advanced(0.001)
-    assert not p.on_reference(stamp=0.0, sim_time=0.002)  # a late reference for an old tick
-    assert p.on_reference(stamp=0.002, sim_time=0.002)
+    assert not p.on_reference(stamp=0.0, sim_time=0.002, wall=0.001)  # a late reference for an old tick
+    assert p.on_reference(stamp=0.002, sim_time=0.002, wall=0.001)
 
 
 def test_silent_controller_makes_lockstep_run_on_in_real_time_then_return():
     p = Pacer("lockstep", P, lockstep_timeout=0.1)
     p.start(0.0)
-    p.on_reference(0.0, 0.0)
+    p.on_reference(0.0, 0.0, 0.0)
     p.advanced(0.0)
     assert p.on_timer(0.05) == 0  # within the timeout: still waiting
     assert p.on_timer(0.2) == 0 and p.free_running  # timed out: real-time pacing starts now
     assert p.on_timer(0.2 + 5 * P + 1e-6) == 5
     for _ in range(5):
         p.advanced(0.21)
-    assert p.on_reference(stamp=6 * P, sim_time=6 * P) and not p.free_running
+    assert p.on_reference(stamp=5 * P, sim_time=5 * P, wall=0.211) and not p.free_running
+
+
+def test_a_late_reference_ends_free_running_and_lockstep_waits_for_the_current_tick():
+    """A controller that is back but behind answers an old tick: the sim stops and waits for it."""
+    p = Pacer("lockstep", P, lockstep_timeout=0.1)
+    p.start(0.0)
+    p.on_reference(0.0, 0.0, 0.0)
+    p.advanced(0.0)
+    assert p.on_timer(0.2) == 0 and p.on_timer(0.2 + 8 * P + 1e-6) == 8
+    for _ in range(8):
+        p.advanced(0.24)
+    assert not p.on_reference(stamp=3 * P, sim_time=9 * P, wall=0.25)  # an old tick: no advance...
+    assert not p.free_running and p.on_timer(0.3) == 0  # ...but no more free-running: waiting again
+    assert p.on_reference(stamp=9 * P, sim_time=9 * P, wall=0.31)  # the current tick's answer
+    p.advanced(0.31)
+    assert p.on_timer(0.31 + 0.1 + 1e-6) == 0 and p.free_running  # silent again: the timeout restarted at 0.31
 
 
 def test_realtime_backlog_is_capped_dropped_once_and_counted_once():

@@ -8,7 +8,7 @@ SIM = {
     "mode": ("lockstep", "lockstep (physics waits for each outer-loop reference) | realtime (wall-clock paced)"),
     "physics_rate_hz": (1000.0, "physics and robot-layer rate, Hz (1000 or more)"),
     "state_rate_hz": (500.0, "/joint_states and /clock rate, Hz; equals the controller's rate in lockstep"),
-    "lockstep_timeout_s": (0.1, "wall time without a reference after which lockstep runs on at real-time pace"),
+    "lockstep_timeout_s": (1.0, "wall time without a reference after which lockstep runs on at real-time pace"),
     "robot_compensates_gravity": (True, "the simulated arm adds its nominal gravity torque, like Franka and KUKA"),
     "initial_positions": ([], "rad, URDF joint order; empty = the robot's home"),
     "stiffness": ([], "joint stiffness K, Nm/rad; empty = configs/robots/<robot>.yaml"),

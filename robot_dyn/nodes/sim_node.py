@@ -7,7 +7,7 @@ Modes:
   reference for tick k arrives, then advances one outer period. Deterministic. If no
   reference arrives within `lockstep_timeout_s` of wall time (a dead or stalled
   controller), the sim runs on at real-time pace, so the watchdog sees time pass,
-  until references come back. Before the very first reference the sim waits.
+  until a reference comes back. Before the very first reference the sim waits.
 - realtime: physics is paced by the wall clock; references apply as they arrive.
 
 Scene and cameras (parameters `scene`, `cameras`; both off by default): with scene 'rope' the
@@ -60,6 +60,9 @@ GAIN_PARAMETERS = {
     "extrapolation_horizon_s": "extrapolation_horizon", "max_position_error_rad": "max_position_error",
 }
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# /joint_states and /clock keep 2 s at 500 Hz for late readers: a recording client that falls
+# behind for a moment (a loaded machine) gets every state rather than a gap.
+STATE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SCENES = ("", "rope")
 
@@ -93,8 +96,8 @@ class SimNode(Node):
         self.tick_period = self.steps_per_tick * physics_dt
         self.stats_file = p["stats_file"]
 
-        self.clock_pub = self.create_publisher(ClockMsg, "/clock", RELIABLE)
-        self.state_pub = self.create_publisher(JointState, "/joint_states", RELIABLE)
+        self.clock_pub = self.create_publisher(ClockMsg, "/clock", STATE_QOS)
+        self.state_pub = self.create_publisher(JointState, "/joint_states", STATE_QOS)
         self.event_pub = self.create_publisher(String, "/robot_layer/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(JointTrajectory, "/impedance_reference", self.on_reference, RELIABLE)
@@ -227,7 +230,7 @@ class SimNode(Node):
             pt = msg.points[0]
             self.arm.layer.submit(now, stamp, msg.joint_names, pt.positions, pt.velocities, pt.accelerations, pt.effort)
         self.flush_events()
-        if self.pacer.on_reference(stamp, now):
+        if self.pacer.on_reference(stamp, now, time.monotonic()):
             self.advance_tick()
 
     def on_timer(self) -> None:

@@ -2,8 +2,12 @@
 
 lockstep: each outer tick waits for the reference stamped for it. If none comes within
   `lockstep_timeout` of wall time (the controller died or stalled), the sim runs on at
-  real-time pace, so the robot layer's watchdog sees sim time pass, until references
-  return. Before the very first reference the sim does not advance (it repeats its state).
+  real-time pace, so the robot layer's watchdog sees sim time pass. The first reference
+  that comes back, for whatever tick, ends that: the sim waits again for the reference of
+  its current tick (a controller that has fallen behind answers old ticks first, and may
+  never answer one within a tick period, so waiting for an exact answer would keep the
+  sim free-running, and every reference stale, for good). Before the very first
+  reference the sim does not advance (it repeats its state).
 realtime: ticks follow the wall clock.
 Catch-up is capped at `max_catch_up` ticks per call; a longer backlog is dropped once and
 counted in `missed_ticks` (the sim then runs behind the wall clock rather than in bursts).
@@ -32,13 +36,17 @@ class Pacer:
         if self.mode == "realtime":
             self.anchor = (wall, 0)
 
-    def on_reference(self, stamp: float, sim_time: float) -> bool:
-        """A reference arrived; True if lockstep should advance one tick now."""
+    def on_reference(self, stamp: float, sim_time: float, wall: float) -> bool:
+        """A reference arrived at `wall`; True if lockstep should advance one tick now."""
         self.referenced = True
-        if self.mode != "lockstep" or self.answered or stamp < sim_time - 1e-9:
+        if self.mode != "lockstep":
+            return False
+        if self.anchor is not None:  # the controller is back: lockstep again, the timeout restarts
+            self.anchor = None
+            self.last_advance_wall = wall
+        if self.answered or stamp < sim_time - 1e-9:
             return False
         self.answered = True
-        self.anchor = None  # back in lockstep after any free-running
         return True
 
     def on_timer(self, wall: float) -> int:
