@@ -79,7 +79,7 @@ def _bench(args) -> int:
     elif args.what == "tracking":
         from robot_dyn.bench.tracking import bench_tracking
 
-        result = bench_tracking(quick=args.quick)
+        result = bench_tracking(quick=args.quick, episodes_dir=args.episodes, out_dir=args.out, log=progress)
     else:
         from robot_dyn.bench.inverse_dynamics import bench_inverse_dynamics
 
@@ -218,6 +218,8 @@ def main(argv=None) -> int:
     p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"], help="inverse-dynamics and safety use the first")
     p.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")
     p.add_argument("--scenarios", type=int, default=210, help="safety: randomised scenarios (each run three ways)")
+    p.add_argument("--episodes", default=None, help="tracking: a folder of recorded episodes (default: record held-out ones)")
+    p.add_argument("--out", default=None, help="tracking: write a contact-sheet PNG per episode and metrics.json here")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("excitation", help="optimise a Fourier excitation trajectory (JSON out)")
