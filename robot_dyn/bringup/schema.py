@@ -111,8 +111,29 @@ PERCEPTION = {
                        "0 = the tracking config's n_particles"),
     "particle_spacing": (-1.0, "minimum distance between object particles, m; negative = the tracking config's"),
     "tool_offset": (0.10, "the tool particle lies this far along the end-effector's z axis, m (the pusher tip's centre)"),
+    "mask_source": ("topic", "topic (subscribe to <name>/mask, e.g. the sim's segmentation) | depth (no mask topic: the "
+                             "object is what depth sees inside the mask box, above the table and off the arm; "
+                             "robot_dyn.perception.foreground)"),
+    "mask_box_min": ([0.2, -0.4, 0.10], "depth mask: lower corner of the box the object lies in, world m; its z is "
+                                        "the table top's height"),
+    "mask_box_max": ([0.8, 0.4, 0.30], "depth mask: upper corner of that box, world m"),
+    "mask_table_clearance": (0.003, "depth mask: points must lie this far above the table top (mask_box_min z), m, "
+                                    "so the table is left out; thinner objects vanish"),
+    "mask_hsv_min": ([], "depth mask: optional colour test, OpenCV HSV lower bound [H 0-179, S 0-255, V 0-255]; "
+                         "empty (with mask_hsv_max) = none"),
+    "mask_hsv_max": ([], "depth mask: HSV upper bound; an H below mask_hsv_min's wraps around red"),
+    "mask_open_px": (0, "depth mask: morphological opening kernel side, px (odd); 0 = none (it also erases object "
+                        "parts thinner than this)"),
+    "mask_min_component_px": (5, "depth mask: connected components with fewer pixels are dropped; 0 = keep all"),
+    "mask_exclude_arm": (True, "depth mask: leave out points inside the arm's URDF collision shapes and the tool at "
+                               "the set's /joint_states (sets without one within joint_state_tolerance_s are skipped)"),
+    "mask_link_padding": (0.01, "depth mask: the spheres covering the arm and tool are this much larger, m "
+                                "(calibration, depth noise, real arm vs URDF shapes)"),
+    "mask_tool_radius": (0.012, "depth mask: the tool (not in the URDF) is a rod of this radius along the end-effector's "
+                                "z axis up to tool_offset, m (the pusher's tip sphere); 0 = no tool"),
     "sync_slop_s": (0.0, "camera messages of one set may differ by this much in stamp, s; 0 = exact stamps"),
-    "joint_state_tolerance_s": (0.05, "the joint state used for the tool particle must be this close to the set's stamp, s"),
+    "joint_state_tolerance_s": (0.05, "the joint state used for the tool particle (and the depth mask's arm) must be this "
+                                       "close to the set's stamp, s"),
     "image_qos": ("sensor_data", "sensor_data (best effort, like camera drivers) | reliable"),
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
     "stats_file": ("", "if set, frame counts and timing are written there as JSON at shutdown"),

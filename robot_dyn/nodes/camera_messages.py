@@ -210,14 +210,15 @@ def calibration_from_msgs(name: str, info: CameraInfo, world_to_cam: np.ndarray,
     return CameraCalibration(name, K, np.asarray(world_to_cam, float), width, height)
 
 
-def frame_from_msgs(name: str, color: Image, depth: Image, mask: Image, info: CameraInfo,
+def frame_from_msgs(name: str, color: Image, depth: Image, mask: Image | None, info: CameraInfo,
                     topics: dict | None = None) -> CameraFrame:
-    """One camera's CameraFrame from its messages; every image must match the camera info's size."""
+    """One camera's CameraFrame from its messages; every image must match the camera info's size.
+    mask None (no mask topic: the caller computes it, e.g. from depth) gives an all-False mask."""
     topics = topics or camera_topics(name)
     rgb = color_from_msg(color, topics["color"])
     d = depth_from_msg(depth, topics["depth"])
-    m = mask_from_msg(mask, topics["mask"])
     size = (int(info.height), int(info.width))
+    m = mask_from_msg(mask, topics["mask"]) if mask is not None else np.zeros(size, bool)
     for key, array in (("color", rgb), ("depth", d), ("mask", m)):
         if array.shape[:2] != size:
             raise ValueError(f"{topics[key]}: height/width: image is {array.shape[1]}x{array.shape[0]}, "

@@ -1,12 +1,19 @@
 """perception node: synchronised RGB-D camera sets -> tracked object -> control particles.
 
 Subscribes, per camera `<name>` of parameter `cameras` (topics in camera_messages.py):
-color/image_raw, depth/image_raw, mask, color/camera_info (one set per stamp; message_filters
-is not among the PyPI wheels, so robot_dyn.perception.live.StampSynchronizer matches stamps,
-exactly or within `sync_slop_s`), and the camera poses on <name>/pose (TransformStamped,
+color/image_raw, depth/image_raw, mask (not with `mask_source: depth`), color/camera_info (one
+set per stamp; message_filters is not among the PyPI wheels, so
+robot_dyn.perception.live.StampSynchronizer matches stamps, exactly or within `sync_slop_s`:
+4 streams a camera, 3 without the mask), and the camera poses on <name>/pose (TransformStamped,
 transient local) or, where tf2_msgs exists, /tf_static (direct world -> <name>_optical_frame
 transforms only: no chaining through other frames). /joint_states gives the end-effector
 by forward kinematics (pinocchio, URDF) and so the tool particle.
+
+The object mask: the <name>/mask topic (`mask_source: topic`, the sim's segmentation), or, for
+real RGB-D cameras without one (`mask_source: depth`), computed per camera by
+robot_dyn.perception.foreground: depth points inside the mask_box above the table, minus the
+arm's URDF collision shapes and the tool at the set's joint state (a set without a joint state
+within joint_state_tolerance_s is skipped unless mask_exclude_arm is false).
 
 Publishes:
 * /perception/particles: sensor_msgs/PointCloud2 in `world_frame`, stamped with the camera
@@ -34,6 +41,7 @@ import os
 import threading
 import time
 import traceback
+from dataclasses import replace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -48,13 +56,15 @@ from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.nodes import camera_messages as cm
 from robot_dyn.nodes.messages import diagnostics_msg, to_sec
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
+from robot_dyn.perception.foreground import depth_mask_from_parameters, foreground_mask
 from robot_dyn.perception.live import JointHistory, LatestSlot, LiveTracker, StampSynchronizer, labelled_particles
 from robot_dyn.perception.particles import tool_particle
 from robot_dyn.robots import load_robot
 
 DEFAULTS = schema.defaults(schema.PERCEPTION)
 DESCRIPTIONS = schema.descriptions(schema.PERCEPTION)
-KINDS = ("color", "depth", "mask", "info")
+KINDS = ("color", "depth", "mask", "info")  # the streams of one camera; mask_source depth drops "mask"
+MASK_SOURCES = ("topic", "depth")
 TRACKERS = ("gaussian", "pointcloud")
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -101,10 +111,17 @@ class PerceptionNode(Node):
             raise ValueError(f"parameter 'tool_offset' must be a finite number (m), got {p['tool_offset']}")
         if p["image_qos"] not in ("sensor_data", "reliable"):
             raise ValueError(f"parameter 'image_qos' must be 'sensor_data' or 'reliable', got '{p['image_qos']}'")
+        if p["mask_source"] not in MASK_SOURCES:
+            raise ValueError(f"parameter 'mask_source' must be one of {list(MASK_SOURCES)}, got '{p['mask_source']}'")
         self.world_frame = p["world_frame"]
         self.topics = {name: cm.camera_topics(name, p["camera_namespace"]) for name in self.names}
+        robot = load_robot(p["robot"])
+        self.region = self.arm = None  # the depth mask's settings (mask_source depth)
+        if p["mask_source"] == "depth":
+            self.region, self.arm = depth_mask_from_parameters(p, robot)
+        self.kinds = tuple(k for k in KINDS if not (k == "mask" and self.region is not None))
         self.live = live_tracker(p)
-        self.sync = StampSynchronizer([(n, k) for n in self.names for k in KINDS], int(round(p["sync_slop_s"] * 1e9)))
+        self.sync = StampSynchronizer([(n, k) for n in self.names for k in self.kinds], int(round(p["sync_slop_s"] * 1e9)))
         self.slot = LatestSlot()
         self.poses: dict[str, np.ndarray] = {}  # camera -> world_to_cam (4x4, OpenCV)
         self.joints = JointHistory()
@@ -112,12 +129,11 @@ class PerceptionNode(Node):
         self.tool_offset = float(p["tool_offset"])
         self.stats_file = p["stats_file"]
         self.worker_nice = p["worker_nice"]
-        robot = load_robot(p["robot"])
         self.kinematics, self.joint_names = RigidBody(robot), list(robot.joint_names)
 
         image_qos = qos_profile_sensor_data if p["image_qos"] == "sensor_data" else RELIABLE
         for name, topics in self.topics.items():
-            for kind in KINDS:
+            for kind in self.kinds:
                 msg_type = CameraInfo if kind == "info" else Image
                 self.create_subscription(msg_type, topics[kind], self._on_message(name, kind), image_qos)
             self.create_subscription(TransformStamped, topics["pose"], self._on_pose(name), LATCHED)
@@ -146,8 +162,11 @@ class PerceptionNode(Node):
         self.worker.start()
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         sync = f"within {p['sync_slop_s']:g} s" if p["sync_slop_s"] else "exact stamps"
+        mask = "topics" if self.region is None else \
+            f"depth inside {list(self.region.box_min)}..{list(self.region.box_max)} m" + ("" if self.arm is None else
+                                                                                    f" minus {self.arm.count} arm spheres")
         self.get_logger().info(f"tracking {self.names} with the '{p['tracker']}' tracker: {self.live.n_particles} particles "
-                               f"+ the tool; camera sets matched by {sync}")
+                               f"+ the tool; camera sets matched by {sync}; object mask from {mask}")
 
     # --- receiving -------------------------------------------------------------
     def _on_message(self, name: str, kind: str):
@@ -222,8 +241,11 @@ class PerceptionNode(Node):
             info = messages[(name, "info")]
             calibrations.append(cm.calibration_from_msgs(name, info, self.poses[name], topics["info"]))
             frames.append(cm.frame_from_msgs(name, messages[(name, "color")], messages[(name, "depth")],
-                                             messages[(name, "mask")], info, topics))
-        tool = self.tool_position(stamp_ns)  # before tracking: the joint history moves on meanwhile
+                                             messages.get((name, "mask")), info, topics))
+        q = self.joint_positions(stamp_ns)  # before tracking: the joint history moves on meanwhile
+        tool = None if q is None else tool_particle(*self.kinematics.ee_pose(q), offset=self.tool_offset)
+        if self.region is not None:
+            frames = self.depth_masks(frames, calibrations, q)
         result = self.live.step(frames, calibrations)
         points, labels = labelled_particles(result.particles, tool)
         stamp = stamp_ns * 1e-9
@@ -237,11 +259,24 @@ class PerceptionNode(Node):
         self.latencies.append(latency)
         self.total_latency += latency
 
-    def tool_position(self, stamp_ns: int) -> np.ndarray | None:
-        q = self.joints.at(stamp_ns, self.joint_tolerance_ns, wait_s=0.05)
-        if q is None:
-            return None
-        return tool_particle(*self.kinematics.ee_pose(q), offset=self.tool_offset)
+    def joint_positions(self, stamp_ns: int) -> np.ndarray | None:
+        """The arm's joint positions (rad) at the set's stamp, or None if no /joint_states lies within tolerance."""
+        return self.joints.at(stamp_ns, self.joint_tolerance_ns, wait_s=0.05)
+
+    def depth_masks(self, frames: list, calibrations: list, q: np.ndarray | None) -> list:
+        """The frames with their masks computed from depth (mask_source depth); ValueError skips the set."""
+        spheres = None
+        if self.arm is not None:
+            if q is None:
+                raise ValueError(f"/joint_states: none within joint_state_tolerance_s ({self.joint_tolerance_ns * 1e-9:g} s) "
+                                 "of the set's stamp, so the depth mask cannot leave out the arm (mask_exclude_arm)")
+            spheres = self.arm.at(q)
+        out = [replace(f, mask=foreground_mask(f.depth, c.K, c.world_to_cam, self.region, f.rgb, spheres))
+               for f, c in zip(frames, calibrations)]
+        if not any(f.mask.any() for f in out) and any(np.any(f.depth > 0) for f in out):
+            raise ValueError("depth mask: empty in every camera (no depth point inside mask_box_min..mask_box_max, "
+                             "mask_table_clearance above the table and off the arm): nothing to track")
+        return out
 
     # --- reporting -------------------------------------------------------------------
     def report_error(self, text: str, what: str = "set skipped") -> None:
