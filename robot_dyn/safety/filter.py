@@ -349,8 +349,9 @@ class SafetyFilter:
         """The (robust) problem as a conic program over z = [a (n), s (n), d (m)].
 
         s_i >= ||chol_i [a; 1]|| is joint i's torque-error std (Nm). A braking row reads
-        g . a + T (g / K) . mean(a) - T beta (|g| / K) . s + d >= rhs: the next tracking-error
-        mean is affine in a, its std bound enters through s (see _cartesian_constraints).
+        g . a - T (g / K) . mean(a) - T beta (|g| / K) . s + d >= rhs: the arm is at
+        q_d - mean/K +- beta std/K, so both take from the row; the next tracking-error mean is
+        affine in a, its std bound enters through s (see _cartesian_constraints).
         d >= 0 is a slack with an exact penalty, so the robust rows give way (and say so)
         where they cannot be met; the nominal rows g . a >= rhs_nominal stay hard."""
         import clarabel
@@ -370,8 +371,9 @@ class SafetyFilter:
         r[:k], r_nom[:k] = rhs, rhs
         if model is not None and k:
             tau_rows = g / model.stiffness  # a row's change per Nm of torque error, through q - q_d = -dtau/K
-            robust[:k, :n] -= T[:, None] * (tau_rows @ model.mean[:, :n])
-            r[:k] = rhs - T * (tau_rows @ model.mean[:, n])
+            # the arm lags by -mean/K, so the row loses (g/K) . mean(a): the mean tightens like the std
+            robust[:k, :n] += T[:, None] * (tau_rows @ model.mean[:, :n])
+            r[:k] = rhs + T * (tau_rows @ model.mean[:, n])
             robust[:k, n: 2 * n] = (T * self.settings.confidence)[:, None] * np.abs(tau_rows)
             r_nom[:k] = nominal_rhs
             chol = model.chol
