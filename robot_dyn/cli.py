@@ -153,7 +153,8 @@ def _record(args) -> int:
 
 
 def _track(args) -> int:
-    """Track one recorded episode; writes config.json, track.npz and metrics.json to a run folder."""
+    """Track one recorded episode; writes config.json, track.npz, metrics.json and the overlay
+    (<episode>_tracking.png and .mp4) to a run folder."""
     from dataclasses import asdict
 
     import numpy as np
@@ -180,7 +181,10 @@ def _track(args) -> int:
                "seconds_per_frame": result.seconds_per_frame, "cpu_seconds_per_frame": result.cpu_seconds_per_frame,
                **score(result.means, episode.rope_vertices[:result.n_frames])}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(json.dumps({**metrics, "out": str(out)}))
+    from robot_dyn.perception.overlay import write_overlay
+
+    overlay = write_overlay(episode, result, out)  # particles on the camera images, rendered Gaussians beside them
+    print(json.dumps({**metrics, "out": str(out), "overlay": [p.name for p in overlay]}))
     return 0
 
 
