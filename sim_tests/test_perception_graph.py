@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import TransformStamped
+from std_msgs.msg import Header
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 
 from robot_dyn.bringup.graph import sim_graph
 from robot_dyn.bringup.processes import GraphProcesses
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.nodes import camera_messages as cm
 from robot_dyn.nodes.graph_client import GraphClient
-from robot_dyn.nodes.messages import to_sec
+from robot_dyn.nodes.messages import to_sec, to_stamp
 from robot_dyn.perception.cameras import project
 from robot_dyn.perception.episodes import load_config, plan_push
 from robot_dyn.robots import load_robot
@@ -211,9 +212,12 @@ class CameraSource:
             self.pubs[cal.name]["pose"] = pose
         self.t = 1.0
 
-    def publish(self, spoil=None, skip=()) -> int:
-        """One set at a new stamp (returned, ns); spoil(camera, kind, msg) may return a replacement."""
+    def publish(self, spoil=None, skip=(), before=None) -> int:
+        """One set at a new stamp (returned, ns); spoil(camera, kind, msg) may return a replacement;
+        before(t) is called with the new stamp (s) first."""
         self.t += 0.1
+        if before is not None:
+            before(self.t)
         for frame, cal in zip(self.shot.frames, self.cals):
             color, depth, mask = cm.frame_msgs(frame, self.t)
             for kind, msg in zip(KINDS, (color, depth, mask, cm.camera_info_msg(cal, self.t))):
@@ -304,3 +308,39 @@ def test_perception_node_survives_bad_input_and_drops_when_slow(tmp_path, render
             client.close()
     log = (tmp_path / "perception.log").read_text()
     assert "set skipped: /cameras/cam1/mask: height/width" in log and "Traceback" not in log
+
+
+def test_perception_node_masks_from_depth_without_a_mask_topic(tmp_path, rendered):
+    """mask_source depth (real cameras): no mask topic is read; the arm is left out at the set's
+    joint state, so without /joint_states the set is skipped and with them particles follow."""
+    shot, calibrations = rendered
+    robot = load_robot("panda")
+    spec = next(n for n in sim_graph("panda", perception=True, overrides={"perception": {
+        "tracker": "pointcloud", "mask_source": "depth", "use_sim_time": False, "image_qos": "reliable"}})
+        if n.name == "perception")
+    with GraphProcesses([spec], tmp_path) as graph:
+        client = GraphClient(graph.domain_id)
+        try:
+            rx = Listener(client, cameras=False)
+            source = CameraSource(client, shot, calibrations)
+            client.wait_for_subscribers(source.pubs["cam3"]["info"], 60)
+            assert all(source.pubs[c]["mask"].get_subscription_count() == 0 for c in CAMERAS)
+            no_masks = {(c, "mask") for c in CAMERAS}
+            start = len(rx.diagnostics)
+            source.publish_until(lambda: any("/joint_states: none within" in d.message for d in rx.diagnostics[start:]),
+                                 30, "a set skipped for want of a joint state", skip=no_masks)
+            joints = client.node.create_publisher(JointState, "/joint_states", KEEP)
+
+            def joint_state(t):  # the arm at home, as in the rendered scene
+                joints.publish(JointState(header=Header(stamp=to_stamp(t)), name=list(robot.joint_names),
+                                          position=robot.home.tolist()))
+
+            source.publish_until(lambda: bool(rx.clouds), 60, "particles from depth masks", skip=no_masks,
+                                 before=joint_state)
+            xyz, labels = cm.points_from_cloud(rx.clouds[-1])
+            assert labels[-1] == 1 and np.all(labels[:-1] == 0)
+            assert np.max(polyline_distance(xyz[:-1], shot.vertices["rope"])) < 0.02, "object particles off the rope"
+            graph.check_alive()
+        finally:
+            client.close()
+    assert "object mask from depth inside" in (tmp_path / "perception.log").read_text()
