@@ -141,8 +141,7 @@ class SafetyFilter:
         self._a_prev = np.zeros(self.n)
         self._tracking = None  # (mean, std) rad per joint: the robust filter's tracking-error state
         self._qp = None  # OSQP, the nominal filter (and the robust filter's second line)
-        self._solver = None  # Clarabel
-        self._conic = None
+        self._conic: dict[int, _ConicProblem] = {}  # the robust filter's conic programs, by row count
         self.last_slack = 0.0  # m/s^2: how far the robust rows gave way on the last solve
         self.robust_failures = 0  # conic solves that failed and fell back to the nominal QP
 
@@ -155,7 +154,7 @@ class SafetyFilter:
     def update_settings(self, settings: FilterSettings) -> None:
         """New gains and margins (checked); the solvers are set up again on the next call."""
         self.settings = settings.validated()
-        self._qp = self._solver = self._conic = None
+        self._qp, self._conic = None, {}
 
     def reset(self) -> None:
         self._a_prev = np.zeros(self.n)
@@ -218,12 +217,14 @@ class SafetyFilter:
         i_min = int(np.argmin(rows.h))
         info = dict(min_barrier=float(rows.h[i_min]), min_barrier_label=self.labels[i_min], min_joint_distance=min_joint)
         selected, rhs, nominal_rhs, slope, T, tightening = self._cartesian_constraints(rows, model is not None)
-        a_box = np.clip(a_nom, lower, upper)
+        a = a_box = np.clip(a_nom, lower, upper)  # the solution when only the box binds (separable cost)
         if not selected.size and np.array_equal(a_box, a_nom):
             self._advance_tracking(model, a_nom)
             return FilterResult(a_nom.copy(), "free", **info)
         g = rows.g[selected]
-        for attempt in range(2):
+        if not selected.size:
+            self.last_slack = 0.0
+        for attempt in range(2 if selected.size else 0):  # no rows: the box alone, and clipping solves it
             if self.solver_name == "osqp":
                 a, status = self._solve_osqp(a_nom, lower, upper, g, rhs)
             else:
@@ -346,57 +347,57 @@ class SafetyFilter:
         return idx.ravel()
 
     def _solve_clarabel(self, a_nom, lower, upper, g, rhs, nominal_rhs, T, model):
-        """The (robust) problem as a conic program over z = [a (n), s (n), d (m)].
+        """The (robust) problem as a conic program over z = [a (n), s (n), d (k)], k = the selected rows.
 
         s_i >= ||chol_i [a; 1]|| is joint i's torque-error std (Nm). A braking row reads
         g . a - T (g / K) . mean(a) - T beta (|g| / K) . s + d >= rhs: the arm is at
         q_d - mean/K +- beta std/K, so both take from the row; the next tracking-error mean is
         affine in a, its std bound enters through s (see _cartesian_constraints).
         d >= 0 is a slack with an exact penalty, so the robust rows give way (and say so)
-        where they cannot be met; the nominal rows g . a >= rhs_nominal stay hard."""
+        where they cannot be met; the nominal rows g . a >= rhs_nominal stay hard.
+        One Clarabel solver per row count k, built on first use and then only updated: the
+        problem carries no padding rows (with k = 2, a solve takes about 2/3 of a 16-row one)."""
         import clarabel
 
-        n, m = self.n, self.settings.max_rows
-        k = len(g)
+        n, k = self.n, len(g)
         w = self._weights()
-        A = self._conic_A
-        A[: n, :n] = np.eye(n)
-        A[n: 2 * n, :n] = -np.eye(n)
-        robust, nominal = A[2 * n: 2 * n + m], A[2 * n + m: 2 * n + 2 * m]
+        conic = self._conic.get(k)
+        if conic is None:
+            conic = self._conic[k] = _ConicProblem(n, k)
+        A = conic.A
+        robust, nominal = A[2 * n: 2 * n + k], A[2 * n + k: 2 * n + 2 * k]
         robust[:, :2 * n] = 0.0
-        nominal[:, :n] = 0.0
-        r, r_nom = np.full(m, -1e6), np.full(m, -1e6)
-        robust[:k, :n] = -g
-        nominal[:k, :n] = -g
-        r[:k], r_nom[:k] = rhs, rhs
+        robust[:, :n] = -g
+        nominal[:, :n] = -g
+        r, r_nom = rhs.copy(), rhs.copy()
         if model is not None and k:
             tau_rows = g / model.stiffness  # a row's change per Nm of torque error, through q - q_d = -dtau/K
             # the arm lags by -mean/K, so the row loses (g/K) . mean(a): the mean tightens like the std
-            robust[:k, :n] += T[:, None] * (tau_rows @ model.mean[:, :n])
-            r[:k] = rhs + T * (tau_rows @ model.mean[:, n])
-            robust[:k, n: 2 * n] = (T * self.settings.confidence)[:, None] * np.abs(tau_rows)
-            r_nom[:k] = nominal_rhs
+            robust[:, :n] += T[:, None] * (tau_rows @ model.mean[:, :n])
+            r = rhs + T * (tau_rows @ model.mean[:, n])
+            robust[:, n: 2 * n] = (T * self.settings.confidence)[:, None] * np.abs(tau_rows)
+            r_nom = nominal_rhs
             chol = model.chol
         else:
             chol = np.zeros((n, n + 1, n + 1))
-        soc = A[2 * n + 3 * m:].reshape(n, n + 2, -1)
+        soc = A[2 * n + 3 * k:].reshape(n, n + 2, -1)
         soc[:, 1:, :n] = -chol[:, :, :n]
-        b = np.concatenate([upper, -lower, -r, -r_nom, np.zeros(m),
+        b = np.concatenate([upper, -lower, -r, -r_nom, np.zeros(k),
                             np.concatenate([np.zeros((n, 1)), chol[:, :, n]], axis=1).ravel()])
-        qv = np.concatenate([-w * a_nom, np.full(n, 1e-6), np.full(m, 1e3 * float(np.max(w)))])
-        values = A.T[self._pattern_mask.T]  # column-major values at the structural entries
-        if self._solver is None:
+        qv = np.concatenate([-w * a_nom, np.full(n, 1e-6), np.full(k, 1e3 * float(np.max(w)))])
+        values = A.T[conic.pattern.T]  # column-major values at the structural entries
+        if conic.solver is None:
             settings = clarabel.DefaultSettings()
             settings.verbose, settings.presolve_enable = False, False
             settings.input_sparse_dropzeros = False
-            cones = [clarabel.NonnegativeConeT(2 * n + 3 * m)] + [clarabel.SecondOrderConeT(n + 2)] * n
-            P = sparse.diags(np.concatenate([w, np.zeros(n + m)])).tocsc()
-            structure = sparse.csc_matrix(self._pattern_mask.astype(float))
+            cones = [clarabel.NonnegativeConeT(2 * n + 3 * k)] + [clarabel.SecondOrderConeT(n + 2)] * n
+            P = sparse.diags(np.concatenate([w, np.zeros(n + k)])).tocsc()
+            structure = sparse.csc_matrix(conic.pattern.astype(float))
             structure.data[:] = values
-            self._solver = clarabel.DefaultSolver(P, qv, structure, b, cones, settings)
+            conic.solver = clarabel.DefaultSolver(P, qv, structure, b, cones, settings)
         else:
-            self._solver.update(q=qv, A=values, b=b)
-        sol = self._solver.solve()
+            conic.solver.update(q=qv, A=values, b=b)
+        sol = conic.solver.solve()
         status = str(sol.status)
         if status not in ("Solved", "AlmostSolved"):
             return None, status
@@ -406,35 +407,29 @@ class SafetyFilter:
         self.last_slack = float(np.max(x[2 * n: 2 * n + k], initial=0.0))
         return np.clip(x[:n], lower, upper), status
 
-    @property
-    def _conic_A(self) -> np.ndarray:
-        """Constraint matrix of the conic program, rows: box (2n) | robust (m) | nominal (m) |
-        slack >= 0 (m) | n cones of n+2; columns: a (n) | s (n) | d (m). Filled in place."""
-        if self._conic is None:
-            n, m = self.n, self.settings.max_rows
-            A = np.zeros((2 * n + 3 * m + n * (n + 2), 2 * n + m))
-            A[2 * n: 2 * n + m, 2 * n:] = -np.eye(m)  # + d in the robust rows
-            A[2 * n + 2 * m: 2 * n + 3 * m, 2 * n:] = -np.eye(m)  # d >= 0
-            A[self._soc_heads()] = -1.0
-            self._conic = A
-            self._pattern_mask = self._pattern(A.shape)
-        return self._conic
 
-    def _soc_heads(self):
-        n, m = self.n, self.settings.max_rows
-        return 2 * n + 3 * m + np.arange(n) * (n + 2), n + np.arange(n)
+class _ConicProblem:
+    """The robust filter's conic program for n joints and k rows: its constraint matrix (filled in
+    place each solve), the structural non-zeros, and its Clarabel solver (built on first solve).
 
-    def _pattern(self, shape) -> np.ndarray:
-        """Structural non-zeros of the conic constraint matrix (where data can appear)."""
-        n, m = self.n, self.settings.max_rows
-        mask = np.zeros(shape, bool)
+    Rows: box (2n) | robust (k) | nominal (k) | slack >= 0 (k) | n cones of n+2;
+    columns: a (n) | s (n) | d (k)."""
+
+    def __init__(self, n: int, k: int):
+        A = np.zeros((2 * n + 3 * k + n * (n + 2), 2 * n + k))
+        A[:n, :n], A[n: 2 * n, :n] = np.eye(n), -np.eye(n)  # lower <= a <= upper
+        A[2 * n: 2 * n + k, 2 * n:] = -np.eye(k)  # + d in the robust rows
+        A[2 * n + 2 * k: 2 * n + 3 * k, 2 * n:] = -np.eye(k)  # d >= 0
+        heads = 2 * n + 3 * k + np.arange(n) * (n + 2), n + np.arange(n)
+        A[heads] = -1.0
+        mask = np.zeros(A.shape, bool)
         mask[:n, :n] = mask[n: 2 * n, :n] = np.eye(n, dtype=bool)
-        mask[2 * n: 2 * n + m, :2 * n] = True
-        mask[2 * n: 2 * n + m, 2 * n:] = np.eye(m, dtype=bool)
-        mask[2 * n + m: 2 * n + 2 * m, :n] = True
-        mask[2 * n + 2 * m: 2 * n + 3 * m, 2 * n:] = np.eye(m, dtype=bool)
-        mask[self._soc_heads()] = True
+        mask[2 * n: 2 * n + k, :2 * n] = True
+        mask[2 * n: 2 * n + k, 2 * n:] = np.eye(k, dtype=bool)
+        mask[2 * n + k: 2 * n + 2 * k, :n] = True
+        mask[2 * n + 2 * k: 2 * n + 3 * k, 2 * n:] = np.eye(k, dtype=bool)
+        mask[heads] = True
         for i in range(n):
-            start = 2 * n + 3 * m + i * (n + 2) + 1
+            start = 2 * n + 3 * k + i * (n + 2) + 1
             mask[start: start + n + 1, :n] = True
-        return mask
+        self.A, self.pattern, self.solver = A, mask, None
