@@ -147,3 +147,51 @@ def test_outer_loop_follows_the_plan_to_a_joint_goal(robot):
     assert np.max(np.abs(loop.q_d - goal)) < 1e-3
     assert loop.planner_failures == 0
     assert plans < (duration + 1.5) / planner.settings.dt  # it stopped replanning once at the goal
+
+
+def test_planner_process_plans_like_the_mpc_in_process_and_never_blocks(robot, mpc):
+    """The MPC in its own process: the same plan as in process, one request at a time, a reset
+    drops the answer for the old goal, bad settings raise in the caller, and its death is reported."""
+    import time
+
+    from robot_dyn.control.planner_process import PlannerProcess
+
+    goal = robot.home + np.array([0.4, 0.2, -0.2, 0.3, 0.1, -0.2, 0.3])
+    motion = JointMotion.plan(0.0, robot.home, np.zeros(7), np.zeros(7), goal, 1.2)
+    planner = PlannerProcess(robot, load_safe_sets(robot), mpc.settings)
+    try:
+        def answer():
+            deadline = time.monotonic() + 30
+            while (result := planner.poll()) is None:
+                assert time.monotonic() < deadline, "no plan within 30 s"
+                time.sleep(0.001)
+            return result
+
+        mpc.reset()
+        expected = mpc.plan(0.0, robot.home, np.zeros(7), motion)
+        t0 = time.perf_counter()
+        assert planner.submit(0.0, robot.home, np.zeros(7), motion)
+        assert time.perf_counter() - t0 < 0.005  # sending a request does not wait for the solve
+        assert not planner.submit(0.0, robot.home, np.zeros(7), motion)  # one at a time
+        result = answer()
+        assert result.status == expected.status
+        np.testing.assert_allclose(result.plan.a, expected.plan.a, atol=1e-6)
+
+        assert planner.submit(0.04, *result.plan.sample(0.04)[:2], motion)
+        planner.reset()  # a new goal: the answer on its way is for the old one
+        deadline = time.monotonic() + 30
+        while planner.submit(0.0, robot.home, np.zeros(7), motion) is False:
+            assert planner.poll() is None and time.monotonic() < deadline
+            time.sleep(0.001)
+        assert answer().plan.t0 == 0.0
+
+        with pytest.raises(ValueError, match="fixed at start"):
+            planner.update(settings=dataclasses.replace(mpc.settings, horizon=5))
+        planner._process.kill()
+        planner._process.join()
+        assert planner.submit(0.0, robot.home, np.zeros(7), motion)
+        died = answer()
+        assert died.plan is None and "exited" in died.status
+        assert not planner.submit(0.0, robot.home, np.zeros(7), motion)
+    finally:
+        planner.close()

@@ -58,6 +58,7 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "mpc_gamma": (0.25, "MPC discrete CBF rate: h(x_k+1) >= (1 - gamma) h(x_k)"),
     "mpc_distance_margin": (0.015, "kept by the MPC's plan from the table, workspace and obstacles, m (more than the filter's)"),
     "mpc_joint_margin": (0.05, "kept by the MPC's plan from joint limits, rad (clear of the filter's margin and force budget)"),
+    "mpc_process": (True, "solve the MPC in a process of its own, so the tick never waits for it (false: in the tick, deterministic in lockstep but too slow for real time)"),
     "safety_filter": ("nominal", "off | nominal (CBF QP, OSQP) | robust (CBF SOCP with the torque-error model, Clarabel; see the README before use)"),
     "safety_config": ("", "safe sets file; empty = configs/safety.yaml"),
     "safety_error_model": ("", "robust filter: a robot-dyn fit error-model folder; empty = the prior (10 % parameter error)"),

@@ -116,6 +116,22 @@ class MPCResult:
     min_predicted_barrier: float = math.inf  # m, smallest h along the plan (linearised)
 
 
+def checked_update(old_sets: SafeSets, old_settings: MPCSettings, sets: SafeSets | None,
+                   settings: MPCSettings | None) -> tuple[SafeSets, MPCSettings]:
+    """The (sets, settings) an MPC may switch to at run time, or ValueError: new sets must guard
+    the same link spheres; of the settings only RUN_TIME_SETTINGS (the margin, the activation
+    distance, the cost weights: problem parameters) may change, the rest shapes the compiled problem."""
+    if sets is not None and [sp.name for sp in sets.spheres] != [sp.name for sp in old_sets.spheres]:
+        raise ValueError("mpc: new safe sets must guard the same link spheres")
+    if settings is not None:
+        settings = settings.validated()
+        fixed = [f.name for f in dataclasses.fields(MPCSettings) if f.name not in RUN_TIME_SETTINGS
+                 and getattr(settings, f.name) != getattr(old_settings, f.name)]
+        if fixed:
+            raise ValueError(f"mpc settings {fixed} shape the compiled problem; they are fixed at start")
+    return (old_sets if sets is None else sets), (old_settings if settings is None else settings)
+
+
 class ReferenceMPC:
     """plan(t, q, qd, motion, obstacles) -> MPCResult, every `dt` seconds of the outer loop."""
 
@@ -161,6 +177,7 @@ class ReferenceMPC:
         if not self.problem.is_dpp():  # a programming error: the problem would be rebuilt every solve
             raise RuntimeError("the MPC problem is not DPP")
         self._labels: list[str] = []  # of the rows at the last plan
+        self._answer: MPCResult | None = None  # the plan made by submit(), until poll() takes it
         self._selected = np.zeros(0, int)
         self._compile()
 
@@ -180,19 +197,18 @@ class ReferenceMPC:
         self.last = None
 
     def update(self, sets: SafeSets | None = None, settings: MPCSettings | None = None) -> None:
-        """New safe sets (same link spheres) or new run-time settings: the margin, the activation
-        distance and the cost weights held in parameters. The rest shapes the compiled problem."""
-        if sets is not None:
-            if [sp.name for sp in sets.spheres] != self.kinematics.names:
-                raise ValueError("mpc: new safe sets must guard the same link spheres")
-            self.sets = sets
-        if settings is not None:
-            settings = settings.validated()
-            fixed = [f.name for f in dataclasses.fields(MPCSettings) if f.name not in RUN_TIME_SETTINGS
-                     and getattr(settings, f.name) != getattr(self.settings, f.name)]
-            if fixed:
-                raise ValueError(f"mpc settings {fixed} shape the compiled problem; they are fixed at start")
-            self.settings = settings
+        """New safe sets (same link spheres) or new run-time settings (see checked_update)."""
+        self.sets, self.settings = checked_update(self.sets, self.settings, sets, settings)
+
+    # The planner interface OuterLoop uses (robot_dyn.control.planner_process.PlannerProcess has
+    # it too): here the plan is made at once, in the caller's tick, which keeps runs deterministic.
+    def submit(self, t: float, q: np.ndarray, qd: np.ndarray, motion, obstacles=None) -> bool:
+        self._answer = self.plan(t, q, qd, motion, obstacles)
+        return True
+
+    def poll(self) -> MPCResult | None:
+        answer, self._answer = self._answer, None
+        return answer
 
     def plan(self, t: float, q: np.ndarray, qd: np.ndarray, motion,
              obstacles: tuple[Obstacle, ...] | None = None) -> MPCResult:

@@ -2,7 +2,8 @@
 
 Joint goals become minimum-jerk joint motions; pose goals and Cartesian paths are
 turned into joint motion by second-order differential IK run on the desired
-state. With a planner (robot_dyn.control.mpc.ReferenceMPC), joint and pose goals
+state. With a planner (robot_dyn.control.mpc.ReferenceMPC in the tick, or
+robot_dyn.control.planner_process.PlannerProcess beside it), joint and pose goals
 are tracked by a model predictive controller instead, replanning every few ticks
 with the safe sets as constraints; paths (streams, the figure-8) keep the IK.
 Every motion gives a nominal joint acceleration; the safety filter
@@ -243,14 +244,18 @@ class OuterLoop:
             return None
         if t >= self._next_plan:
             obstacles = self.safety.obstacles if self.safety is not None else None
-            result = self.planner.plan(t, self.q_d, self.qd_d, self.motion, obstacles)
+            if self.planner.submit(t, self.q_d, self.qd_d, self.motion, obstacles):  # False: still solving
+                self._next_plan = t + self.planner.settings.dt - 1e-9
+        result = self.planner.poll()  # at once in process (ReferenceMPC), a solve later from a PlannerProcess
+        if result is not None:
             self.plan_result, self._plan = result, result.plan
-            self._next_plan = t + self.planner.settings.dt - 1e-9
             if result.plan is None:
                 self.planner_failures += 1
                 if self.planner_failures in (1, 10, 100) or self.planner_failures % 1000 == 0:
                     self.events.append(f"MPC failed ({result.status}) on {self.planner_failures} plans: "
                                        "following the goal's own reference")
+        if self._plan is not None and t > self._plan.t0 + len(self._plan.a) * self._plan.dt:
+            self._plan = None  # no new plan for a whole horizon (a stalled planner): the goal's own reference
         return self._plan
 
     def _at_goal(self, t: float, tolerance: float = 1e-4) -> bool:

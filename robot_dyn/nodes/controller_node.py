@@ -22,6 +22,7 @@ from visualization_msgs.msg import MarkerArray
 
 from robot_dyn.control.ik import IKGains
 from robot_dyn.control.mpc import MPCSettings, ReferenceMPC
+from robot_dyn.control.planner_process import PlannerProcess
 from robot_dyn.control.outer_loop import LEARNED_MODES, GoalRejected, OuterLoop, OuterLoopConfig
 from robot_dyn.nodes.messages import (
     cartesian_path_from_msg, diagnostics_msg, obstacle_markers, obstacle_updates, pose_to_arrays, reference_msg,
@@ -41,7 +42,8 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Facts the rest of the graph was started with (robot, rates, gravity handling, the feedforward model).
 FIXED_AT_START = {"robot", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
                   "desired_pose_rate_hz", "diagnostics_period_s", "stats_file", "safety_filter", "safety_config",
-                  "safety_error_model", "goal_planner", "mpc_rate_hz", "mpc_horizon", "mpc_gamma", "mpc_joint_margin"}
+                  "safety_error_model", "goal_planner", "mpc_rate_hz", "mpc_horizon", "mpc_gamma", "mpc_joint_margin",
+                  "mpc_process"}
 SAFETY_FILTERS = ("off", "nominal", "robust")
 GOAL_PLANNERS = ("mpc", "direct")
 
@@ -63,11 +65,14 @@ def mpc_settings(p: dict) -> MPCSettings:
                        distance_margin=p["mpc_distance_margin"], joint_margin=p["mpc_joint_margin"]).validated()
 
 
-def goal_planner(robot, p: dict, sets) -> ReferenceMPC | None:
-    """The configured goal planner: the reference MPC over the same safe sets as the filter, or None."""
+def goal_planner(robot, p: dict, sets) -> ReferenceMPC | PlannerProcess | None:
+    """The configured goal planner: the reference MPC over the same safe sets as the filter, in a
+    process of its own (mpc_process) or in the tick, or None."""
     if p["goal_planner"] not in GOAL_PLANNERS:
         raise ValueError(f"'goal_planner' must be one of {GOAL_PLANNERS}, got '{p['goal_planner']}'")
-    return ReferenceMPC(robot, sets, mpc_settings(p)) if p["goal_planner"] == "mpc" else None
+    if p["goal_planner"] != "mpc":
+        return None
+    return (PlannerProcess if p["mpc_process"] else ReferenceMPC)(robot, sets, mpc_settings(p))
 
 
 def safety_filter(robot, p: dict, log, sets) -> SafetyFilter | None:
@@ -358,6 +363,8 @@ class ControllerNode(Node):
         if self.stats_file:
             with open(self.stats_file, "w") as f:
                 json.dump(self.stats(), f, indent=2)
+        if isinstance(self.planner, PlannerProcess):
+            self.planner.close()
 
 
 def main(args=None):

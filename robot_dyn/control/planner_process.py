@@ -1,0 +1,124 @@
+"""The goal MPC in a process of its own, so that the outer loop's tick never waits for a solve.
+
+A plan takes 12-30 ms (cvxpy + Clarabel) against a 2 ms tick. A thread does not solve that:
+the solver holds the GIL for milliseconds at a time, and a 500 Hz loop next to a planner
+thread ran up to 5.9 ms late (p99 3.2 ms) whatever `sys.setswitchinterval` said. So the
+ReferenceMPC lives in a child process (multiprocessing, 'spawn': forking a process that runs
+rclpy's threads is not safe) and the tick only sends a request and polls for the answer.
+
+PlannerProcess has the planner interface OuterLoop uses, the same as ReferenceMPC's:
+`settings`, `submit(t, q, qd, motion, obstacles) -> bool`, `poll() -> MPCResult | None`,
+`reset()`, `update(sets=, settings=)`. The difference is timing: a plan for the state at t
+arrives a solve later (the plan is stamped t and sampled at the time it is used), and while
+one is being solved no other is taken (submit returns False). A reset (new goal) discards
+whatever answer was still coming for the old goal.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing.connection import Connection
+
+from robot_dyn.control.mpc import MPCResult, MPCSettings, ReferenceMPC, checked_update
+
+
+def _serve(conn: Connection, robot, sets, settings: MPCSettings) -> None:
+    """The child: build (and compile) the MPC, then answer requests until told to stop or the parent goes."""
+    try:
+        mpc = ReferenceMPC(robot, sets, settings)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("failed", repr(exc)))
+        return
+    conn.send(("ready",))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        kind = message[0]
+        if kind == "plan":
+            generation, args = message[1], message[2:]
+            conn.send(("plan", generation, mpc.plan(*args)))
+        elif kind == "reset":
+            mpc.reset()
+        elif kind == "update":
+            mpc.update(sets=message[1], settings=message[2])  # checked by the parent already
+        elif kind == "stop":
+            return
+
+
+class PlannerProcess:
+    """A ReferenceMPC in a child process; see the module notes. close() when done."""
+
+    def __init__(self, robot, sets, settings: MPCSettings | None = None, start_timeout: float = 120.0):
+        self.robot, self.sets = robot, sets
+        self.settings = (settings or MPCSettings()).validated()
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, robot, sets, self.settings),
+                                        name="robot_dyn-mpc", daemon=True)
+        self._process.start()
+        child.close()
+        if not self._conn.poll(start_timeout):
+            self.close()
+            raise RuntimeError(f"the MPC process did not start within {start_timeout:.0f} s")
+        answer = self._conn.recv()
+        if answer[0] != "ready":
+            self.close()
+            raise RuntimeError(f"the MPC process could not build the MPC: {answer[1]}")
+        self._generation = 0  # bumped by reset(): answers for older goals are dropped
+        self._pending = False  # a request is being solved
+        self.exit_reported = False  # the process died and poll() has said so: no more plans
+
+    def submit(self, t, q, qd, motion, obstacles=None) -> bool:
+        """Ask for a plan from the desired state (q, qd) at t; False while the last one is still
+        being solved, or when the process has died (poll() then says so once)."""
+        if self._pending or self.exit_reported:
+            return False
+        try:
+            self._conn.send(("plan", self._generation, t, q, qd, motion, obstacles))
+        except (BrokenPipeError, OSError):
+            self._pending = True  # poll() finds the process gone
+            return True
+        self._pending = True
+        return True
+
+    def poll(self) -> MPCResult | None:
+        """The plan asked for, once it is there (None before, and for an answer to an old goal)."""
+        if not self._pending:
+            return None
+        try:
+            if not self._conn.poll():
+                if self._process.is_alive():
+                    return None
+                raise EOFError
+            _, generation, result = self._conn.recv()
+        except (EOFError, OSError):
+            self.exit_reported, self._pending = True, False
+            return MPCResult(None, f"the MPC process exited (code {self._process.exitcode})", 0.0)
+        self._pending = False
+        return result if generation == self._generation else None
+
+    def reset(self) -> None:
+        self._generation += 1
+        if not self.exit_reported:
+            try:
+                self._conn.send(("reset",))
+            except (BrokenPipeError, OSError):
+                pass  # the next poll() reports the exit
+
+    def update(self, sets=None, settings: MPCSettings | None = None) -> None:
+        """As ReferenceMPC.update; a bad value raises here, in the caller's process."""
+        self.sets, self.settings = checked_update(self.sets, self.settings, sets, settings)
+        self._conn.send(("update", sets, settings))
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._conn.send(("stop",))
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(2.0)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
