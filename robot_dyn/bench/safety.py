@@ -267,6 +267,10 @@ def cvxpy_baseline(robot, samples: int, seed: int) -> dict:
             "qp_solution_max_diff": agree}
 
 
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 def bench_safety(robot_name: str = "panda", scenarios: int = 210, seed: int = 0, log=print) -> dict:
     robot = load_robot(robot_name)
     model = RigidBody(robot)
@@ -303,6 +307,9 @@ def bench_safety(robot_name: str = "panda", scenarios: int = 210, seed: int = 0,
         "min_barrier_robust_m": min(r.get("min_barrier_m", math.inf) for r in results["robust"]),
         "min_barrier_nominal_m": min(r.get("min_barrier_m", math.inf) for r in results["nominal"]),
         "min_barrier_unfiltered_m": min(r.get("min_barrier_m", math.inf) for r in results["unfiltered"]),
+        "min_barrier_by_kind_m": {v: {k: _finite_or_none(min((r.get("min_barrier_m", math.inf) for r in results[v]
+                                                              if r["kind"] == k), default=math.inf))
+                                      for k in KINDS} for v in VARIANTS},
         "fallback_ticks_robust": sum(r.get("fallbacks", 0) for r in results["robust"]),
         "filter_us_p50": nominal_t.get("us_p50"), "filter_us_p99": nominal_t.get("us_p99"),
         "robust_filter_us_p50": robust_t.get("us_p50"), "robust_filter_us_p99": robust_t.get("us_p99"),
