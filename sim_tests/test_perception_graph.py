@@ -86,7 +86,11 @@ def test_sim_cameras_feed_the_perception_node(tmp_path):
     (tmp_path / "tracking.yaml").write_text(SMALL_TRACKER)
     nodes = sim_graph("panda", overrides={
         "sim": {"camera_width": 96, "camera_height": 72, "rope_seed": 3, "lockstep_timeout_s": 2.0},
-        "perception": {"tracker": "gaussian", "tracking_config": str(tmp_path / "tracking.yaml")}}, perception=True)
+        "perception": {"tracker": "gaussian", "tracking_config": str(tmp_path / "tracking.yaml")},
+        # The pushes go exactly where plan_push puts them, with no MPC or safety filter in between (those are
+        # tested in test_safety_graph.py): with them the arm's path into the rope differs, and on some of those
+        # pushes this small tracker (5 iterations a set, sets dropped) loses the rope (cloud medians to 31 mm).
+        "controller": {"goal_planner": "direct", "safety_filter": "off"}}, perception=True)
     robot = load_robot("panda")
     with GraphProcesses(nodes, tmp_path) as graph:
         client = GraphClient(graph.domain_id)

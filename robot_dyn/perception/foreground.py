@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from robot_dyn.perception.cameras import backproject
+from robot_dyn.robots.collision import collision_geometry, shape_spheres  # shape_spheres: re-exported
 
 
 class ForegroundError(ValueError):
@@ -189,32 +190,6 @@ def foreground_mask(depth: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray, 
     return clean_mask(mask, region.open_px, region.min_component_px)
 
 
-def shape_spheres(geometry) -> tuple[np.ndarray, np.ndarray]:
-    """Spheres (centres (k, 3), radii (k,), m, in the shape's own frame) whose union covers one
-    coal collision shape: a sphere is itself; a cylinder or capsule (axis z) gets k spheres along
-    its axis, each covering a slice at most half a radius high (so at most 12 % wider than the
-    cylinder); any other shape (box, mesh) its bounding sphere."""
-    try:
-        import coal  # pinocchio >= 3.4's collision library
-    except ImportError:  # older pinocchio: the same classes in hppfcl
-        import hppfcl as coal
-
-    if isinstance(geometry, coal.Sphere):
-        return np.zeros((1, 3)), np.array([geometry.radius])
-    if isinstance(geometry, (coal.Cylinder, coal.Capsule)):
-        r, h = float(geometry.radius), float(geometry.halfLength)
-        k = max(1, int(np.ceil(2 * h / r)))
-        z = -h + (2 * np.arange(k) + 1) * h / k
-        radii = np.full(k, np.hypot(r, h / k))
-        centres = np.column_stack([np.zeros(k), np.zeros(k), z])
-        if isinstance(geometry, coal.Capsule):  # its hemispherical ends
-            centres = np.vstack([centres, [[0, 0, -h], [0, 0, h]]])
-            radii = np.concatenate([radii, [r, r]])
-        return centres, radii
-    geometry.computeLocalAABB()
-    return np.asarray(geometry.aabb_center, float).reshape(1, 3), np.array([float(geometry.aabb_radius)])
-
-
 class ArmSpheres:
     """Spheres (world = base frame, m) covering the arm and its tool at a joint state.
 
@@ -225,8 +200,9 @@ class ArmSpheres:
     Every radius is enlarged by `padding` (m), for calibration, depth noise and a real arm's
     shape differing from the URDF's collision shapes.
 
-    (The safety filter's link spheres, configs/safety.yaml, are not used: they guard the arm
-    against the table and leave parts of it out, e.g. the Panda's link 6 side knob.)"""
+    (The safety filter's link spheres, configs/safety.yaml, are not used: they are few and
+    guard only the links that can reach the table or an obstacle; robot_dyn.safety.coverage
+    measures how well they cover those links.)"""
 
     def __init__(self, robot, tool_length: float = 0.0, tool_radius: float = 0.0, padding: float = 0.01):
         import pinocchio as pin
@@ -241,7 +217,7 @@ class ArmSpheres:
         self._pin = pin
         self.model = pinocchio_model(robot)
         self.data = self.model.createData()
-        geometry = pin.buildGeomFromUrdfString(self.model, robot.urdf_xml, pin.GeometryType.COLLISION)
+        geometry = collision_geometry(robot, self.model)
         self.joints, local, radii = [], [], []  # per sphere: parent joint, centre in the joint frame
         for obj in geometry.geometryObjects:
             centres, r = shape_spheres(obj.geometry)
