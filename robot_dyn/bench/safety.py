@@ -79,8 +79,8 @@ def make_scenarios(robot, n: int, seed: int) -> list[Scenario]:
             sc.goal_p = np.array([p0[0] + rng.uniform(-0.1, 0.1), p0[1] + rng.uniform(-0.1, 0.1), rng.uniform(-0.05, 0.05)])
             if kind == "mismatch":  # an unmodelled payload on a compliant arm, with a tight margin
                 sc.payload, sc.stiffness_scale, sc.distance_margin = rng.uniform(0.5, 1.0), 0.5, 0.002
-        elif kind == "workspace_goal":
-            sc.workspace_max_z = p0[2] + rng.uniform(0.05, 0.12)
+        elif kind == "workspace_goal":  # the box's top 3-10 cm above the end-effector sphere
+            sc.workspace_max_z = p0[2] + sets.spheres[sets.end_effector].radius + rng.uniform(0.03, 0.10)
             sc.goal_p = p0 + np.array([0.0, 0.0, 0.25])
         elif kind == "moving_obstacle":
             direction = rng.normal(size=3)

@@ -150,11 +150,12 @@ class ReferenceMPC:
         self.a, self.slack = cp.Variable((N, n)), cp.Variable(m, nonneg=True)  # slack: per row, the whole plan
         self.q0, self.v0, self.a_ref = cp.Parameter(n), cp.Parameter(n), cp.Parameter((N, n))
         self.h0 = cp.Parameter(m)
-        self.task = [cp.Parameter((r, n)) for _ in range(N)]  # A_k: tracking rows at step k+1
-        self.task_q = [cp.Parameter(r) for _ in range(N)]  # b_k: position targets
-        self.task_v = [cp.Parameter(r) for _ in range(N)]  # c_k: velocity targets
-        self.g = [cp.Parameter((m, n)) for _ in range(N)]  # dh/dq at step k+1
-        self.offset = [cp.Parameter(m) for _ in range(N)]  # h(q_{k+1}) ~ g q_{k+1} + offset
+        # Per step k, stacked (one parameter each, not one per step: each value set is validated by
+        # cvxpy, and 60 of them took ~3 ms a plan): rows k*r..(k+1)*r of `task` are A_k, the tracking
+        # rows at step k+1; task_q[k], task_v[k] their position and velocity targets b_k, c_k; rows
+        # k*m..(k+1)*m of `g` are dh/dq at step k+1, and h(q_{k+1}) ~ g_k q_{k+1} + offset[k].
+        self.task, self.task_q, self.task_v = cp.Parameter((N * r, n)), cp.Parameter((N, r)), cp.Parameter((N, r))
+        self.g, self.offset = cp.Parameter((N * m, n)), cp.Parameter((N, m))
         dt, lo, hi = s.dt, robot.q_min + s.joint_margin, robot.q_max - s.joint_margin
         v_max, a_max = s.limit_scale * robot.qd_max, s.limit_scale * robot.qdd_max
         q, v, a = self.q, self.v, self.a
@@ -168,9 +169,10 @@ class ReferenceMPC:
         cost += s.jerk_weight * cp.sum_squares((a[1:] - a[:-1]) - (self.a_ref[1:] - self.a_ref[:-1]))
         h_prev = self.h0
         for k in range(N):
-            cost += cp.sum_squares(self.task[k] @ q[k + 1] - self.task_q[k])
-            cost += s.velocity_weight * cp.sum_squares(self.task[k] @ v[k + 1] - self.task_v[k])
-            h_next = self.g[k] @ q[k + 1] + self.offset[k]
+            task = self.task[k * r: (k + 1) * r]
+            cost += cp.sum_squares(task @ q[k + 1] - self.task_q[k])
+            cost += s.velocity_weight * cp.sum_squares(task @ v[k + 1] - self.task_v[k])
+            h_next = self.g[k * m: (k + 1) * m] @ q[k + 1] + self.offset[k]
             constraints.append(h_next + self.slack >= (1.0 - s.gamma) * h_prev)
             h_prev = h_next
         self.problem = cp.Problem(cp.Minimize(cost), constraints)
@@ -187,10 +189,9 @@ class ReferenceMPC:
         n, m, q = self.robot.n_joints, self.settings.max_rows, self.robot.home
         self.q0.value, self.v0.value, self.h0.value = q, np.zeros(n), np.ones(m)
         self.a_ref.value = np.zeros((self.settings.horizon, n))
-        A = np.vstack([np.zeros((TASK_ROWS, n)), np.eye(n)])
-        for k in range(self.settings.horizon):
-            self.task[k].value, self.task_q[k].value, self.task_v[k].value = A, A @ q, np.zeros(len(A))
-            self.g[k].value, self.offset[k].value = np.zeros((m, n)), np.ones(m)
+        A, N = np.vstack([np.zeros((TASK_ROWS, n)), np.eye(n)]), self.settings.horizon
+        self.task.value, self.task_q.value, self.task_v.value = np.tile(A, (N, 1)), np.tile(A @ q, (N, 1)), np.zeros((N, len(A)))
+        self.g.value, self.offset.value = np.zeros((N * m, n)), np.ones((N, m))
         self.problem.solve(solver="CLARABEL", **CLARABEL_OPTIONS)
 
     def reset(self) -> None:
@@ -272,10 +273,11 @@ class ReferenceMPC:
                 _, _, J, drift = self.model.ee_kinematics(guess[k], guess_v[k])
                 a_ref[k] = damped_pinv(J, 1e-3) @ (np.concatenate([ref.acceleration, ref.angular_acceleration]) - drift)
         self.a_ref.value = np.clip(a_ref, -self.robot.qdd_max, self.robot.qdd_max)
+        r = TASK_ROWS + n
+        task, task_q, task_v = np.zeros((len(times) * r, n)), np.zeros((len(times), r)), np.zeros((len(times), r))
         for k, tk in enumerate(times):
             w = math.sqrt(s.terminal_weight) if k == len(times) - 1 else 1.0
-            A = np.zeros((TASK_ROWS + n, n))
-            b, c = np.zeros(TASK_ROWS + n), np.zeros(TASK_ROWS + n)
+            A, b, c = task[k * r: (k + 1) * r], task_q[k], task_v[k]  # views, filled in place
             if isinstance(motion, JointMotion):
                 q_ref, qd_ref, _ = motion.sample(tk)
                 A[TASK_ROWS:] = np.eye(n)
@@ -292,7 +294,10 @@ class ReferenceMPC:
                 nullspace = s.posture_weight * (np.eye(n) - damped_pinv(J, 1e-3) @ J)  # posture only where the task is blind
                 A[TASK_ROWS:] = nullspace
                 b[TASK_ROWS:] = nullspace @ self.posture
-            self.task[k].value, self.task_q[k].value, self.task_v[k].value = w * A, w * b, w * c
+            A *= w
+            b *= w
+            c *= w
+        self.task.value, self.task_q.value, self.task_v.value = task, task_q, task_v
 
     def _fill_barriers(self, t: float, guess: np.ndarray, obstacles) -> np.ndarray:
         """Select the rows most critical along the plan and linearise them at the guess. Returns
@@ -309,12 +314,12 @@ class ReferenceMPC:
         h0 = np.ones(m)
         h0[:k_sel] = steps[0].h[selected]
         self.h0.value = h0
+        g, offset = np.zeros((N, m, n)), np.ones((N, m))
         for k in range(N):
-            g, offset = np.zeros((m, n)), np.ones(m)
             rows = steps[k + 1]
-            g[:k_sel] = rows.g[selected]
-            offset[:k_sel] = rows.h[selected] - g[:k_sel] @ guess[k + 1]
-            self.g[k].value, self.offset[k].value = g, offset
+            g[k, :k_sel] = rows.g[selected]
+            offset[k, :k_sel] = rows.h[selected] - g[k, :k_sel] @ guess[k + 1]
+        self.g.value, self.offset.value = g.reshape(N * m, n), offset
         self._labels = row_labels(self.kinematics, self.sets, obstacles)
         return H[:, selected]
 
@@ -329,8 +334,9 @@ class ReferenceMPC:
         k_sel = len(self._selected)
         if not k_sel:
             return MPCResult(plan, status, 0.0)
-        predicted = np.array([self.g[k].value[:k_sel] @ plan.q[k + 1] + self.offset[k].value[:k_sel]
-                              for k in range(self.settings.horizon)])
+        N, m = self.settings.horizon, self.settings.max_rows
+        g = self.g.value.reshape(N, m, -1)
+        predicted = np.array([g[k, :k_sel] @ plan.q[k + 1] + self.offset.value[k, :k_sel] for k in range(N)])
         floor = (1.0 - self.settings.gamma) * np.vstack([self.h0.value[:k_sel], predicted[:-1]])
         binding = np.any(predicted - floor < 1e-4, axis=0)
         active = tuple(self._labels[j] for j in self._selected[binding])
