@@ -184,15 +184,13 @@ def test_sim_cameras_feed_the_perception_node(tmp_path):
 @pytest.fixture(scope="module")
 def rendered():
     """One rendered camera set of the rope scene (64x48), in this process."""
-    from robot_dyn.perception.episodes import load_config
+    from robot_dyn.perception.episodes import RopePushSim, load_config
     from robot_dyn.perception.live import SimCameraCapture
-    from robot_dyn.sim.backend import make_backend
-    from robot_dyn.sim.deformables import DeformableScene, random_rope_shape, set_flex_vertices
+    from robot_dyn.sim.deformables import random_rope_shape, set_flex_vertices
 
     config = load_config().with_images(64, 48, shadow_size=0)
-    robot = load_robot(config.robot)
-    rig = config.cameras.build()
-    sim = make_backend("mujoco", robot, scene=[DeformableScene(config.table, config.rope, pusher=config.pusher), rig])
+    rope_sim = RopePushSim(config, render=False)  # the arm, the rope scene and the rig
+    robot, rig, sim = rope_sim.robot, rope_sim.rig, rope_sim.backend
     sim.reset(robot.home)
     set_flex_vertices(sim.model, sim.data, random_rope_shape(np.random.default_rng(5), config.rope, config.table))
     capture = SimCameraCapture(sim.model, rig)

@@ -41,15 +41,13 @@ def pusher_tip_at(robot, tip: np.ndarray, length: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def scene():
     """Two rendered sets of the rope scene (96x72): the tip on the rope, then beside it."""
-    from robot_dyn.perception.episodes import load_config
+    from robot_dyn.perception.episodes import RopePushSim, load_config
     from robot_dyn.perception.live import SimCameraCapture
-    from robot_dyn.sim.backend import make_backend
-    from robot_dyn.sim.deformables import DeformableScene, random_rope_shape, set_flex_vertices
+    from robot_dyn.sim.deformables import random_rope_shape, set_flex_vertices
 
     config = load_config().with_images(96, 72, shadow_size=0)
-    robot = load_robot(config.robot)
-    rig = config.cameras.build()
-    sim = make_backend("mujoco", robot, scene=[DeformableScene(config.table, config.rope, pusher=config.pusher), rig])
+    rope_sim = RopePushSim(config, render=False)  # the arm, the rope scene and the rig
+    robot, rig, sim = rope_sim.robot, rope_sim.rig, rope_sim.backend
     rope = random_rope_shape(np.random.default_rng(5), config.rope, config.table)
     i = len(rope) // 2
     tangent = rope[i + 1] - rope[i - 1]
