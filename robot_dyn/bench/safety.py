@@ -126,9 +126,10 @@ def record_torque_errors(robot, effects, seconds: float, seed: int):
     qdd = np.gradient(qd, dt, axis=0)
     keep = slice(5, -5, 4)  # drop the ends of the difference, thin to 250 Hz
     gravity = np.array([model.gravity(x) for x in q[keep]])  # what the robot added itself
-    needed = np.array([model.rnea(a, b, c) for a, b, c in zip(q[keep], qd[keep], qdd[keep])])
-    # the arm's acceleration came from tau + gravity compensation; the nominal model says it needs `needed`
-    return q[keep], qd[keep], qdd[keep], needed - (tau[keep] + gravity)
+    nominal = np.array([model.rnea(a, b, c) for a, b, c in zip(q[keep], qd[keep], qdd[keep])])
+    # The arm made this motion with tau + its gravity compensation: that is what it needed. The
+    # nominal model would have supplied `nominal` for it. error_model.py's delta_tau is needed - supplied.
+    return q[keep], qd[keep], qdd[keep], (tau[keep] + gravity) - nominal
 
 
 class _Measure:
