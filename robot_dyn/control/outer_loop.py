@@ -95,7 +95,7 @@ class OuterLoop:
         self.safety = safety  # robot_dyn.safety.filter.SafetyFilter or None
         self.safety_result = None  # the filter's last FilterResult
         self.safety_fallbacks = 0
-        self.planner = planner  # robot_dyn.control.mpc.ReferenceMPC or None
+        self.planner = planner  # ReferenceMPC, PlannerProcess (same submit/poll interface) or None
         self.plan_result = None  # the planner's last MPCResult
         self.planner_failures = 0
         self._plan = None  # the plan being followed

@@ -50,7 +50,7 @@ class PlannerProcess:
     """A ReferenceMPC in a child process; see the module notes. close() when done."""
 
     def __init__(self, robot, sets, settings: MPCSettings | None = None, start_timeout: float = 120.0):
-        self.robot, self.sets = robot, sets
+        self.sets = sets
         self.settings = (settings or MPCSettings()).validated()
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
@@ -77,8 +77,7 @@ class PlannerProcess:
         try:
             self._conn.send(("plan", self._generation, t, q, qd, motion, obstacles))
         except (BrokenPipeError, OSError):
-            self._pending = True  # poll() finds the process gone
-            return True
+            pass  # the process is gone: poll() finds that out and says so
         self._pending = True
         return True
 
