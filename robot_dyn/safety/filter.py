@@ -290,7 +290,8 @@ class SafetyFilter:
             return np.where(braking, braking_rhs, escape_rhs), braking
 
         rhs, braking = right_hand_side(bt, (1 - lag) * tightening)
-        nominal_rhs, _ = right_hand_side(b, 0.0)  # the rows without tightening: the robust filter keeps them hard
+        # the rows without tightening, which the robust filter keeps hard (the nominal filter's rows are these)
+        nominal_rhs = right_hand_side(b, 0.0)[0] if robust else rhs
         T = np.where(braking, lag / slope, 0.0)
         return candidates, rhs, nominal_rhs, slope, T, float(np.max(tightening, initial=0.0))
 
