@@ -195,3 +195,31 @@ def test_planner_process_plans_like_the_mpc_in_process_and_never_blocks(robot, m
         assert not planner.submit(0.0, robot.home, np.zeros(7), motion)
     finally:
         planner.close()
+
+
+def test_planner_process_in_lockstep_hands_over_each_plan_one_period_after_asking(robot, mpc):
+    """In lockstep the plan is held back until one replanning period of sim time has passed, and
+    waited for then: how busy the machine is cannot change when the outer loop takes it."""
+    import time
+
+    from robot_dyn.control.planner_process import PlannerProcess
+
+    goal = robot.home + np.array([0.4, 0.2, -0.2, 0.3, 0.1, -0.2, 0.3])
+    motion = JointMotion.plan(0.0, robot.home, np.zeros(7), np.zeros(7), goal, 1.2)
+    planner = PlannerProcess(robot, load_safe_sets(robot), mpc.settings, lockstep=True)
+    dt = mpc.settings.dt
+    try:
+        assert planner.submit(1.0, robot.home, np.zeros(7), motion)
+        time.sleep(1.0)  # the answer is there by now (a plan takes tens of ms)
+        assert planner.poll(1.0 + dt - 0.002) is None  # ... but not due: a tick before the period is up
+        assert planner.poll(1.0 + 0.5 * dt) is None
+        result = planner.poll(1.0 + dt)  # due: taken (the process's pipe had it)
+        assert result is not None and result.plan is not None and result.plan.t0 == 1.0
+
+        assert planner.submit(1.0 + dt, *result.plan.sample(1.0 + dt)[:2], motion)
+        t0 = time.monotonic()
+        late = planner.poll(1.0 + 2 * dt)  # due at once: poll waits for the solve
+        assert late is not None and late.plan is not None and late.plan.t0 == pytest.approx(1.0 + dt)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        planner.close()

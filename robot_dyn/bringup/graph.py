@@ -93,6 +93,7 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     # One owner for facts both nodes must agree on: the simulated robot decides.
     controller["robot_compensates_gravity"] = sim.get("robot_compensates_gravity", schema.SIM["robot_compensates_gravity"][0])
     controller["rate_hz"] = sim.get("state_rate_hz", schema.SIM["state_rate_hz"][0])
+    controller["mpc_lockstep"] = sim.get("mode", schema.SIM["mode"][0]) == "lockstep"
     specs = [
         NodeSpec("sim", "sim", "robot_dyn.nodes.sim_node", sim),
         NodeSpec("controller", "controller", "robot_dyn.nodes.controller_node", controller),

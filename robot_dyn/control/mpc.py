@@ -207,7 +207,7 @@ class ReferenceMPC:
         self._answer = self.plan(t, q, qd, motion, obstacles)
         return True
 
-    def poll(self) -> MPCResult | None:
+    def poll(self, t: float | None = None) -> MPCResult | None:
         answer, self._answer = self._answer, None
         return answer
 

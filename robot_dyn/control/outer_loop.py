@@ -242,21 +242,28 @@ class OuterLoop:
         motion's own reference is then followed, still through the safety filter)."""
         if self.planner is None or not isinstance(self.motion, (JointMotion, CartesianMove)) or self._at_goal(t):
             return None
+        result = self.planner.poll(t)  # a PlannerProcess's answer, a solve after it was asked for
+        if result is not None:
+            self._take(result)
         if t >= self._next_plan:
             obstacles = self.safety.obstacles if self.safety is not None else None
             if self.planner.submit(t, self.q_d, self.qd_d, self.motion, obstacles):  # False: still solving
                 self._next_plan = t + self.planner.settings.dt - 1e-9
-        result = self.planner.poll()  # at once in process (ReferenceMPC), a solve later from a PlannerProcess
-        if result is not None:
-            self.plan_result, self._plan = result, result.plan
-            if result.plan is None:
-                self.planner_failures += 1
-                if self.planner_failures in (1, 10, 100) or self.planner_failures % 1000 == 0:
-                    self.events.append(f"MPC failed ({result.status}) on {self.planner_failures} plans: "
-                                       "following the goal's own reference")
+                result = self.planner.poll(t)  # a ReferenceMPC answers at once
+                if result is not None:
+                    self._take(result)
         if self._plan is not None and t > self._plan.t0 + len(self._plan.a) * self._plan.dt:
             self._plan = None  # no new plan for a whole horizon (a stalled planner): the goal's own reference
         return self._plan
+
+    def _take(self, result) -> None:
+        """A planner's answer: follow its plan, or count and report its failure."""
+        self.plan_result, self._plan = result, result.plan
+        if result.plan is None:
+            self.planner_failures += 1
+            if self.planner_failures in (1, 10, 100) or self.planner_failures % 1000 == 0:
+                self.events.append(f"MPC failed ({result.status}) on {self.planner_failures} plans: "
+                                   "following the goal's own reference")
 
     def _at_goal(self, t: float, tolerance: float = 1e-4) -> bool:
         """The motion has ended and the desired state rests at its goal (rad, or m and rad)."""

@@ -7,11 +7,19 @@ ReferenceMPC lives in a child process (multiprocessing, 'spawn': forking a proce
 rclpy's threads is not safe) and the tick only sends a request and polls for the answer.
 
 PlannerProcess has the planner interface OuterLoop uses, the same as ReferenceMPC's:
-`settings`, `submit(t, q, qd, motion, obstacles) -> bool`, `poll() -> MPCResult | None`,
+`settings`, `submit(t, q, qd, motion, obstacles) -> bool`, `poll(t) -> MPCResult | None`,
 `reset()`, `update(sets=, settings=)`. The difference is timing: a plan for the state at t
 arrives a solve later (the plan is stamped t and sampled at the time it is used), and while
 one is being solved no other is taken (submit returns False). A reset (new goal) discards
 whatever answer was still coming for the old goal.
+
+`lockstep=True` is for a sim that waits for the controller: there, how late a plan comes in
+sim time depends on how busy the machine is, so the arm's motion would too. With it, a plan
+is taken exactly one replanning period `dt` of sim time after it was asked for: poll(t)
+holds an early answer back and waits (up to `LOCKSTEP_WAIT` wall seconds) for a late one.
+The sim then sees a planner that just meets its period (in real time a plan takes 12-30 ms
+against 40 ms, so this is the worst case), runs repeat, and a loaded machine only makes the
+run slower. Never on a real robot: there the tick must not wait.
 """
 from __future__ import annotations
 
@@ -19,6 +27,8 @@ import multiprocessing
 from multiprocessing.connection import Connection
 
 from robot_dyn.control.mpc import MPCResult, MPCSettings, ReferenceMPC, checked_update
+
+LOCKSTEP_WAIT = 2.0  # wall s a lockstep poll waits for a due plan; past it the tick goes on without
 
 
 def _serve(conn: Connection, robot, sets, settings: MPCSettings) -> None:
@@ -49,8 +59,10 @@ def _serve(conn: Connection, robot, sets, settings: MPCSettings) -> None:
 class PlannerProcess:
     """A ReferenceMPC in a child process; see the module notes. close() when done."""
 
-    def __init__(self, robot, sets, settings: MPCSettings | None = None, start_timeout: float = 120.0):
+    def __init__(self, robot, sets, settings: MPCSettings | None = None, start_timeout: float = 120.0,
+                 lockstep: bool = False):
         self.sets = sets
+        self.lockstep = lockstep
         self.settings = (settings or MPCSettings()).validated()
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
@@ -67,6 +79,7 @@ class PlannerProcess:
             raise RuntimeError(f"the MPC process could not build the MPC: {answer[1]}")
         self._generation = 0  # bumped by reset(): answers for older goals are dropped
         self._pending = False  # a request is being solved
+        self._asked_at = 0.0  # s, the time of the state the pending request plans from
         self.exit_reported = False  # the process died and poll() has said so: no more plans
 
     def submit(self, t, q, qd, motion, obstacles=None) -> bool:
@@ -78,15 +91,21 @@ class PlannerProcess:
             self._conn.send(("plan", self._generation, t, q, qd, motion, obstacles))
         except (BrokenPipeError, OSError):
             pass  # the process is gone: poll() finds that out and says so
-        self._pending = True
+        self._pending, self._asked_at = True, t
         return True
 
-    def poll(self) -> MPCResult | None:
-        """The plan asked for, once it is there (None before, and for an answer to an old goal)."""
+    def poll(self, t: float | None = None) -> MPCResult | None:
+        """The plan asked for, once it is there (None before, and for an answer to an old goal).
+        In lockstep, the plan once it is due at t (`dt` after it was asked for), and not before."""
         if not self._pending:
             return None
+        wait = 0.0
+        if self.lockstep and t is not None:
+            if t < self._asked_at + self.settings.dt - 1e-9:
+                return None
+            wait = LOCKSTEP_WAIT
         try:
-            if not self._conn.poll():
+            if not self._conn.poll(wait):
                 if self._process.is_alive():
                     return None
                 raise EOFError

@@ -43,7 +43,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 FIXED_AT_START = {"robot", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
                   "desired_pose_rate_hz", "diagnostics_period_s", "stats_file", "safety_filter", "safety_config",
                   "safety_error_model", "goal_planner", "mpc_rate_hz", "mpc_horizon", "mpc_gamma", "mpc_joint_margin",
-                  "mpc_process"}
+                  "mpc_process", "mpc_lockstep"}
 SAFETY_FILTERS = ("off", "nominal", "robust")
 GOAL_PLANNERS = ("mpc", "direct")
 
@@ -72,7 +72,9 @@ def goal_planner(robot, p: dict, sets) -> ReferenceMPC | PlannerProcess | None:
         raise ValueError(f"'goal_planner' must be one of {GOAL_PLANNERS}, got '{p['goal_planner']}'")
     if p["goal_planner"] != "mpc":
         return None
-    return (PlannerProcess if p["mpc_process"] else ReferenceMPC)(robot, sets, mpc_settings(p))
+    if p["mpc_process"]:
+        return PlannerProcess(robot, sets, mpc_settings(p), lockstep=p["mpc_lockstep"])
+    return ReferenceMPC(robot, sets, mpc_settings(p))
 
 
 def safety_filter(robot, p: dict, log, sets) -> SafetyFilter | None:
