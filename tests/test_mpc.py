@@ -221,5 +221,13 @@ def test_planner_process_in_lockstep_hands_over_each_plan_one_period_after_askin
         late = planner.poll(1.0 + 2 * dt)  # due at once: poll waits for the solve
         assert late is not None and late.plan is not None and late.plan.t0 == pytest.approx(1.0 + dt)
         assert time.monotonic() - t0 < 2.0
+
+        # a new goal while a plan is on its way, with time starting over (a new run): the old
+        # answer is dropped as soon as it is there and planning goes on
+        assert planner.submit(5.0, robot.home, np.zeros(7), motion)
+        planner.reset()
+        assert planner.poll(0.0) is None  # the old goal's answer, dropped
+        assert planner.submit(0.0, robot.home, np.zeros(7), motion)
+        assert planner.poll(dt).plan.t0 == 0.0
     finally:
         planner.close()

@@ -2,7 +2,10 @@
 robust filter, the nominal filter and no filter; violations, barrier margins and filter timing.
 
 Every scenario runs the controller core (OuterLoop + SafetyFilter) and the robot layer
-(SimulatedArm) in this process, so 200+ scenarios take minutes, not hours. A violation is
+(SimulatedArm) in this process, so 200+ scenarios take minutes, not hours. The MPC runs as
+in the controller node: in a process of its own (PlannerProcess), in lockstep, so each plan
+is taken one replanning period after it was asked for and runs repeat. (In this process a
+solve also evicted the filter's data from the caches: the tick after a plan took twice as long.) A violation is
 a scenario where, on the *measured* joint positions, some barrier (no margin) went below
 -1 mm or a joint limit was crossed. The robust filter uses a torque-error model fitted to
 20 s of data recorded on the same (mismatched) robot, as a user would before deploying.
@@ -17,7 +20,7 @@ import time
 import numpy as np
 
 from robot_dyn.control.impedance import ImpedanceSettings
-from robot_dyn.control.mpc import ReferenceMPC
+from robot_dyn.control.planner_process import PlannerProcess
 from robot_dyn.control.outer_loop import GoalRejected, OuterLoop, OuterLoopConfig
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.robots import load_robot
@@ -34,6 +37,7 @@ KINDS = ("obstacle_goal", "table_goal", "workspace_goal", "moving_obstacle", "pu
 VARIANTS = ("robust", "nominal", "unfiltered")
 RATE_HZ = 500.0
 VIOLATION_M = 1e-3
+REPLAY_EVERY = 5  # the filter calls of every 5th scenario are timed again alone (replay_filter_timing)
 MPC_EXTRA_MARGIN = 0.005  # m: the MPC keeps this much more than the filter, so the filter seldom has to act
 
 
@@ -145,10 +149,40 @@ class _Measure:
         self.min_joint = min(self.min_joint, float(np.min(np.minimum(q - self.robot.q_min, self.robot.q_max - q))))
 
 
+class _RecordedFilter(SafetyFilter):
+    """A SafetyFilter that keeps what it was given each tick, so that replay_filter_timing can
+    time the same calls again alone."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.made_with = (args, kwargs)
+        self.inputs = []  # (q_d, qd_d, a_nominal, moving obstacles) per call
+
+    def filter(self, q, qd, a_nominal):
+        self.inputs.append((np.array(q), np.array(qd), np.array(a_nominal), self.moving))
+        return super().filter(q, qd, a_nominal)
+
+
+def replay_filter_timing(recorded: list[_RecordedFilter], timer: TickTimer) -> None:
+    """Time each recorded filter's calls again, in order, in a filter built the same way, with
+    nothing else between them. In the scenario loop the filter shares the machine with MuJoCo
+    and the MPC process on the other core, which adds a tail (p99 ~400 us where alone it is
+    ~280 us); this is the filter's own cost on one core."""
+    for source in recorded:
+        args, kwargs = source.made_with
+        f = SafetyFilter(*args, **kwargs)
+        for q, qd, a_nominal, moving in source.inputs:
+            if moving is not f.moving:
+                f.set_obstacles(moving)
+            timer.add(f.filter(q, qd, a_nominal).solve_s)
+
+
 def run_scenario(sc: Scenario, variant: str, robot, error_models: dict, filter_timer: TickTimer | None = None,
-                 planner: ReferenceMPC | None = None, mpc_timer: TickTimer | None = None) -> dict:
+                 planner: PlannerProcess | None = None, mpc_timer: TickTimer | None = None,
+                 recorded: list | None = None) -> dict:
     """One scenario with one variant. The filtered variants run as the controller does, goals
-    through `planner` (the MPC) then the filter; 'unfiltered' follows the goal's own reference."""
+    through `planner` (the MPC) then the filter; 'unfiltered' follows the goal's own reference.
+    `recorded`, when given, receives the filter with the inputs of every tick (replay_filter_timing)."""
     base_sets = load_safe_sets(robot)
     sets = base_sets
     if sc.workspace_max_z is not None:
@@ -162,12 +196,15 @@ def run_scenario(sc: Scenario, variant: str, robot, error_models: dict, filter_t
     arm = SimulatedArm(robot, backend, gains, sc.q0)
     settings = FilterSettings(dt=1 / RATE_HZ, distance_margin=sc.distance_margin)
     safety = None
+    kind = SafetyFilter if recorded is None else _RecordedFilter
     if variant == "robust":
         em = error_models["mismatch" if sc.payload else "realistic"]
         em = TorqueErrorModel(em.model, em.mean, em.cov, em.noise_std, gains.stiffness, em.samples)  # the gains in use
-        safety = SafetyFilter(robot, sets, settings, solver="clarabel", error_model=em)
+        safety = kind(robot, sets, settings, solver="clarabel", error_model=em)
     elif variant == "nominal":
-        safety = SafetyFilter(robot, sets, settings, solver="osqp", stiffness=gains.stiffness)
+        safety = kind(robot, sets, settings, solver="osqp", stiffness=gains.stiffness)
+    if recorded is not None and safety is not None:
+        recorded.append(safety)
     if planner is not None:
         planner.update(sets, dataclasses.replace(planner.settings, distance_margin=sc.distance_margin + MPC_EXTRA_MARGIN))
     loop = OuterLoop(robot, OuterLoopConfig(period=1 / RATE_HZ), safety=safety, planner=planner)
@@ -287,16 +324,26 @@ def bench_safety(robot_name: str = "panda", scenarios: int = 210, seed: int = 0,
     cases = make_scenarios(robot, scenarios, seed)
     results = {v: [] for v in VARIANTS}
     timers = {v: TickTimer(1 << 20) for v in ("robust", "nominal")}
-    planner, mpc_timer = ReferenceMPC(robot, load_safe_sets(robot)), TickTimer(1 << 20)
-    for i, sc in enumerate(cases):
-        for v in VARIANTS:
-            results[v].append(run_scenario(sc, v, robot, error_models, timers.get(v), planner if v != "unfiltered" else None,
-                                           mpc_timer))
-        if (i + 1) % 10 == 0 or i + 1 == len(cases):
-            counts = {v: sum(r.get("violation", False) for r in results[v]) for v in VARIANTS}
-            log(f"[{i + 1}/{len(cases)}] violations so far {counts} ({time.perf_counter() - t_start:.0f} s)")
+    recorded = {v: [] for v in ("robust", "nominal")}  # every REPLAY_EVERY-th scenario's filters
+    planner, mpc_timer = PlannerProcess(robot, load_safe_sets(robot), lockstep=True), TickTimer(1 << 20)
+    try:
+        for i, sc in enumerate(cases):
+            for v in VARIANTS:
+                keep = recorded.get(v) if i % REPLAY_EVERY == 0 else None
+                results[v].append(run_scenario(sc, v, robot, error_models, timers.get(v),
+                                               planner if v != "unfiltered" else None, mpc_timer, keep))
+            if (i + 1) % 10 == 0 or i + 1 == len(cases):
+                counts = {v: sum(r.get("violation", False) for r in results[v]) for v in VARIANTS}
+                log(f"[{i + 1}/{len(cases)}] violations so far {counts} ({time.perf_counter() - t_start:.0f} s)")
+    finally:
+        planner.close()
+    alone = {v: TickTimer(1 << 20) for v in recorded}
+    for v, filters in recorded.items():
+        replay_filter_timing(filters, alone[v])
+    log(f"replayed {alone['nominal'].count} nominal and {alone['robust'].count} robust filter calls alone")
     baseline = cvxpy_baseline(robot, 300, seed)
-    nominal_t, robust_t, mpc_t = timers["nominal"].summary(), timers["robust"].summary(), mpc_timer.summary()
+    nominal_t, robust_t, mpc_t = alone["nominal"].summary(), alone["robust"].summary(), mpc_timer.summary()
+    in_loop = {v: timers[v].summary() for v in timers}
     safe = [r for r in results["robust"] if r["kind"] == "safe_goal" and "goal_error_rad" in r]
     out = {
         "robot": robot_name, "machine_cores": os.cpu_count(),
@@ -314,6 +361,10 @@ def bench_safety(robot_name: str = "panda", scenarios: int = 210, seed: int = 0,
         "fallback_ticks_robust": sum(r.get("fallbacks", 0) for r in results["robust"]),
         "filter_us_p50": nominal_t.get("us_p50"), "filter_us_p99": nominal_t.get("us_p99"),
         "robust_filter_us_p50": robust_t.get("us_p50"), "robust_filter_us_p99": robust_t.get("us_p99"),
+        "filter_timing": f"replayed alone on one core: the calls of every {REPLAY_EVERY}th scenario",
+        "filter_in_loop_us_p50": in_loop["nominal"].get("us_p50"), "filter_in_loop_us_p99": in_loop["nominal"].get("us_p99"),
+        "robust_filter_in_loop_us_p50": in_loop["robust"].get("us_p50"),
+        "robust_filter_in_loop_us_p99": in_loop["robust"].get("us_p99"),
         "mpc_ms_p50": mpc_t["us_p50"] / 1e3 if mpc_t.get("us_p50") else None,
         "mpc_ms_p99": mpc_t["us_p99"] / 1e3 if mpc_t.get("us_p99") else None,
         "mpc_plans": mpc_t.get("count"), "mpc_failures": sum(r.get("mpc_failures", 0) for v in VARIANTS for r in results[v]),

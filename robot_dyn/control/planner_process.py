@@ -118,6 +118,7 @@ class PlannerProcess:
 
     def reset(self) -> None:
         self._generation += 1
+        self._asked_at = -float("inf")  # the old goal's answer is due now (time may also start over): taken, dropped
         if not self.exit_reported:
             try:
                 self._conn.send(("reset",))

@@ -113,10 +113,9 @@ def _obstacle_rows(obs: Obstacle, p, v, J, drift, radii, margin):
         closest = obs.start + t[:, None] * axis
         inside = (t > 0.0) & (t < 1.0)  # closest point on the segment's interior: motion along it keeps distance
     else:
-        closest = np.broadcast_to(obs.start, p.shape)
-        inside = np.zeros(len(p), bool)
+        closest = obs.start  # a sphere: broadcast against p
     d = p - closest
-    dist = np.maximum(np.linalg.norm(d, axis=1), 1e-9)
+    dist = np.maximum(np.sqrt(np.einsum("ij,ij->i", d, d)), 1e-9)
     n = d / dist[:, None]
     w = v - obs.velocity  # relative velocity, m/s
     w_n = np.einsum("ij,ij->i", n, w)
