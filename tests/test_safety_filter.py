@@ -196,6 +196,44 @@ def test_under_an_unmodelled_payload_the_robust_filter_keeps_the_arm_off_the_tab
     assert arm_h["robust"] > -0.001, arm_h
 
 
+class _BothWays(SafetyFilter):
+    """The robust filter, also solving every problem with the conic program alone, to compare."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pairs = []  # (answer, conic program's answer, whether the conic program was skipped)
+        self.conic_solves = 0
+
+    def _solve_clarabel(self, *args):
+        self.conic_solves += 1
+        return super()._solve_clarabel(*args)
+
+    def _solve_robust(self, a_nom, lower, upper, g, rhs, nominal_rhs, T, model):
+        before = self.conic_solves
+        answer, status = super()._solve_robust(a_nom, lower, upper, g, rhs, nominal_rhs, T, model)
+        skipped = self.conic_solves == before
+        conic, _ = self._solve_clarabel(a_nom, lower, upper, g, rhs, nominal_rhs, T, model)
+        self.pairs.append((answer, conic, skipped))
+        return answer, status
+
+
+def test_the_robust_filter_solves_its_conic_program_only_where_the_nominal_answer_is_not_robust():
+    """Where the nominal QP's answer meets the robust rows it is the robust answer (no Clarabel
+    solve); elsewhere the conic program's. Both must agree with the conic program alone."""
+    payload = np.zeros(10 * ROBOT.n_joints)
+    payload[-10] = 2.0
+    model = TorqueErrorModel(MODEL, payload, 1e-4 * np.eye(payload.size), np.full(ROBOT.n_joints, 0.2), ROBOT.stiffness)
+    f = _BothWays(ROBOT, SETS, FilterSettings(dt=DT, distance_margin=0.005), solver="clarabel", error_model=model)
+    q, qd = ROBOT.home.copy(), np.zeros(ROBOT.n_joints)
+    for _ in range(600):  # down onto the table and along it
+        a = f.filter(q, qd, np.linalg.pinv(MODEL.ee_jacobian(q)[:3]) @ np.array([0.5, 0.0, -2.0])).qdd
+        q, qd = q + DT * qd + 0.5 * DT * DT * a, qd + DT * a
+    skipped = [s for _, _, s in f.pairs]
+    assert 0 < sum(skipped) < len(skipped), "both paths must be exercised"
+    for answer, conic, _ in f.pairs:
+        np.testing.assert_allclose(answer, conic, atol=2e-3)  # rad/s^2; limits ~10
+
+
 def test_error_model_fit_recovers_a_payload_and_round_trips(tmp_path):
     """Torque errors from an unmodelled 1 kg payload: the posterior mean predicts them."""
     rng = np.random.default_rng(0)

@@ -73,6 +73,7 @@ class TorqueErrorModel:
         w, v = np.linalg.eigh(self.cov)
         self._root = (v * np.sqrt(np.clip(w, 0.0, None))).T  # (p, p), root^T root = cov
         self._eye = np.eye(n)
+        self._jitter = 1e-9 * np.eye(n + 1)  # Nm^2: adds at most 3e-5 Nm per unit of [a; 1] to a std
 
     @classmethod
     def prior(cls, model: RigidBody, stiffness, relative_std: float = 0.1, noise_std=0.5) -> "TorqueErrorModel":
@@ -120,13 +121,13 @@ class TorqueErrorModel:
         phi = np.concatenate([y_acc, y_free[:, :, None]], axis=2)  # (n, p, n+1): joint i's features of [a; 1]
         mean = np.einsum("ipk,p->ik", phi, self.mean)
         p = phi.shape[1]
-        chol = (self._root @ phi.transpose(1, 0, 2).reshape(p, -1)).reshape(p, n, n + 1).transpose(1, 0, 2)
-        # (n, p, n+1); std_i = ||chol_i [a;1]||
-        # compress each p x (n+1) factor to (n+1) x (n+1) and append the noise
-        r = np.linalg.qr(chol, mode="r")  # (n, n+1, n+1)
-        noise_row = np.zeros((n, 1, n + 1))
-        noise_row[:, 0, n] = self.noise_std
-        chol = np.linalg.qr(np.concatenate([r, noise_row], axis=1), mode="r")
+        root = (self._root @ phi.transpose(1, 0, 2).reshape(p, -1)).reshape(p, n, n + 1)  # std_i = ||root[:, i] [a;1]||
+        # joint i's covariance in [a; 1] (n+1 square) with the noise, and its Cholesky factor:
+        # smaller than the p x (n+1) root, and a third of the time of compressing it by QR
+        cov = np.einsum("pik,pil->ikl", root, root)
+        cov[:, n, n] += self.noise_std**2
+        cov += self._jitter  # unidentifiable directions leave cov singular; this keeps it definite
+        chol = np.linalg.cholesky(cov).transpose(0, 2, 1)  # upper: chol_i^T chol_i = cov_i
         return TorqueErrorAt(mean, chol, self.stiffness)
 
     # --- files ---------------------------------------------------------------
