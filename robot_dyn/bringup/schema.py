@@ -60,7 +60,7 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "mpc_joint_margin": (0.05, "kept by the MPC's plan from joint limits, rad (clear of the filter's margin and force budget)"),
     "mpc_process": (True, "solve the MPC in a process of its own, so the tick never waits for it (false: in the tick, deterministic in lockstep but too slow for real time)"),
     "mpc_lockstep": (False, "with mpc_process, take each plan exactly one replanning period after asking (waiting if need be), so lockstep runs repeat whatever the load; set by the lockstep sim, never on a real robot"),
-    "safety_filter": ("nominal", "off | nominal (CBF QP, OSQP) | robust (CBF SOCP with the torque-error model, Clarabel; 0.5-1.3 ms a tick)"),
+    "safety_filter": ("robust", "off | nominal (CBF QP, OSQP) | robust (the CBF QP, and where its answer is not robust the SOCP with the torque-error model, Clarabel)"),
     "safety_config": ("", "safe sets file; empty = configs/safety.yaml"),
     "safety_error_model": ("", "robust filter: a robot-dyn fit error-model folder; empty = the prior (10 % parameter error)"),
     "safety_acceleration_scale": (1.0, "share of the acceleration limits the filter may command"),
