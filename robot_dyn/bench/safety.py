@@ -207,9 +207,9 @@ def run_scenario(sc: Scenario, variant: str, robot, error_models: dict, filter_t
     if variant == "robust":
         em = error_models["mismatch" if sc.payload else "realistic"]
         em = TorqueErrorModel(em.model, em.mean, em.cov, em.noise_std, gains.stiffness, em.samples)  # the gains in use
-        safety = kind(robot, sets, settings, solver="clarabel", error_model=em)
+        safety = kind(robot, sets, settings, solver="clarabel", error_model=em, damping=gains.damping)
     elif variant == "nominal":
-        safety = kind(robot, sets, settings, solver="osqp", stiffness=gains.stiffness)
+        safety = kind(robot, sets, settings, solver="osqp", stiffness=gains.stiffness, damping=gains.damping)
     if recorded is not None and safety is not None:
         recorded.append(safety)
     if not sc.planned:

@@ -73,7 +73,7 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "safety_decay_rate": (20.0, "class-K gain: each barrier may shrink at most this fast, 1/s"),
     "safety_escape_gain": (5.0, "a violated set is left at speed gain * depth (at most 0.1 m/s), 1/s"),
     "safety_confidence": (2.0, "robust filter: torque error bound = mean +- confidence * std"),
-    "safety_tracking_time_constant": (0.05, "robust filter: lag of the tracking error behind the torque error, s (about D/K of the impedance gains)"),
+    "safety_tracking_time_constant": (0.0, "robust filter: lag of the tracking error behind the torque error, s; 0: per joint D/K of the impedance gains"),
     "desired_pose_rate_hz": (50.0, "rate of /controller/desired_pose, Hz"),
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
     "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),

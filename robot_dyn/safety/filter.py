@@ -59,22 +59,22 @@ class FilterSettings:
     max_rows: int = 16  # Cartesian rows in the QP (the most critical ones)
     confidence: float = 2.0  # beta: the robust filter bounds the torque error by |mean| + beta std
     # s: the robust filter's bound on the tracking error follows its quasi-static value (torque
-    # error / stiffness) with this lag, the time constant of the impedance loop's error dynamics:
-    # about D/K, 0.04-0.08 s on the Panda's and iiwa's shoulder and elbow at their default gains
-    # (0.02 s let the bound run ahead of a compliant arm in MuJoCo).
-    tracking_time_constant: float = 0.05
+    # error / stiffness) with this lag, the time constant of the impedance loop's error dynamics.
+    # 0 (the default): per joint D_i / K_i of the impedance gains, the slow pole of
+    # M e'' + D e' + K e = torque error (0.04-0.1 s on the Panda's and iiwa's shoulder and elbow).
+    # A fixed 20 ms let the bound run ahead of a compliant arm in MuJoCo.
+    tracking_time_constant: float = 0.0
     # N: a contact force at the end-effector the joint limits are kept against. Each limit is
     # tightened by the deflection it can cause on that joint, F |J_i| / K_i (impedance stiffness K).
     external_force: float = 30.0
 
     def validated(self) -> "FilterSettings":
         for name in ("dt", "acceleration_scale", "velocity_scale", "joint_braking_scale", "cartesian_braking",
-                     "decay_rate", "escape_gain", "activation_distance", "confidence",
-                     "tracking_time_constant"):
+                     "decay_rate", "escape_gain", "activation_distance", "confidence"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"safety '{name}' must be a positive number, got {value!r}")
-        for name in ("joint_margin", "distance_margin", "external_force"):
+        for name in ("joint_margin", "distance_margin", "external_force", "tracking_time_constant"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"safety '{name}' must be a non-negative number, got {value!r}")
@@ -125,7 +125,8 @@ class SafetyFilter:
     """
 
     def __init__(self, robot: RobotDescription, sets: SafeSets, settings: FilterSettings | None = None,
-                 solver: str = "osqp", error_model=None, stiffness: np.ndarray | None = None):
+                 solver: str = "osqp", error_model=None, stiffness: np.ndarray | None = None,
+                 damping: np.ndarray | None = None):
         if solver not in SOLVERS:
             raise ValueError(f"safety solver must be one of {SOLVERS}, got '{solver}'")
         if error_model is not None and solver != "clarabel":
@@ -136,6 +137,8 @@ class SafetyFilter:
         # Nm/rad, the robot layer's joint stiffness: the error model's, else the robot's default gains
         self.stiffness = np.asarray(error_model.stiffness if error_model is not None else
                                     (robot.stiffness if stiffness is None else stiffness), float)
+        self.damping = np.asarray(robot.damping if damping is None else damping, float)  # Nm s/rad, the layer's
+        self._lag = self._tracking_lag()
         self.kinematics = SphereKinematics(robot, sets)
         self.moving: tuple[Obstacle, ...] = ()
         self.labels = row_labels(self.kinematics, sets, sets.obstacles)
@@ -157,6 +160,13 @@ class SafetyFilter:
         """New gains and margins (checked); the solvers are set up again on the next call."""
         self.settings = settings.validated()
         self._qp, self._conic = None, {}
+        self._lag = self._tracking_lag()
+
+    def _tracking_lag(self) -> np.ndarray:
+        """Per joint, the share of the way the tracking error moves toward its quasi-static value in one tick."""
+        s = self.settings
+        tau = np.full(self.n, s.tracking_time_constant) if s.tracking_time_constant > 0 else self.damping / self.stiffness
+        return 1.0 - np.exp(-s.dt / np.maximum(tau, 1e-6))
 
     def reset(self) -> None:
         self._a_prev = np.zeros(self.n)
@@ -249,7 +259,7 @@ class SafetyFilter:
     def _advance_tracking(self, model, a: np.ndarray) -> None:
         """The robust filter's tracking-error state moves toward its quasi-static value for a."""
         if model is not None:
-            lag = 1.0 - math.exp(-self.settings.dt / self.settings.tracking_time_constant)
+            lag = self._lag
             target = model.tracking_error(a)
             self._tracking = tuple((1 - lag) * old + lag * new for old, new in zip(self._tracking, target))
 
@@ -260,11 +270,11 @@ class SafetyFilter:
         the torque error at this state) the arm is at q_d + e with e = e_mean +- beta e_std per
         joint, so a row's true value is about h + g . e_mean - beta |g| . e_std: the tightening.
         e moves toward its quasi-static value (error_model.py) with a first-order lag; its next
-        std depends on a through the std's epigraph variables (cones). T = lag / slope scales
-        that into the row's units. Its next mean is taken at the last tick's acceleration, not
-        this one's: the arm's inertia shows a change of the commanded acceleration in the
+        std depends on a through the std's epigraph variables (cones), each joint's by its lag;
+        T = 1 / slope scales that into the row's units. Its next mean is taken at the last
+        tick's acceleration, not this one's: the arm's inertia shows a change of the commanded acceleration in the
         tracking error over the impedance loop's time constant, not within a tick. Taken at
-        this tick's (affine in a, with a gain T of ~1e4), the optimiser used it: it commanded
+        this tick's (affine in a, with a gain lag / slope of ~1e4), the optimiser used it: it commanded
         accelerations whose predicted inertial error lifted the arm on paper, and in MuJoCo the
         arm went 1.8 mm through the table where the nominal filter's went 1.1 mm.
         Rows already violated ask to move away instead (they act on speed)."""
@@ -275,11 +285,12 @@ class SafetyFilter:
         if candidates.size > s.max_rows:
             candidates = candidates[np.argsort(b[candidates])[: s.max_rows]]
         h, hd, g, c, b = rows.h[candidates], rows.h_dot[candidates], rows.g[candidates], rows.c[candidates], b[candidates]
-        tightening, lag = np.zeros(candidates.size), 0.0
+        tightening = carried = np.zeros(candidates.size)
         if model is not None:
             e_mean, e_std = self._tracking
             tightening = -(g @ e_mean) + s.confidence * (np.abs(g) @ e_std)
-            lag = 1.0 - math.exp(-dt / s.tracking_time_constant)
+            stay = 1.0 - self._lag  # what is left of each joint's tracking error after a tick
+            carried = -(g @ (stay * e_mean)) + s.confidence * (np.abs(g) @ (stay * e_std))
         bt = b - tightening
         s0 = g @ self._a_prev
         w1 = hd + dt * (s0 + c)
@@ -296,12 +307,12 @@ class SafetyFilter:
             escape_rhs = np.maximum((np.minimum(v_target, hd + dt * ac) - hd) / dt - c, -ac - c)
             return np.where(braking, braking_rhs, escape_rhs), braking
 
-        rhs, braking = right_hand_side(bt, (1 - lag) * tightening)
+        rhs, braking = right_hand_side(bt, carried)
         # the rows without tightening, which the robust filter keeps hard (the nominal filter's rows are these)
         nominal_rhs = right_hand_side(b, 0.0)[0] if model is not None else rhs
-        T = np.where(braking, lag / slope, 0.0)
+        T = np.where(braking, 1.0 / slope, 0.0) if model is not None else np.zeros(candidates.size)
         if model is not None:  # the next mean's step toward its quasi-static value at the last acceleration
-            rhs = rhs + T * ((g / model.stiffness) @ (model.mean @ np.append(self._a_prev, 1.0)))
+            rhs = rhs + T * (self._tau_rows(g, model) @ (model.mean @ np.append(self._a_prev, 1.0)))
         return candidates, rhs, nominal_rhs, slope, T, float(np.max(tightening, initial=0.0))
 
     def _linearisation_gap(self, rows: BarrierRows, selected, s_new) -> np.ndarray:
@@ -371,7 +382,12 @@ class SafetyFilter:
     def _robust_rows(self, a, g, T, model) -> np.ndarray:
         """Left-hand sides of the robust rows at a, without slack (see _solve_clarabel)."""
         std = np.linalg.norm(model.chol @ np.append(a, 1.0), axis=1)
-        return g @ a - T * self.settings.confidence * (np.abs(g / model.stiffness) @ std)
+        return g @ a - T * self.settings.confidence * (np.abs(self._tau_rows(g, model)) @ std)
+
+    def _tau_rows(self, g, model) -> np.ndarray:
+        """A row's change in the next tick per Nm of quasi-static torque error on each joint: the
+        arm moves by -dtau/K, a share `lag` of the way in a tick (m/Nm)."""
+        return g * (self._lag / model.stiffness)
 
     def _solve_clarabel(self, a_nom, lower, upper, g, rhs, nominal_rhs, T, model):
         """The (robust) problem as a conic program over z = [a (n), s (n), d (k)], k = the selected rows.
@@ -398,7 +414,7 @@ class SafetyFilter:
         nominal[:, :n] = -g
         r, r_nom = rhs.copy(), rhs.copy()
         if model is not None and k:
-            tau_rows = g / model.stiffness  # a row's change per Nm of torque error, through q - q_d = -dtau/K
+            tau_rows = self._tau_rows(g, model)
             robust[:, n: 2 * n] = (T * self.settings.confidence)[:, None] * np.abs(tau_rows)
             r_nom = nominal_rhs
             chol = model.chol
