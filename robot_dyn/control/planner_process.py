@@ -24,6 +24,7 @@ run slower. Never on a real robot: there the tick must not wait.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from multiprocessing.connection import Connection
 
 from robot_dyn.control.mpc import MPCResult, MPCSettings, ReferenceMPC, checked_update
@@ -80,6 +81,7 @@ class PlannerProcess:
         self._generation = 0  # bumped by reset(): answers for older goals are dropped
         self._pending = False  # a request is being solved
         self._asked_at = 0.0  # s, the time of the state the pending request plans from
+        self.waited_s = 0.0  # wall s spent in lockstep waiting for due plans (the caller's tick times leave it out)
         self.exit_reported = False  # the process died and poll() has said so: no more plans
 
     def submit(self, t, q, qd, motion, obstacles=None) -> bool:
@@ -105,7 +107,11 @@ class PlannerProcess:
                 return None
             wait = LOCKSTEP_WAIT
         try:
-            if not self._conn.poll(wait):
+            started = time.perf_counter()
+            ready = self._conn.poll(wait)
+            if wait:
+                self.waited_s += time.perf_counter() - started
+            if not ready:
                 if self._process.is_alive():
                     return None
                 raise EOFError
