@@ -131,6 +131,9 @@ def test_sim_cameras_feed_the_perception_node(tmp_path):
 
             rx.spin_until(lambda: first_cloud() is not None, 90, "the first particle cloud")
             k_first = first_cloud()
+            # sets that came before every camera pose had arrived are skipped (and say so); none after that
+            tracking = rx.diagnostic(lambda d: int(values(d)["sets_tracked"]) >= 1, 10, "diagnostics of a tracked set")
+            skipped_at_start = values(tracking)["sets_skipped"]
             first = rx.clouds[k_first]
             model = RigidBody(robot)
 
@@ -173,7 +176,7 @@ def test_sim_cameras_feed_the_perception_node(tmp_path):
             status = rx.diagnostic(lambda d: int(values(d)["sets_tracked"]) >= 3, 10, "diagnostics of tracked sets",
                                    start=len(rx.diagnostics) - 1)
             v = values(status)
-            assert v["sets_skipped"] == "0" and v["errors"] == "0" and v["silent_streams"] == "none"
+            assert v["sets_skipped"] == skipped_at_start and v["errors"] == "0" and v["silent_streams"] == "none", v
             assert float(v["seconds_per_set_mean"]) > 0
             graph.check_alive()
         finally:
