@@ -272,11 +272,12 @@ class SafetyFilter:
         e moves toward its quasi-static value (error_model.py) with a first-order lag; its next
         std depends on a through the std's epigraph variables (cones), each joint's by its lag;
         T = 1 / slope scales that into the row's units. Its next mean is taken at the last
-        tick's acceleration, not this one's: the arm's inertia shows a change of the commanded acceleration in the
-        tracking error over the impedance loop's time constant, not within a tick. Taken at
-        this tick's (affine in a, with a gain lag / slope of ~1e4), the optimiser used it: it commanded
-        accelerations whose predicted inertial error lifted the arm on paper, and in MuJoCo the
-        arm went 1.8 mm through the table where the nominal filter's went 1.1 mm.
+        tick's acceleration, not this one's: the arm's inertia shows a change of the commanded
+        acceleration in the tracking error over the impedance loop's time constant, not within
+        a tick. Taken at this tick's (affine in a, with a gain lag / slope of ~1e4), the
+        optimiser used it: it commanded accelerations whose predicted inertial error lifted
+        the arm on paper, and in MuJoCo the arm went 1.8 mm through the table where the
+        nominal filter's went 1.1 mm.
         Rows already violated ask to move away instead (they act on speed)."""
         s = self.settings
         dt, ac = s.dt, s.cartesian_braking
@@ -310,8 +311,9 @@ class SafetyFilter:
         rhs, braking = right_hand_side(bt, carried)
         # the rows without tightening, which the robust filter keeps hard (the nominal filter's rows are these)
         nominal_rhs = right_hand_side(b, 0.0)[0] if model is not None else rhs
-        T = np.where(braking, 1.0 / slope, 0.0) if model is not None else np.zeros(candidates.size)
+        T = np.zeros(candidates.size)
         if model is not None:  # the next mean's step toward its quasi-static value at the last acceleration
+            T = np.where(braking, 1.0 / slope, 0.0)
             rhs = rhs + T * (self._tau_rows(g, model) @ (model.mean @ np.append(self._a_prev, 1.0)))
         return candidates, rhs, nominal_rhs, slope, T, float(np.max(tightening, initial=0.0))
 
