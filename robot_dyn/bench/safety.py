@@ -5,8 +5,8 @@ Every scenario runs the controller core (OuterLoop + SafetyFilter) and the robot
 (SimulatedArm) in this process, so 200+ scenarios take minutes, not hours. The MPC runs as
 in the controller node: in a process of its own (PlannerProcess), in lockstep, so each plan
 is taken one replanning period after it was asked for and runs repeat. (In this process a
-solve also evicted the filter's data from the caches: the tick after a plan took twice as long.) A violation is
-a scenario where, on the *measured* joint positions, some barrier (no margin) went below
+solve also evicted the filter's data from the caches: the tick after a plan took twice as
+long.) A violation is a scenario where, on the *measured* joint positions, some barrier (no margin) went below
 -1 mm or a joint limit was crossed. The robust filter uses a torque-error model fitted to
 20 s of data recorded on the same (mismatched) robot, as a user would before deploying.
 """
@@ -172,8 +172,8 @@ class _RecordedFilter(SafetyFilter):
 def replay_filter_timing(recorded: list[_RecordedFilter], timer: TickTimer) -> None:
     """Time each recorded filter's calls again, in order, in a filter built the same way, with
     nothing else between them. In the scenario loop the filter shares the machine with MuJoCo
-    and the MPC process on the other core, which adds a tail (p99 ~400 us where alone it is
-    ~280 us); this is the filter's own cost on one core."""
+    and the MPC process on the other core, which adds a tail (nominal filter, Panda: p99 277 us
+    in the loop, 215 us alone); this is the filter's own cost on one core."""
     for source in recorded:
         args, kwargs = source.made_with
         f = SafetyFilter(*args, **kwargs)

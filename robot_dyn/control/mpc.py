@@ -210,6 +210,7 @@ class ReferenceMPC:
     # The planner interface OuterLoop uses (robot_dyn.control.planner_process.PlannerProcess has
     # it too): here the plan is made at once, in the caller's tick, which keeps runs deterministic.
     waited_s = 0.0  # never waits for a plan: it makes it
+
     def submit(self, t: float, q: np.ndarray, qd: np.ndarray, motion, obstacles=None) -> bool:
         self._answer = self.plan(t, q, qd, motion, obstacles)
         return True

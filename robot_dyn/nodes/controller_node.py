@@ -228,7 +228,7 @@ class ControllerNode(Node):
             self.get_logger().error(str(exc), throttle_duration_sec=1.0)
             return
         start = time.perf_counter()
-        waited = self.planner.waited_s if self.planner is not None else 0.0
+        waited_before = self.planner.waited_s if self.planner is not None else 0.0
         self.t_now = t
         plan_before = self.loop.plan_result
         try:
@@ -250,7 +250,7 @@ class ControllerNode(Node):
         self.last_reference = reference_msg(ref, self.robot.joint_names)
         self.ref_pub.publish(self.last_reference)
         # the tick's own time: a lockstep wait for a late plan (PlannerProcess) is the sim's, not the tick's
-        waited = self.planner.waited_s - waited if self.planner is not None else 0.0
+        waited = self.planner.waited_s - waited_before if self.planner is not None else 0.0
         self.timer.add(time.perf_counter() - start - waited)
         if self.loop.safety_result is not None:
             self.safety_timer.add(self.loop.safety_result.solve_s)

@@ -367,7 +367,7 @@ class SafetyFilter:
     def _solve_robust(self, a_nom, lower, upper, g, rhs, nominal_rhs, T, model):
         """The robust problem is the nominal QP plus the robust rows (soft). So the nominal QP's
         solution (OSQP, ~40 us) is the robust one too where it meets the robust rows; only where
-        it does not is the conic program (Clarabel, ~350 us) solved. Should that fail, the
+        it does not is the conic program (Clarabel, ~0.5 ms) solved. Should that fail, the
         nominal solution is the next line."""
         a, status = self._solve_osqp(a_nom, lower, upper, g, nominal_rhs)
         if a is None:
