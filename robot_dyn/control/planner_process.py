@@ -24,6 +24,7 @@ run slower. Never on a real robot: there the tick must not wait.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 from multiprocessing.connection import Connection
 
@@ -33,7 +34,10 @@ LOCKSTEP_WAIT = 2.0  # wall s a lockstep poll waits for a due plan; past it the 
 
 
 def _serve(conn: Connection, robot, sets, settings: MPCSettings) -> None:
-    """The child: build (and compile) the MPC, then answer requests until told to stop or the parent goes."""
+    """The child: build (and compile) the MPC, then answer requests until told to stop or the parent goes.
+    It ignores SIGINT: a Ctrl-C in a terminal reaches the whole process group, and the parent node
+    stops the child itself as it shuts down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         mpc = ReferenceMPC(robot, sets, settings)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped, Transform, Twist
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -34,7 +35,8 @@ class GraphClient:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node(name, context=self.context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        from rclpy.experimental import EventsExecutor
+        self.executor = EventsExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.states: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []  # t, q, qd, tau
         self.references: list[tuple[float, np.ndarray, np.ndarray]] = []  # t, q_d, tau_ff

@@ -40,18 +40,33 @@ def parameter_values(node, names) -> dict:
 
 
 def run(node_class, args=None) -> None:
-    """rclpy.init, spin the node until Ctrl-C / SIGTERM / shutdown, then let it write its final stats."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
+    """Start rclpy, spin the node until SIGINT or SIGTERM, then let it write its final stats and exit 0.
 
-    rclpy.init(args=args)
+    The events executor (rclpy.experimental): a JointState round trip between two processes took
+    p50 / p99 310 / 451 us with it against 709 / 3688 us with the default executor, whose wait set
+    is rebuilt in Python on every spin. Its spin() ran no callback in rclpy 9.1.2 (the PyPI wheels),
+    so it is spun one event at a time. A signal only sets a flag that the loop reads between
+    callbacks: rclpy's own handler shut the context down under a running callback, whose publish
+    then failed with a traceback.
+    """
+    import signal
+
+    import rclpy
+    from rclpy.experimental import EventsExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    stop = []
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.append(True))
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = node_class()
+    executor = EventsExecutor(context=node.context)
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop and rclpy.ok(context=node.context):
+            executor.spin_once(timeout_sec=0.1)
     finally:
         node.on_shutdown()
+        executor.shutdown()
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
