@@ -59,6 +59,8 @@ setup(
         "osqp>=1.0",
         "clarabel>=0.9",
         "cvxpy>=1.5",
+        # Compiled kernels of the 500 Hz loop (robot_dyn/jit.py).
+        "numba>=0.60",
         # Perception: point clouds and images.
         "open3d>=0.18",
         "opencv-python-headless>=4.8",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pinocchio as pin
 
+from robot_dyn.jit import kernel
+
 
 @dataclass(frozen=True)
 class IKGains:
@@ -29,10 +31,12 @@ def pose_error(p_d, R_d, p, R) -> np.ndarray:
     return np.concatenate([p_d - p, pin.log3(R_d @ R.T)])
 
 
+@kernel
 def damped_pinv(jac: np.ndarray, damping: float) -> np.ndarray:
     """J^T (J J^T + damping^2 I)^-1."""
     jjt = jac @ jac.T
-    jjt[np.diag_indices_from(jjt)] += damping**2
+    for i in range(jjt.shape[0]):
+        jjt[i, i] += damping**2
     return np.linalg.solve(jjt, jac).T
 
 
@@ -42,7 +46,19 @@ def clik_acceleration(jac, drift, error, twist_error, acc_ref, q, qd, q_posture,
     jac: 6 x n Jacobian; drift: Jdot qd (6,); error: pose error (6,); twist_error:
     v_d - J qd (6,); acc_ref: desired spatial acceleration [a; alpha] (6,).
     """
-    jpinv = damped_pinv(jac, gains.damping)
-    task = jpinv @ (acc_ref - drift + gains.velocity * twist_error + gains.position * error)
-    posture = -gains.nullspace_stiffness * (q - q_posture) - gains.nullspace_damping * qd
+    return _clik(jac, drift, error, twist_error, acc_ref, q, qd, q_posture, gains.position, gains.velocity,
+                 gains.nullspace_stiffness, gains.nullspace_damping, gains.damping)
+
+
+def warm_up_ik(n: int) -> None:
+    """Compile (or load) the IK kernel for n joints."""
+    zeros = np.zeros(n)
+    clik_acceleration(np.zeros((6, n)), np.zeros(6), np.zeros(6), np.zeros(6), np.zeros(6), zeros, zeros, zeros, IKGains())
+
+
+@kernel
+def _clik(jac, drift, error, twist_error, acc_ref, q, qd, q_posture, kp, kd, kp_null, kd_null, damping):
+    jpinv = damped_pinv(jac, damping)
+    task = jpinv @ (acc_ref - drift + kd * twist_error + kp * error)
+    posture = -kp_null * (q - q_posture) - kd_null * qd
     return task + posture - jpinv @ (jac @ posture)

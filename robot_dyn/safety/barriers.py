@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pinocchio as pin
 
+from robot_dyn.jit import kernel
 from robot_dyn.robots.description import RobotDescription
 from robot_dyn.robots.engines import pinocchio_model
 from robot_dyn.safety.sets import Obstacle, SafeSets, SafetyConfigError
@@ -54,6 +55,7 @@ class SphereKinematics:
             self.frames.append(self.model.addFrame(frame))
         self.data = self.model.createData()
         self._zero = np.zeros(self.model.nv)
+        self.packed = (None, None)  # (obstacle tuple, its arrays): see _packed
 
     def evaluate(self, q: np.ndarray, qd: np.ndarray):
         """Sphere centres p (S,3) m, velocities v (S,3) m/s, Jacobians J (S,3,n), drifts J_dot qd (S,3) m/s^2."""
@@ -72,8 +74,6 @@ class SphereKinematics:
 
 # Workspace box rows of the end-effector sphere: (axis, sign); h = sign (p_axis - bound).
 _BOX_FACES = ((0, 1.0), (0, -1.0), (1, 1.0), (1, -1.0), (2, 1.0), (2, -1.0))
-_BOX_AXES = np.array([axis for axis, _ in _BOX_FACES])
-_BOX_SIGNS = np.array([sign for _, sign in _BOX_FACES])
 
 
 def row_labels(kin: SphereKinematics, sets: SafeSets, obstacles: tuple[Obstacle, ...]) -> list[str]:
@@ -91,40 +91,69 @@ def barrier_rows(kin: SphereKinematics, sets: SafeSets, obstacles: tuple[Obstacl
     Rows: every sphere above the table, the end-effector sphere inside the workspace box
     (6 faces), every sphere outside every obstacle. Labels: row_labels()."""
     p, v, J, drift = kin.evaluate(q, qd)
-    r = kin.radii
-    e = sets.end_effector
-    axes, signs = _BOX_AXES, _BOX_SIGNS
-    bounds = np.where(signs > 0, sets.workspace_min[axes], sets.workspace_max[axes])
-    parts = [
-        (p[:, 2] - sets.table_height - r - margin, v[:, 2], J[:, 2], drift[:, 2]),
-        (signs * (p[e, axes] - bounds) - r[e] - margin, signs * v[e, axes], signs[:, None] * J[e, axes], signs * drift[e, axes]),
-    ]
-    parts += [_obstacle_rows(obs, p, v, J, drift, r, margin) for obs in obstacles]
-    h, hd, g, c = (np.concatenate([part[k] for part in parts]) for k in range(4))
-    return BarrierRows(h, hd, g, c, J[e])
+    starts, ends, radii, velocities = _packed(kin, obstacles)
+    h, hd, g, c = _rows(p, v, J, drift, kin.radii, sets.end_effector, sets.table_height, sets.workspace_min,
+                        sets.workspace_max, margin, starts, ends, radii, velocities)
+    return BarrierRows(h, hd, g, c, J[sets.end_effector])
 
 
-def _obstacle_rows(obs: Obstacle, p, v, J, drift, radii, margin):
-    """Distance rows between every sphere and one capsule obstacle (moving at obs.velocity)."""
-    axis = obs.end - obs.start
-    length2 = float(axis @ axis)
-    if length2 > 1e-12:
-        t = np.clip((p - obs.start) @ axis / length2, 0.0, 1.0)
-        closest = obs.start + t[:, None] * axis
-        inside = (t > 0.0) & (t < 1.0)  # closest point on the segment's interior: motion along it keeps distance
-    else:
-        closest = obs.start  # a sphere: broadcast against p
-    d = p - closest
-    dist = np.maximum(np.sqrt(np.einsum("ij,ij->i", d, d)), 1e-9)
-    n = d / dist[:, None]
-    w = v - obs.velocity  # relative velocity, m/s
-    w_n = np.einsum("ij,ij->i", n, w)
-    w_t = w - w_n[:, None] * n
-    if length2 > 1e-12:
-        u = axis / np.sqrt(length2)
-        w_t = w_t - np.where(inside, w_t @ u, 0.0)[:, None] * u
-    curvature = np.einsum("ij,ij->i", w_t, w_t) / dist
-    h = dist - radii - obs.radius - margin
-    g = np.einsum("ij,ijk->ik", n, J)
-    c = np.einsum("ij,ij->i", n, drift) + curvature
-    return h, w_n, g, c
+def _packed(kin: SphereKinematics, obstacles: tuple[Obstacle, ...]):
+    """The obstacles as arrays (starts, ends (O, 3), radii (O,), velocities (O, 3)), kept for the same tuple."""
+    if kin.packed[0] is not obstacles:
+        arrays = (np.array([o.start for o in obstacles], float).reshape(-1, 3),
+                  np.array([o.end for o in obstacles], float).reshape(-1, 3),
+                  np.array([o.radius for o in obstacles], float),
+                  np.array([o.velocity for o in obstacles], float).reshape(-1, 3))
+        kin.packed = (obstacles, arrays)
+    return kin.packed[1]
+
+
+@kernel
+def _rows(p, v, J, drift, radii, e, table_height, workspace_min, workspace_max, margin, starts, ends, obstacle_radii,
+          obstacle_velocities):
+    """h, h_dot, g, c of the table rows (one per sphere), the end-effector sphere's six workspace
+    faces (x min, x max, y min, ...), then each obstacle's distance rows (one per sphere).
+
+    Obstacle rows: the distance from the sphere's centre to the closest point of the capsule's
+    segment. Its second derivative at a = 0 adds the curvature |w_t|^2 / dist of the relative
+    velocity w's part across the normal (along the segment's interior, motion keeps the distance)."""
+    S, n = J.shape[0], J.shape[2]
+    O = starts.shape[0]
+    m = S + 6 + S * O
+    h, hd, g, c = np.empty(m), np.empty(m), np.empty((m, n)), np.empty(m)
+    for i in range(S):
+        h[i] = p[i, 2] - table_height - radii[i] - margin
+        hd[i], c[i] = v[i, 2], drift[i, 2]
+        g[i] = J[i, 2]
+    for f in range(6):
+        axis, sign = f // 2, 1.0 if f % 2 == 0 else -1.0
+        bound = workspace_min[axis] if sign > 0 else workspace_max[axis]
+        row = S + f
+        h[row] = sign * (p[e, axis] - bound) - radii[e] - margin
+        hd[row], c[row] = sign * v[e, axis], sign * drift[e, axis]
+        g[row] = sign * J[e, axis]
+    for o in range(O):
+        axis = ends[o] - starts[o]
+        length2 = axis @ axis
+        for i in range(S):
+            row = S + 6 + o * S + i
+            inside = False
+            closest = starts[o].copy()
+            if length2 > 1e-12:
+                t = min(max((p[i] - starts[o]) @ axis / length2, 0.0), 1.0)
+                closest += t * axis
+                inside = 0.0 < t < 1.0  # on the segment's interior: motion along it keeps the distance
+            d = p[i] - closest
+            dist = max(np.sqrt(d @ d), 1e-9)
+            normal = d / dist
+            w = v[i] - obstacle_velocities[o]  # relative velocity, m/s
+            w_n = normal @ w
+            w_t = w - w_n * normal
+            if inside:
+                u = axis / np.sqrt(length2)
+                w_t = w_t - (w_t @ u) * u
+            h[row] = dist - radii[i] - obstacle_radii[o] - margin
+            hd[row] = w_n
+            g[row] = normal @ J[i]
+            c[row] = normal @ drift[i] + (w_t @ w_t) / dist
+    return h, hd, g, c

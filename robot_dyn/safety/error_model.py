@@ -21,7 +21,7 @@ in a and its std a second-order cone in a.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,19 +38,32 @@ class ErrorModelError(ValueError):
 
 @dataclass
 class TorqueErrorAt:
-    """The model at one state: per joint i, mean m_i . [a; 1] (Nm) and std ||chol_i [a; 1]|| (Nm)."""
+    """The model at one state: per joint i, mean m_i . [a; 1] (Nm) and std sqrt([a; 1]^T cov_i [a; 1]) (Nm)."""
 
     mean: np.ndarray  # (n, n+1)
-    chol: np.ndarray  # (n, n+1, n+1), chol_i^T chol_i = covariance of joint i's error in [a; 1]
+    cov: np.ndarray  # (n, n+1, n+1), covariance of joint i's error in [a; 1], positive definite
     stiffness: np.ndarray  # (n,) Nm/rad, the impedance that turns torque error into position error
+    _chol: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def chol(self) -> np.ndarray:
+        """(n, n+1, n+1) upper factors, chol_i^T chol_i = cov_i: for a cone program; computed on first use
+        (most ticks of the robust filter need only stds, and the factor is a third of the model's cost)."""
+        if self._chol is None:
+            self._chol = np.linalg.cholesky(self.cov).transpose(0, 2, 1)
+        return self._chol
+
+    def std(self, a: np.ndarray) -> np.ndarray:
+        """Per joint, the torque error's std (Nm) at the commanded acceleration a (rad/s^2)."""
+        x = np.append(a, 1.0)
+        return np.sqrt(np.maximum((self.cov @ x) @ x, 0.0))
 
     def tracking_error(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Quasi-static tracking error q - q_d (rad) for the commanded acceleration a: (mean, std).
 
         The impedance law balances the missing torque with its spring, K (q_d - q) = delta_tau,
         so the arm lags by delta_tau / K."""
-        x = np.append(a, 1.0)
-        return -(self.mean @ x) / self.stiffness, np.linalg.norm(self.chol @ x, axis=1) / self.stiffness
+        return -(self.mean @ np.append(a, 1.0)) / self.stiffness, self.std(a) / self.stiffness
 
 
 class TorqueErrorModel:
@@ -72,7 +85,7 @@ class TorqueErrorModel:
         # Sigma^(1/2) (eigen-decomposition: the posterior may be singular in unidentifiable directions)
         w, v = np.linalg.eigh(self.cov)
         self._root = (v * np.sqrt(np.clip(w, 0.0, None))).T  # (p, p), root^T root = cov
-        self._eye = np.eye(n)
+        self._eye = np.eye(n + 1)[:, :n]  # rows: unit accelerations e_j, then zero
         self._jitter = 1e-9 * np.eye(n + 1)  # Nm^2: adds at most 3e-5 Nm per unit of [a; 1] to a std
 
     @classmethod
@@ -115,20 +128,19 @@ class TorqueErrorModel:
     def torque_error(self, q: np.ndarray, qd: np.ndarray) -> TorqueErrorAt:
         """Mean and std of the torque error, affine in the commanded acceleration, at (q, qd)."""
         m, n = self.model, self.model.n
-        y_free = m.regressor(q, qd, np.zeros(n))  # (n, p): velocity and gravity terms
-        y_rest = m.regressor(q, np.zeros(n), np.zeros(n))
-        y_acc = np.stack([m.regressor(q, np.zeros(n), self._eye[j]) - y_rest for j in range(n)], axis=2)  # (n, p, n)
-        phi = np.concatenate([y_acc, y_free[:, :, None]], axis=2)  # (n, p, n+1): joint i's features of [a; 1]
-        mean = np.einsum("ipk,p->ik", phi, self.mean)
-        p = phi.shape[1]
-        root = (self._root @ phi.transpose(1, 0, 2).reshape(p, -1)).reshape(p, n, n + 1)  # std_i = ||root[:, i] [a;1]||
-        # joint i's covariance in [a; 1] (n+1 square) with the noise, and its Cholesky factor:
-        # smaller than the p x (n+1) root, and a third of the time of compressing it by QR
-        cov = np.einsum("pik,pil->ikl", root, root)
+        # (n, p, n+1): joint i's features of [a; 1]; Y is affine in qdd, so its column j of the
+        # acceleration part is Y(q, qd, e_j) - Y(q, qd, 0), and the last one Y(q, qd, 0)
+        phi = np.empty((n, 10 * n, n + 1))
+        phi[:, :, n] = y_free = m.regressor(q, qd, self._eye[n])  # velocity and gravity terms
+        for j in range(n):
+            phi[:, :, j] = m.regressor(q, qd, self._eye[j]) - y_free
+        mean = self.mean @ phi
+        root_phi = self._root @ phi  # std_i = ||root_phi[i] [a;1]||
+        # joint i's covariance in [a; 1] (n+1 square), with the noise
+        cov = root_phi.transpose(0, 2, 1) @ root_phi
         cov[:, n, n] += self.noise_std**2
         cov += self._jitter  # unidentifiable directions leave cov singular; this keeps it definite
-        chol = np.linalg.cholesky(cov).transpose(0, 2, 1)  # upper: chol_i^T chol_i = cov_i
-        return TorqueErrorAt(mean, chol, self.stiffness)
+        return TorqueErrorAt(mean, cov, self.stiffness)
 
     # --- files ---------------------------------------------------------------
     def save(self, folder: Path, source: str = "") -> Path:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
+from robot_dyn.jit import kernel
 from robot_dyn.robots.description import RobotDescription
 from robot_dyn.safety.barriers import BarrierRows, SphereKinematics, barrier_rows, row_labels
 from robot_dyn.safety.sets import Obstacle, SafeSets
@@ -100,21 +101,104 @@ class FilterResult:
     solve_s: float = 0.0  # wall time of the whole filter call
 
 
+@kernel
 def joint_limit_bounds(q, qd, lo, hi, dt, a_brake):
     """Per-joint acceleration bounds (upper, lower) that keep q + max(qd,0)^2/(2 a_b) <= hi, and the
     mirror for lo, on the next step of the double integrator. Braking at a_b always satisfies them."""
     n = len(q)
-    # both limits at once: the lower one is the upper one of the mirrored joint (-q, -qd, -lo)
-    q2, v, top = np.concatenate([q, -q]), np.concatenate([qd, -qd]), np.concatenate([hi, -lo])
-    ab = np.concatenate([a_brake, a_brake])
-    linear = 2.0 * (top - q2 - dt * v) / (dt * dt)  # bound while the next velocity is <= 0
-    # while the next velocity is > 0: dt^2/(2ab) a^2 + (dt^2/2 + v dt/ab) a + (q + dt v + v^2/(2ab) - top) <= 0
-    alpha, beta = dt * dt / (2 * ab), dt * dt / 2 + v * dt / ab
-    gamma = q2 + dt * v + v * v / (2 * ab) - top
-    root = (-beta + np.sqrt(np.maximum(beta * beta - 4 * alpha * gamma, 0.0))) / (2 * alpha)
-    stopped_ok = q2 + dt * v / 2 <= top  # the state reached by stopping in this step is admissible
-    bound = np.where(stopped_ok, np.maximum(root, -v / dt), linear)
-    return bound[:n], -bound[n:]
+    upper, lower = np.empty(n), np.empty(n)
+    for i in range(n):
+        for side in range(2):  # the lower limit is the upper one of the mirrored joint (-q, -qd, -lo)
+            sign = 1.0 if side == 0 else -1.0
+            x, v, top, ab = sign * q[i], sign * qd[i], hi[i] if side == 0 else -lo[i], a_brake[i]
+            if x + dt * v / 2 <= top:  # the state reached by stopping in this step is admissible
+                # while the next velocity is > 0: dt^2/(2ab) a^2 + (dt^2/2 + v dt/ab) a + (x + dt v + v^2/(2ab) - top) <= 0
+                alpha, beta = dt * dt / (2 * ab), dt * dt / 2 + v * dt / ab
+                gamma = x + dt * v + v * v / (2 * ab) - top
+                root = (-beta + np.sqrt(max(beta * beta - 4 * alpha * gamma, 0.0))) / (2 * alpha)
+                bound = max(root, -v / dt)
+            else:
+                bound = 2.0 * (top - x - dt * v) / (dt * dt)  # bound while the next velocity is <= 0
+            if side == 0:
+                upper[i] = bound
+            else:
+                lower[i] = -bound
+    return upper, lower
+
+
+@kernel
+def acceleration_box(q, qd, lo_hard, hi_hard, deflection, e_mean, e_std, confidence, a_max, v_max, dt, a_brake):
+    """The per-joint acceleration box (lower, upper, rad/s^2) of the next step: acceleration and
+    velocity limits, and the joint position limits with a braking distance, kept the deflection an
+    external force can cause (rad) and, robust filter, the tracking error e_mean +- confidence e_std
+    further away. Also the smallest distance to the tightened limits (rad)."""
+    n = len(q)
+    lo_q, hi_q = np.empty(n), np.empty(n)
+    min_joint = np.inf
+    for i in range(n):
+        lo, hi = lo_hard[i] + deflection[i], hi_hard[i] - deflection[i]
+        # only ever tighter: a reference beyond the limits is refused by the robot layer
+        lo = max(lo, lo - e_mean[i] + confidence * e_std[i])
+        hi = min(hi, hi - e_mean[i] - confidence * e_std[i])
+        # The tightening moves with the state; where the reference is already inside it, it may
+        # not go further, but is not thrown back (that would take more than the braking budget).
+        lo_q[i], hi_q[i] = min(lo, max(q[i], lo_hard[i])), max(hi, min(q[i], hi_hard[i]))
+        min_joint = min(min_joint, q[i] - lo_q[i], hi_q[i] - q[i])
+    up_pos, low_pos = joint_limit_bounds(q, qd, lo_q, hi_q, dt, a_brake)
+    lower, upper = np.empty(n), np.empty(n)
+    for i in range(n):
+        lower[i] = max(-a_max[i], (-v_max[i] - qd[i]) / dt, low_pos[i])
+        upper[i] = min(a_max[i], (v_max[i] - qd[i]) / dt, up_pos[i])
+    return lower, upper, min_joint
+
+
+@kernel
+def cartesian_rows(h, h_dot, g, c, activation, max_rows, a_prev, robust, e_mean, e_std, stay, confidence, mean_step,
+                   dt, braking, decay, escape_gain):
+    """The Cartesian rows the filter keeps, as g . a >= rhs (see SafetyFilter._cartesian_constraints).
+
+    Returns the selected rows (indices into h: those whose braking barrier is below `activation`,
+    at most `max_rows`, the most critical), their robust and nominal right-hand sides (m/s^2), the
+    slope of each row's linearisation, T (the robust rows' scale of the next std, 0 for nominal
+    or escaping rows) and the largest robust tightening (m)."""
+    b_all = h - np.minimum(h_dot, 0.0) ** 2 / (2 * braking)
+    candidates = np.flatnonzero(b_all < activation)
+    if len(candidates) > max_rows:
+        candidates = candidates[np.argsort(b_all[candidates])[:max_rows]]
+    k, n = len(candidates), len(a_prev)
+    rhs, nominal_rhs, slope, T = np.empty(k), np.empty(k), np.empty(k), np.zeros(k)
+    largest = 0.0
+    for r in range(k):
+        j = candidates[r]
+        gj = g[j]
+        s0 = gj @ a_prev
+        tightening = carried = 0.0
+        if robust:
+            for i in range(n):
+                tightening += -gj[i] * e_mean[i] + confidence * abs(gj[i]) * e_std[i]
+                carried += stay[i] * (-gj[i] * e_mean[i] + confidence * abs(gj[i]) * e_std[i])
+            largest = max(largest, tightening)
+        w1 = h_dot[j] + dt * (s0 + c[j])
+        F0 = h[j] + dt * h_dot[j] + 0.5 * dt * dt * (s0 + c[j]) - min(w1, 0.0) ** 2 / (2 * braking)
+        slope[r] = 0.5 * dt * dt + dt * max(-w1, 0.0) / braking
+        for kind in range(2 if robust else 1):  # the robust row, then (robust filter) the nominal one
+            barrier = b_all[j] - tightening if kind == 0 else b_all[j]
+            extra = carried if kind == 0 else 0.0
+            if barrier >= 0.0:  # braking: b_k+1 >= decay b_k
+                value = s0 + (decay * barrier + extra - F0) / slope[r]
+                if kind == 0 and robust:
+                    T[r] = 1.0 / slope[r]
+                    value += T[r] * ((gj * mean_step).sum())
+            else:  # violated: leave at up to `braking`, toward escape_gain |b| (at most 0.1 m/s)
+                v_target = min(escape_gain * max(-barrier, 0.0), 0.1)
+                value = max((min(v_target, h_dot[j] + dt * braking) - h_dot[j]) / dt - c[j], -braking - c[j])
+            if kind == 0:
+                rhs[r] = value
+            else:
+                nominal_rhs[r] = value
+        if not robust:
+            nominal_rhs[r] = rhs[r]
+    return candidates, rhs, nominal_rhs, slope, T, largest
 
 
 class SafetyFilter:
@@ -138,17 +222,20 @@ class SafetyFilter:
         self.stiffness = np.asarray(error_model.stiffness if error_model is not None else
                                     (robot.stiffness if stiffness is None else stiffness), float)
         self.damping = np.asarray(robot.damping if damping is None else damping, float)  # Nm s/rad, the layer's
-        self._lag = self._tracking_lag()
+        self.n = robot.n_joints
+        self._set_limits()
         self.kinematics = SphereKinematics(robot, sets)
         self.moving: tuple[Obstacle, ...] = ()
         self.labels = row_labels(self.kinematics, sets, sets.obstacles)
-        self.n = robot.n_joints
+        self._no_error = np.zeros(self.n)
         self._a_prev = np.zeros(self.n)
         self._tracking = None  # (mean, std) rad per joint: the robust filter's tracking-error state
         self._qp = None  # OSQP, the nominal filter (and the robust filter's second line)
         self._conic: dict[int, _ConicProblem] = {}  # the robust filter's conic programs, by row count
         self.last_slack = 0.0  # m/s^2: how far the robust rows gave way on the last solve
         self.robust_failures = 0  # conic solves that failed and fell back to the nominal QP
+        self.filter(robot.home, np.zeros(self.n), np.zeros(self.n))  # compiles (or loads) the kernels now, not in a tick
+        self.reset()
 
     # --- configuration -----------------------------------------------------
     def set_obstacles(self, obstacles: tuple[Obstacle, ...]) -> None:
@@ -160,6 +247,14 @@ class SafetyFilter:
         """New gains and margins (checked); the solvers are set up again on the next call."""
         self.settings = settings.validated()
         self._qp, self._conic = None, {}
+        self._set_limits()
+
+    def _set_limits(self) -> None:
+        """The joint limits, margins and tracking lag that follow from the settings."""
+        s, robot = self.settings, self.robot
+        self._lo_hard, self._hi_hard = robot.q_min + s.joint_margin, robot.q_max - s.joint_margin
+        self._a_max, self._v_max = s.acceleration_scale * robot.qdd_max, s.velocity_scale * robot.qd_max
+        self._a_brake = s.joint_braking_scale * robot.qdd_max
         self._lag = self._tracking_lag()
 
     def _tracking_lag(self) -> np.ndarray:
@@ -200,28 +295,17 @@ class SafetyFilter:
             return FilterResult(np.zeros(self.n), "fallback", reason="non-finite state")
         if not np.isfinite(a_nom.sum()):
             return FilterResult(self.braking(qd), "fallback", reason="non-finite nominal acceleration")
-        a_max = s.acceleration_scale * robot.qdd_max
         rows = barrier_rows(self.kinematics, self.sets, self.obstacles, q, qd, s.distance_margin)
-        lo_hard, hi_hard = robot.q_min + s.joint_margin, robot.q_max - s.joint_margin
-        deflection = s.external_force * np.linalg.norm(rows.ee_jacobian, axis=0) / self.stiffness  # rad
-        lo_q, hi_q = lo_hard + deflection, hi_hard - deflection
+        deflection = s.external_force * np.sqrt(np.einsum("ij,ij->j", rows.ee_jacobian, rows.ee_jacobian)) / self.stiffness  # rad
         model = None
+        e_mean = e_std = self._no_error
         if self.error_model is not None:
             model = self.error_model.torque_error(q, qd)
             if self._tracking is None:
-                self._tracking = model.tracking_error(np.zeros(self.n))
+                self._tracking = model.tracking_error(self._no_error)
             e_mean, e_std = self._tracking  # the arm is at q_d + e_mean +- beta e_std
-            # only ever tighter: a reference beyond the limits is refused by the robot layer
-            lo_q = np.maximum(lo_q, lo_q - e_mean + s.confidence * e_std)
-            hi_q = np.minimum(hi_q, hi_q - e_mean - s.confidence * e_std)
-        # The tightening moves with the state; where the reference is already inside it, it may
-        # not go further, but is not thrown back (that would take more than the braking budget).
-        lo_q, hi_q = np.minimum(lo_q, np.maximum(q, lo_hard)), np.maximum(hi_q, np.minimum(q, hi_hard))
-        up_pos, low_pos = joint_limit_bounds(q, qd, lo_q, hi_q, s.dt, s.joint_braking_scale * robot.qdd_max)
-        v_max = s.velocity_scale * robot.qd_max
-        lower = np.maximum(np.maximum(-a_max, (-v_max - qd) / s.dt), low_pos)
-        upper = np.minimum(np.minimum(a_max, (v_max - qd) / s.dt), up_pos)
-        min_joint = float(np.min(np.minimum(q - lo_q, hi_q - q)))
+        lower, upper, min_joint = acceleration_box(q, qd, self._lo_hard, self._hi_hard, deflection, e_mean, e_std,
+                                                   s.confidence, self._a_max, self._v_max, s.dt, self._a_brake)
         if np.any(lower > upper + 1e-9):
             bad = [robot.joint_names[i] for i in np.flatnonzero(lower > upper + 1e-9)]
             return FilterResult(self.braking(qd), "fallback", min_joint_distance=min_joint,
@@ -280,42 +364,15 @@ class SafetyFilter:
         nominal filter's went 1.1 mm.
         Rows already violated ask to move away instead (they act on speed)."""
         s = self.settings
-        dt, ac = s.dt, s.cartesian_braking
-        b = rows.h - np.minimum(rows.h_dot, 0.0) ** 2 / (2 * ac)
-        candidates = np.flatnonzero(b < s.activation_distance)
-        if candidates.size > s.max_rows:
-            candidates = candidates[np.argsort(b[candidates])[: s.max_rows]]
-        h, hd, g, c, b = rows.h[candidates], rows.h_dot[candidates], rows.g[candidates], rows.c[candidates], b[candidates]
-        tightening = carried = np.zeros(candidates.size)
-        if model is not None:
-            e_mean, e_std = self._tracking
-            tightening = -(g @ e_mean) + s.confidence * (np.abs(g) @ e_std)
-            stay = 1.0 - self._lag  # what is left of each joint's tracking error after a tick
-            carried = -(g @ (stay * e_mean)) + s.confidence * (np.abs(g) @ (stay * e_std))
-        bt = b - tightening
-        s0 = g @ self._a_prev
-        w1 = hd + dt * (s0 + c)
-        F0 = h + dt * hd + 0.5 * dt * dt * (s0 + c) - np.minimum(w1, 0.0) ** 2 / (2 * ac)
-        slope = 0.5 * dt * dt + dt * np.maximum(-w1, 0.0) / ac
-        decay = math.exp(-s.decay_rate * dt)
-
-        def right_hand_side(barrier, carried):
-            """Braking rows where barrier >= 0; violated rows leave at up to ac, toward the
-            escape speed escape_gain * |barrier| (at most 0.1 m/s)."""
-            braking = barrier >= 0.0
-            braking_rhs = s0 + (decay * barrier + carried - F0) / slope
-            v_target = np.minimum(s.escape_gain * np.maximum(-barrier, 0.0), 0.1)
-            escape_rhs = np.maximum((np.minimum(v_target, hd + dt * ac) - hd) / dt - c, -ac - c)
-            return np.where(braking, braking_rhs, escape_rhs), braking
-
-        rhs, braking = right_hand_side(bt, carried)
-        # the rows without tightening, which the robust filter keeps hard (the nominal filter's rows are these)
-        nominal_rhs = right_hand_side(b, 0.0)[0] if model is not None else rhs
-        T = np.zeros(candidates.size)
-        if model is not None:  # the next mean's step toward its quasi-static value at the last acceleration
-            T = np.where(braking, 1.0 / slope, 0.0)
-            rhs = rhs + T * (self._tau_rows(g, model) @ (model.mean @ np.append(self._a_prev, 1.0)))
-        return candidates, rhs, nominal_rhs, slope, T, float(np.max(tightening, initial=0.0))
+        robust = model is not None
+        e_mean, e_std = self._tracking if robust else (self._no_error, self._no_error)
+        # the next mean's step toward its quasi-static value at the last acceleration, per joint (rad)
+        mean_step = (self._lag / model.stiffness) * (model.mean @ np.append(self._a_prev, 1.0)) if robust else self._no_error
+        candidates, rhs, nominal_rhs, slope, T, tightening = cartesian_rows(
+            rows.h, rows.h_dot, rows.g, rows.c, s.activation_distance, s.max_rows, self._a_prev, robust, e_mean, e_std,
+            1.0 - self._lag, s.confidence, mean_step, s.dt, s.cartesian_braking, math.exp(-s.decay_rate * s.dt),
+            s.escape_gain)
+        return candidates, rhs, nominal_rhs, slope, T, tightening
 
     def _linearisation_gap(self, rows: BarrierRows, selected, s_new) -> np.ndarray:
         """How much the linearised braking rows overestimate the exact ones at the new solution (m)."""
@@ -383,7 +440,7 @@ class SafetyFilter:
 
     def _robust_rows(self, a, g, T, model) -> np.ndarray:
         """Left-hand sides of the robust rows at a, without slack (see _solve_clarabel)."""
-        std = np.linalg.norm(model.chol @ np.append(a, 1.0), axis=1)
+        std = model.std(a)
         return g @ a - T * self.settings.confidence * (np.abs(self._tau_rows(g, model)) @ std)
 
     def _tau_rows(self, g, model) -> np.ndarray:
