@@ -37,8 +37,8 @@ def test_pose_goal_over_ros(tmp_path):
         p0, R0 = s.model.ee_pose(s.client.states[-1][1])
         start = len(s.client.controller_events)
         s.client.send_pose_goal(p0 + [0.05, 0.1, -0.05], R0, frame_id=s.robot.base_link)
-        duration = s._accepted_duration("pose goal", start)
-        s.wait(duration + 0.3)
+        _, duration = s.accepted("pose goal", start)
+        s.client.wait_sim_time(s.done("pose goal", start, duration)["done_at_s"] + 0.3, wall_timeout=60)
         p, _ = s.model.ee_pose(s.client.states[-1][1])
         assert np.linalg.norm(p - (p0 + [0.05, 0.1, -0.05])) < 2e-4
         # A goal in another frame, or with a broken quaternion, is refused with a reason.

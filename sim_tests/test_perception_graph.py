@@ -157,9 +157,11 @@ def test_sim_cameras_feed_the_perception_node(tmp_path):
             for tip in (push.start + [0.0, 0.0, 0.06], push.start, push.end):
                 start = len(client.controller_events)
                 client.send_pose_goal(tip - 0.10 * R[:, 2], R, frame_id=robot.base_link)
-                event = client.wait_for_event(client.controller_events, "pose goal", 20, start=start)
+                event = client.wait_for_event(client.controller_events, "pose goal", 20, start=start,
+                                              pattern="pose goal (accepted|rejected)")
                 assert "accepted" in event, event
-                client.wait_sim_time(client.sim_time + float(event.split("duration ")[1].split()[0]) + 0.1, 120)
+                done = client.wait_for_event(client.controller_events, "pose goal", 120, start=start, pattern="pose goal done at")
+                client.wait_sim_time(float(done.split("t=")[1].split()[0]) + 0.1, 120)
             after = len(rx.clouds)
             rx.spin_until(lambda: len(rx.clouds) >= after + 2, 60, "particle clouds after the push")
             assert np.max(np.linalg.norm(rx.truth[max(rx.truth)] - v0, axis=1)) > 0.03, "the push did not move the rope"

@@ -6,7 +6,7 @@ from robot_dyn.control.trajectory import figure_eight
 
 
 def test_controller_killed_mid_motion_arm_holds(tmp_path):
-    with SimSession("panda", tmp_path) as s:
+    with SimSession("panda", tmp_path, record_references=True) as s:
         c = s.client
         p0, R0 = s.model.ee_pose(c.states[-1][1])
         path = figure_eight(p0, 0.1, 4.0, cycles=2, ramp=1.0, t0=c.sim_time + 0.1, rotation=R0)

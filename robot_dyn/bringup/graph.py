@@ -93,7 +93,12 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     # One owner for facts both nodes must agree on: the simulated robot decides.
     controller["robot_compensates_gravity"] = sim.get("robot_compensates_gravity", schema.SIM["robot_compensates_gravity"][0])
     controller["rate_hz"] = sim.get("state_rate_hz", schema.SIM["state_rate_hz"][0])
-    controller["mpc_lockstep"] = sim.get("mode", schema.SIM["mode"][0]) == "lockstep"
+    controller["lockstep"] = sim.get("mode", schema.SIM["mode"][0]) == "lockstep"
+    guard = sim.get("max_position_error_rad", schema.SIM["max_position_error_rad"][0])
+    pause = controller.get("pause_lag_rad", schema.CONTROLLER["pause_lag_rad"][0])
+    if not pause < guard:
+        raise ConfigError(f"controller: 'pause_lag_rad' ({pause}) must be less than the sim's 'max_position_error_rad' "
+                          f"({guard}): a motion must pause before the robot layer refuses its reference")
     specs = [
         NodeSpec("sim", "sim", "robot_dyn.nodes.sim_node", sim),
         NodeSpec("controller", "controller", "robot_dyn.nodes.controller_node", controller),

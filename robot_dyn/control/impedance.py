@@ -174,7 +174,9 @@ class RobotLayer:
     Modes: 'hold' (no valid fresh reference: hold the measured position captured
     when hold began, safe gains, zero feedforward) and 'track'. The layer starts
     in 'hold'. Events (rejections, mode changes) are appended to `events` as
-    (time, text) for the host to log; the host drains them.
+    (time, text) for the host to log; the host drains them. `hold_events` counts
+    the times the layer stopped following the reference for lack of a fresh one:
+    its extrapolation horizon passed (it stops at the horizon's point) or it went stale.
     """
 
     robot: RobotDescription
@@ -189,6 +191,8 @@ class RobotLayer:
         self._q_hold: np.ndarray | None = None
         self._q_measured: np.ndarray | None = None
         self.rejected = 0
+        self.hold_events = 0
+        self._starved = False  # not following the reference for lack of a fresh one
 
     def observe(self, q: np.ndarray) -> None:
         """The measured position before the first torque() call (references are checked against it)."""
@@ -234,10 +238,12 @@ class RobotLayer:
                 self.mode = "track"
                 self.events.append((now, "tracking references"))
             if age <= s.extrapolation_horizon:
+                self._starved = False
                 t = max(age, 0.0)
                 q_d = ref.q + t * (ref.qd + 0.5 * t * ref.qdd)
                 qd_d = ref.qd + t * ref.qdd
             else:  # late (ticks missed): stop at the horizon's point rather than keep the old velocity
+                self._starve(now, f"reference late (age {age * 1e3:.1f} ms): stopping at its extrapolation horizon")
                 t = s.extrapolation_horizon
                 q_d = ref.q + t * (ref.qd + 0.5 * t * ref.qdd)
                 qd_d = 0.0
@@ -246,12 +252,21 @@ class RobotLayer:
             if self.mode != "hold" or self._q_hold is None:
                 self._q_hold = q.copy()
                 if self.mode != "hold":
+                    self._starve(now, None)
                     self.events.append((now, f"reference stale (age {age * 1e3:.1f} ms): holding position"))
                 self.mode = "hold"
             tau = impedance_torque(q, qd, self._q_hold, 0.0, 0.0, s.safe_stiffness, s.safe_damping)
         tau = limit_torque(tau, self._tau_prev, s.tau_max, s.dtau_max, dt)
         self._tau_prev = tau
         return tau
+
+    def _starve(self, now: float, text: str | None) -> None:
+        """Count the start of a spell without a fresh reference (and say why, once)."""
+        if not self._starved:
+            self._starved = True
+            self.hold_events += 1
+            if text:
+                self.events.append((now, text))
 
     def drain_events(self) -> list:
         events, self.events = self.events, []

@@ -50,6 +50,7 @@ from robot_dyn.safety.sets import Obstacle, SafeSets
 CLARABEL_OPTIONS = dict(tol_gap_abs=1e-6, tol_gap_rel=1e-6, tol_feas=1e-6, tol_ktratio=1e-5,
                         iterative_refinement_enable=False)
 TASK_ROWS = 6
+PLANNED_KINDS = (JointMotion.kind, CartesianMove.kind)  # goals the MPC plans (paths keep the IK)
 RUN_TIME_SETTINGS = ("distance_margin", "activation_distance", "terminal_weight", "cartesian_weight", "rotation_weight",
                      "posture_weight")  # end-effector pose rows of the tracking cost (Cartesian goals); then one row per joint
 
@@ -199,6 +200,7 @@ class ReferenceMPC:
         self.task.value, self.task_q.value, self.task_v.value = np.tile(A, (N, 1)), np.tile(A @ q, (N, 1)), np.zeros((N, len(A)))
         self.g.value, self.offset.value = np.zeros((N * m, n)), np.ones((N, m))
         self.problem.solve(solver="CLARABEL", **CLARABEL_OPTIONS)
+        barrier_rows(self.kinematics, self.sets, self.sets.obstacles, q, np.zeros(n), 0.0)  # its kernel, compiled or loaded
 
     def reset(self) -> None:
         self.last = None
@@ -221,14 +223,15 @@ class ReferenceMPC:
 
     def plan(self, t: float, q: np.ndarray, qd: np.ndarray, motion,
              obstacles: tuple[Obstacle, ...] | None = None) -> MPCResult:
-        """Plan from the desired state (q, qd at time t) toward `motion` (JointMotion or
-        CartesianMove), keeping the safe sets and `obstacles` (all of them; default the static ones)."""
+        """Plan from the desired state (q, qd at time t) toward `motion` (a joint or pose goal: JointMotion,
+        CartesianMove, or either seen through its clock, ScaledMotion), keeping the safe sets and
+        `obstacles` (all of them; default the static ones)."""
         start = time.perf_counter()
         s, n = self.settings, self.robot.n_joints
         q, qd = np.asarray(q, float), np.asarray(qd, float)
         if any(x.shape != (n,) or not np.all(np.isfinite(x)) for x in (q, qd)):
             return MPCResult(None, "state has the wrong size or is not finite", time.perf_counter() - start)
-        if not isinstance(motion, (JointMotion, CartesianMove)):
+        if getattr(motion, "kind", None) not in PLANNED_KINDS:
             return MPCResult(None, f"cannot plan toward {type(motion).__name__}", time.perf_counter() - start)
         obstacles = self.sets.obstacles if obstacles is None else tuple(obstacles)
         self.q0.value, self.v0.value = q, qd
@@ -258,7 +261,7 @@ class ReferenceMPC:
         """Linearisation points (q_bar, v_bar) (N+1, n), started at (q, qd): the last plan shifted
         to now; for a new joint goal its own reference; else (q, qd) held."""
         N = self.settings.horizon
-        source = self.last if self.last is not None else motion if isinstance(motion, JointMotion) else None
+        source = self.last if self.last is not None else motion if motion.kind == JointMotion.kind else None
         if source is None:
             return np.tile(q, (N + 1, 1)), np.tile(qd, (N + 1, 1))
         q_bar, v_bar = (np.array(x) for x in zip(*(source.sample(t + k * self.settings.dt)[:2] for k in range(N + 1))))
@@ -271,7 +274,7 @@ class ReferenceMPC:
         s, n = self.settings, self.robot.n_joints
         a_ref = np.zeros((len(times), n))
         for k, tk in enumerate(times):
-            if isinstance(motion, JointMotion):
+            if motion.kind == JointMotion.kind:
                 a_ref[k] = motion.sample(tk - 0.5 * s.dt)[2]
             else:
                 ref = motion.sample(tk - 0.5 * s.dt)
@@ -283,7 +286,7 @@ class ReferenceMPC:
         for k, tk in enumerate(times):
             w = math.sqrt(s.terminal_weight) if k == len(times) - 1 else 1.0
             A, b, c = task[k * r: (k + 1) * r], task_q[k], task_v[k]  # views, filled in place
-            if isinstance(motion, JointMotion):
+            if motion.kind == JointMotion.kind:
                 q_ref, qd_ref, _ = motion.sample(tk)
                 A[TASK_ROWS:] = np.eye(n)
                 b[TASK_ROWS:], c[TASK_ROWS:] = q_ref, qd_ref

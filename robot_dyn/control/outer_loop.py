@@ -6,7 +6,9 @@ state. With a planner (robot_dyn.control.mpc.ReferenceMPC in the tick, or
 robot_dyn.control.planner_process.PlannerProcess beside it), joint and pose goals
 are tracked by a model predictive controller instead, replanning every few ticks
 with the safe sets as constraints; paths (streams, the figure-8) keep the IK.
-Every motion gives a nominal joint acceleration; the safety filter
+Each motion runs on its own clock (robot_dyn.control.time_scaling), which slows or pauses while
+the measured arm lags the reference, so goals and paths complete later instead of running into
+the robot layer's guard. Every motion gives a nominal joint acceleration; the safety filter
 (robot_dyn/safety), when present, changes it as little as keeps the arm safe, and
 the desired state integrates it. Each tick returns (q_d, qd_d, qdd_d, tau_ff) for
 the robot layer, where tau_ff is the feedforward along the reference (URDF
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pinocchio as pin
 
-from robot_dyn.control.ik import IKGains, clik_acceleration, pose_error
+from robot_dyn.control.ik import IKGains, clik_acceleration, pose_error, warm_up_ik
+from robot_dyn.control.time_scaling import MotionClock
 from robot_dyn.control.trajectory import CartesianMove, CartesianPath, JointMotion, min_jerk_duration
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.robots.description import RobotDescription
@@ -42,6 +45,12 @@ class OuterLoopConfig:
     angular_acceleration: float = 3.0  # rad/s^2
     path_start_tolerance: float = 0.01  # m: a Cartesian path must start this close to the desired pose
     limit_margin: float = 0.02  # rad kept from joint limits by the reference
+    # rad: the motion's clock slows once the reference leads the measured arm by slowdown_lag (any
+    # joint) and stops at pause_lag, below the robot layer's guard (max_position_error, 0.05 rad).
+    # time_scaling False keeps every motion on schedule (studies of tracking at a fixed schedule).
+    time_scaling: bool = True
+    slowdown_lag: float = 0.015
+    pause_lag: float = 0.03
     ik: IKGains = field(default_factory=IKGains)
 
     def validated(self) -> "OuterLoopConfig":
@@ -54,6 +63,10 @@ class OuterLoopConfig:
                 raise ValueError(f"'{name}' must be a positive number, got {value!r}")
         if self.joint_speed_scale > 1:
             raise ValueError(f"'joint_speed_scale' must be at most 1, got {self.joint_speed_scale}")
+        if not (isinstance(self.slowdown_lag, (int, float)) and isinstance(self.pause_lag, (int, float))
+                and 0 < self.slowdown_lag < self.pause_lag < np.inf):
+            raise ValueError(f"'slowdown_lag' and 'pause_lag' must satisfy 0 < slowdown_lag < pause_lag (rad), "
+                             f"got {self.slowdown_lag!r} and {self.pause_lag!r}")
         for name in ("position", "velocity", "nullspace_stiffness", "nullspace_damping", "damping"):
             value = getattr(self.ik, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
@@ -102,26 +115,45 @@ class OuterLoop:
         self._next_plan = -np.inf  # s, when to plan again
         self.posture = robot.home.copy()
         self.motion = None  # JointMotion | CartesianMove | CartesianPath | None
+        self.clock = MotionClock(self.config.slowdown_lag, self.config.pause_lag)
+        self._motion_start = 0.0  # s, loop time the motion was commanded
+        self._motion_done = True  # its end has been reported
         self.q_d = self.qd_d = self.qdd_d = None
         self._t_last = None
-        self.events: list[str] = []
+        self.events: list[str] = []  # warnings for the operator (the node logs and publishes them)
+        self.notices: list[str] = []  # progress: motions done, on time or late
         self._lo = robot.q_min + self.config.limit_margin
         self._hi = robot.q_max - self.config.limit_margin
+        warm_up_ik(robot.n_joints)  # the IK kernel compiles (or loads) now, not in the first Cartesian tick
 
     @property
     def started(self) -> bool:
         return self.q_d is not None
 
+    @property
+    def time(self) -> float:
+        """s, the time of the desired state (of the last tick)."""
+        return self._t_last
+
     def start(self, t: float, q: np.ndarray) -> None:
         """Begin from the measured position at rest (also after a restart or a jump in time)."""
         self.q_d, self.qd_d, self.qdd_d = np.array(q, float), np.zeros(self.robot.n_joints), np.zeros(self.robot.n_joints)
         self._t_last, self.motion = t, None
+        self.clock = MotionClock(self.config.slowdown_lag, self.config.pause_lag)
         self._replan()
         if self.learned is not None:
             self.learned.reset()
 
     def busy(self, t: float) -> bool:
-        return self.motion is not None and t < self.motion.t_end
+        """A motion is under way at loop time t (its clock has not reached its end)."""
+        return self.motion is not None and t - self.clock.delay < self.motion.t_end
+
+    def _begin(self, t: float, motion) -> None:
+        """`motion` is the active one from loop time t, on schedule."""
+        if self.motion is not None and not self._motion_done:
+            self.notices.append(f"{self.motion.kind} preempted at t={t:.4f} by a {motion.kind}")
+        self.motion, self._motion_start, self._motion_done = motion, t, False
+        self.clock.restart()
 
     def desired_pose(self) -> tuple[np.ndarray, np.ndarray]:
         return self.model.ee_pose(self.q_d)
@@ -148,7 +180,7 @@ class OuterLoop:
             if np.all(v <= v_max * 1.001) and np.all(a <= a_max * 1.001) and np.all((q >= self._lo) & (q <= self._hi)):
                 break
             duration *= 1.25
-        self.motion = motion
+        self._begin(t, motion)
         self._replan()
         return duration
 
@@ -163,7 +195,7 @@ class OuterLoop:
         c = self.config
         duration = max(min_jerk_duration(np.linalg.norm(position - p0), c.cartesian_speed, c.cartesian_acceleration),
                        min_jerk_duration(angle, c.angular_speed, c.angular_acceleration))
-        self.motion = CartesianMove(t, duration, p0, R0, position, rotation)
+        self._begin(t, CartesianMove(t, duration, p0, R0, position, rotation))
         self._replan()
         return duration
 
@@ -180,7 +212,7 @@ class OuterLoop:
         angle = float(np.linalg.norm(pin.log3(start.rotation @ R0.T)))
         if angle > 10 * self.config.path_start_tolerance:  # rad; 0.1 rad for the default 1 cm
             raise GoalRejected(f"cartesian path starts {angle:.2f} rad away from the current orientation")
-        self.motion = path
+        self._begin(t, path)
         return path.t_end - t
 
     def resync(self, t: float, q: np.ndarray, threshold: float) -> bool:
@@ -207,8 +239,12 @@ class OuterLoop:
             self.q_d = self.q_d + h * (self.qd_d + 0.5 * h * self.qdd_d)
             self.qd_d = self.qd_d + h * self.qdd_d
         self._t_last = t
+        if self.clock.advance(h) and self.busy(t):
+            self.events.append(f"{self.motion.kind} slowed at t={t:.4f}: the arm lags its reference by "
+                               f"{self.clock.lag * 1e3:.0f} mrad (the motion pauses at {self.clock.pause_lag * 1e3:.0f} mrad)")
         self.qdd_d = self._filtered(self._nominal_acceleration(t))
         self._respect_limits()
+        self._report_done(t)
         return Reference(t, self.q_d.copy(), self.qd_d.copy(), self.qdd_d.copy(), self.feedforward(self.q_d, self.qd_d, self.qdd_d))
 
     def _nominal_acceleration(self, t: float) -> np.ndarray:
@@ -220,14 +256,25 @@ class OuterLoop:
             gains = self.config.ik
             return qdd + gains.position * (q - self.q_d) + gains.velocity * (qd - self.qd_d)
         if isinstance(self.motion, JointMotion):
-            q, qd, qdd = self.motion.sample(t)
+            q, qd, qdd = self.clock.view(self.motion, t).sample(t)
             gains = self.config.ik
             return qdd + gains.position * (q - self.q_d) + gains.velocity * (qd - self.qd_d)
         if self.motion is None:
             if not np.any(self.qd_d):
                 return np.zeros_like(self.qd_d)
             return np.clip(-self.qd_d / self.config.period, -self.robot.qdd_max, self.robot.qdd_max)
-        return self._cartesian_acceleration(self.motion.sample(t))
+        return self._cartesian_acceleration(self.clock.view(self.motion, t).sample(t))
+
+    def _report_done(self, t: float) -> None:
+        """Say once when the active motion's clock has reached its end, and how late."""
+        if self.motion is None or self._motion_done or self.busy(t):
+            return
+        self._motion_done = True
+        text = f"{self.motion.kind} done at t={t:.4f} after {t - self._motion_start:.3f} s"
+        if self.clock.delay > 1e-9:
+            text += (f", {self.clock.delay:.3f} s late: slowed while the arm lagged its reference "
+                     f"(up to {self.clock.peak_lag * 1e3:.0f} mrad)")
+        self.notices.append(text)
 
     # --- the planner -------------------------------------------------------
     def _replan(self) -> None:
@@ -238,16 +285,19 @@ class OuterLoop:
 
     def _current_plan(self, t: float):
         """The plan to follow at t, replanned every planner period; None without a planner, for
-        motions it does not plan (paths), once the goal is reached, or when planning failed (the
-        motion's own reference is then followed, still through the safety filter)."""
-        if self.planner is None or not isinstance(self.motion, (JointMotion, CartesianMove)) or self._at_goal(t):
+        motions it does not plan (paths), once the goal is reached, while the motion's clock runs
+        slow (a plan made at another pace would carry the reference on for up to two planner
+        periods), or when planning failed (in each case the motion's own reference is followed,
+        still through the safety filter)."""
+        if (self.planner is None or not isinstance(self.motion, (JointMotion, CartesianMove)) or self.clock.rate < 1.0
+                or self._at_goal(t)):
             return None
         result = self.planner.poll(t)  # a PlannerProcess's answer, a solve after it was asked for
         if result is not None:
             self._take(result)
         if t >= self._next_plan:
             obstacles = self.safety.obstacles if self.safety is not None else None
-            if self.planner.submit(t, self.q_d, self.qd_d, self.motion, obstacles):  # False: still solving
+            if self.planner.submit(t, self.q_d, self.qd_d, self.clock.view(self.motion, t), obstacles):  # False: still solving
                 self._next_plan = t + self.planner.settings.dt - 1e-9
                 result = self.planner.poll(t)  # a ReferenceMPC answers at once
                 if result is not None:
@@ -267,11 +317,11 @@ class OuterLoop:
 
     def _at_goal(self, t: float, tolerance: float = 1e-4) -> bool:
         """The motion has ended and the desired state rests at its goal (rad, or m and rad)."""
-        if t < self.motion.t_end or np.max(np.abs(self.qd_d)) > 1e-3:
+        if self.busy(t) or np.max(np.abs(self.qd_d)) > 1e-3:
             return False
         if isinstance(self.motion, JointMotion):
-            return float(np.max(np.abs(self.motion.sample(t)[0] - self.q_d))) < tolerance
-        goal = self.motion.sample(t)
+            return float(np.max(np.abs(self.motion.sample(self.motion.t_end)[0] - self.q_d))) < tolerance
+        goal = self.motion.sample(self.motion.t_end)
         p, R = self.desired_pose()
         return float(np.max(np.abs(pose_error(goal.position, goal.rotation, p, R)))) < tolerance
 
@@ -304,7 +354,11 @@ class OuterLoop:
         self.qd_d = np.clip(self.qd_d, -self.robot.qd_max, self.robot.qd_max)
 
     def observe(self, t: float, q: np.ndarray, qd: np.ndarray) -> None:
-        """Measured state at time t: advances a learned feedforward's recurrent state."""
+        """Measured state at time t: the motion clock's lag (how far the reference, at t, leads the arm)
+        and a learned feedforward's recurrent state."""
+        if self.started and self.config.time_scaling:
+            h = t - self._t_last
+            self.clock.observe(float(np.max(np.abs(self.q_d + h * (self.qd_d + 0.5 * h * self.qdd_d) - q))))
         if self.learned is not None and self.config.feedforward in LEARNED_MODES:
             self.learned.observe(t, q, qd)
 

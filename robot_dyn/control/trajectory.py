@@ -50,6 +50,7 @@ def min_jerk_duration(distance, v_max, a_max, minimum: float = 0.2) -> float:
 class JointMotion:
     """Quintic joint motion from (q0, qd0, qdd0) at t0 to rest at q1 at t0 + duration."""
 
+    kind = "joint goal"  # what was commanded (events name motions by it; planners plan these and pose goals)
     t0: float
     duration: float
     coefficients: np.ndarray
@@ -80,6 +81,8 @@ class CartesianSample:
 class CartesianMove:
     """Straight-line, minimum-jerk move of the end-effector (position and geodesic rotation)."""
 
+    kind = "pose goal"
+
     def __init__(self, t0: float, duration: float, p0, R0, p1, R1):
         self.t0, self.duration = t0, duration
         self.p0, self.dp = np.asarray(p0, float), np.asarray(p1, float) - p0
@@ -107,6 +110,8 @@ class CartesianPath:
     angular_velocities (N, 3). Orientation is interpolated as a cubic Hermite rotation vector
     relative to the earlier sample, exact for constant orientation and accurate for dense samples.
     """
+
+    kind = "cartesian path"
 
     def __init__(self, times, positions, velocities, accelerations, rotations, angular_velocities):
         self.times = np.asarray(times, float)

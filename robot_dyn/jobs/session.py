@@ -26,7 +26,8 @@ class SimSession:
     """with SimSession(...) as s: s.joint_goal(q); s.figure_eight(...); s.stats()"""
 
     def __init__(self, robot: str, workdir: Path, backend: str = "mujoco", effects: str = "nominal",
-                 mode: str = "lockstep", overrides: dict | None = None, wall_timeout_factor: float = 20.0):
+                 mode: str = "lockstep", overrides: dict | None = None, wall_timeout_factor: float = 20.0,
+                 record_references: bool = False):
         self.robot = load_robot(robot)
         self.model = RigidBody(self.robot)
         self.workdir = Path(workdir)
@@ -35,13 +36,14 @@ class SimSession:
         overrides.setdefault("controller", {})["stats_file"] = str(self.workdir / "controller_stats.json")
         self.nodes = sim_graph(robot, backend, mode, effects, overrides)
         self.timeout_factor = wall_timeout_factor  # wall seconds allowed per sim second before giving up
+        self.record_references = record_references  # the client keeps every reference (else the first)
         self.graph: GraphProcesses | None = None
         self.client: GraphClient | None = None
 
     def __enter__(self) -> "SimSession":
         self.graph = GraphProcesses(self.nodes, self.workdir).__enter__()
         try:
-            self.client = GraphClient(self.graph.domain_id)
+            self.client = GraphClient(self.graph.domain_id, record_references=self.record_references)
             self.client.wait_for_state(wall_timeout=60)
             for pub in (self.client.joint_goal_pub, self.client.pose_goal_pub, self.client.path_pub):
                 self.client.wait_for_subscribers(pub)
@@ -70,36 +72,56 @@ class SimSession:
         self.client.wait_sim_time(self.client.sim_time + duration, wall_timeout=10 + self.timeout_factor * duration)
         self.graph.check_alive()
 
-    def _accepted_duration(self, kind: str, start: int) -> float:
-        event = self.client.wait_for_event(self.client.controller_events, kind, wall_timeout=10.0, start=start)
-        match = re.search(r"accepted: duration ([0-9.]+)", event)
+    def accepted(self, kind: str, start: int) -> tuple[float, float]:
+        """(sim time s, duration s) of the controller's acceptance of the `kind` sent after event `start`;
+        RuntimeError with the controller's reason if it refused it."""
+        event = self.client.wait_for_event(self.client.controller_events, kind, wall_timeout=10.0, start=start,
+                                           pattern=rf"{kind} (accepted|rejected)")
+        match = re.search(r"accepted at t=([0-9.]+): duration ([0-9.]+)", event)
         if not match:
             raise RuntimeError(f"controller refused the {kind}: {event}")
-        return float(match.group(1))
+        return float(match.group(1)), float(match.group(2))
+
+    def done(self, kind: str, start: int, duration: float) -> dict:
+        """Wait for the controller to say the `kind` accepted after event `start` is done (its clock
+        reached its end): {'done_at_s', 'late_s'} (late: how much time scaling slowed it)."""
+        event = self.client.wait_for_event(self.client.controller_events, kind, start=start, pattern=rf"{kind} done at",
+                                           wall_timeout=10 + self.timeout_factor * 4 * duration)
+        t_done = float(re.search(r"done at t=([0-9.]+)", event).group(1))
+        late = re.search(r", ([0-9.]+) s late", event)
+        return {"done_at_s": t_done, "late_s": float(late.group(1)) if late else 0.0, "event": event}
 
     def joint_goal(self, q_goal, settle: float = 0.5) -> dict:
-        """Send a joint goal, wait for it to finish and settle; return its duration and final error."""
+        """Send a joint goal, wait for it to finish and settle; return its duration, final error and
+        how late time scaling made it. Times come from the controller's events, so a client that
+        lags the graph (it records every state) still measures after the goal."""
         start = len(self.client.controller_events)
         self.client.send_joint_goal(self.robot.joint_names, q_goal)
-        duration = self._accepted_duration("joint goal", start)
-        self.wait(duration + settle)
+        _, duration = self.accepted("joint goal", start)
+        done = self.done("joint goal", start, duration)
+        self.client.wait_sim_time(done["done_at_s"] + settle, wall_timeout=10 + self.timeout_factor * settle)
+        self.graph.check_alive()
         q = self.client.states[-1][1]
-        return {"duration_s": duration, "final_error_rad_max": float(np.max(np.abs(q - np.asarray(q_goal))))}
+        return {"duration_s": duration, "late_s": done["late_s"],
+                "final_error_rad_max": float(np.max(np.abs(q - np.asarray(q_goal))))}
 
-    def figure_eight(self, radius=0.1, period=4.0, cycles=2, ramp=1.0, plane="yz", lead=0.2) -> dict:
-        """Trace a figure-8 around the current end-effector position; return tracking figures and traces."""
+    def figure_eight(self, radius=0.1, period=4.0, cycles=2, ramp=1.0, plane="yz") -> dict:
+        """Trace a figure-8 around the current end-effector position, starting when the controller
+        takes it; return tracking figures and traces."""
         p0, R0 = self.model.ee_pose(self.client.states[-1][1])
-        path = figure_eight(p0, radius, period, cycles, ramp, plane, t0=self.client.sim_time + lead, rotation=R0)
         start = len(self.client.controller_events)
-        self.client.send_cartesian_path(path, self.robot.ee_frame)
-        self._accepted_duration("cartesian path", start)
-        self.wait(path.t_end - self.client.sim_time + 0.1)
+        self.client.send_cartesian_path(figure_eight(p0, radius, period, cycles, ramp, plane, rotation=R0),
+                                        self.robot.ee_frame, start_now=True)
+        t0, duration = self.accepted("cartesian path", start)
+        path = figure_eight(p0, radius, period, cycles, ramp, plane, t0=t0, rotation=R0)
+        done = self.done("cartesian path", start, duration)
+        self.client.wait_sim_time(done["done_at_s"] + 0.1, wall_timeout=30)
         t, q, _, _ = self.client.state_arrays(path.t0, path.t_end)
         p_actual = np.array([self.model.ee_pose(qi)[0] for qi in q])
         p_desired = np.array([path.sample(ti).position for ti in t])
         err = np.linalg.norm(p_actual - p_desired, axis=1)
         return {"tracking_rms_m": rms(err), "tracking_max_m": float(err.max()), "samples": int(t.size),
-                "t": t, "p_actual": p_actual, "p_desired": p_desired, "plane": plane}
+                "late_s": done["late_s"], "t": t, "p_actual": p_actual, "p_desired": p_desired, "plane": plane}
 
     # --- measuring -----------------------------------------------------------
     def real_time_factor(self) -> float:

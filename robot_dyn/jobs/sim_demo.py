@@ -31,7 +31,8 @@ def run_demo(robot: str = "panda", backend: str = "mujoco", effects: str = "nomi
     run_dir.mkdir(parents=True, exist_ok=False)
     log(f"run folder: {run_dir}")
     wall0 = time.monotonic()
-    with SimSession(robot, run_dir / "logs", backend=backend, effects=effects, overrides=overrides) as s:
+    with SimSession(robot, run_dir / "logs", backend=backend, effects=effects, overrides=overrides,
+                    record_references=True) as s:
         node_params = {n.name: n.parameters for n in s.nodes}
         write_json(run_dir / "config.json", {"demo": config, "nodes": node_params})
         log(f"graph up (sim + controller, DDS domain {s.graph.domain_id}, {node_params['sim']['mode']}) "

@@ -2,6 +2,16 @@
 
 Ticks are driven by /joint_states (decimated to rate_hz), so the loop follows sim
 time in simulation and the arm's state stream on hardware.
+
+One tick ahead: the reference for the next state (t + 1/rate_hz) is computed as soon as the
+reference for this one is out, from this state. The reference the arm waits for is then already
+there when its state arrives, and goes out at once, whatever the compute takes; the compute runs
+while the state for the next tick is on its way. Only the desired state and the last measured
+state enter a reference, so nothing is lost: a goal, an obstacle or a parameter change acts one
+tick (2 ms) later, and a state that comes at another time than expected (a dropped or jittery
+sample, a restart) is answered by a reference computed for it then. In lockstep (the sim waits
+for each reference) the next reference is sent as soon as it is computed, and the sim keeps it
+until its time: the sim's step and the controller's compute overlap instead of taking turns.
 """
 from __future__ import annotations
 
@@ -29,7 +39,7 @@ from robot_dyn.nodes.messages import (
     rotation_to_quaternion, to_sec, to_stamp,
 )
 from robot_dyn.bringup import schema
-from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
+from robot_dyn.nodes.parameters import batch_scheduling, declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
 from robot_dyn.safety.filter import SETTING_NAMES, FilterSettings, SafetyFilter
 from robot_dyn.safety.obstacles import ObstacleTracker
@@ -43,7 +53,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 FIXED_AT_START = {"robot", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
                   "desired_pose_rate_hz", "diagnostics_period_s", "stats_file", "safety_filter", "safety_config",
                   "safety_error_model", "goal_planner", "mpc_rate_hz", "mpc_horizon", "mpc_gamma", "mpc_joint_margin",
-                  "mpc_process", "mpc_lockstep"}
+                  "mpc_process", "lockstep"}
 SAFETY_FILTERS = ("off", "nominal", "robust")
 GOAL_PLANNERS = ("mpc", "direct")
 
@@ -53,7 +63,8 @@ def outer_loop_config(p: dict) -> OuterLoopConfig:
                  nullspace_stiffness=p["ik_nullspace_stiffness"], nullspace_damping=p["ik_nullspace_damping"])
     keys = ("feedforward", "robot_compensates_gravity", "joint_speed_scale", "cartesian_speed", "cartesian_acceleration",
             "angular_speed", "angular_acceleration", "path_start_tolerance")
-    return OuterLoopConfig(**{k: p[k] for k in keys}, period=1.0 / p["rate_hz"], ik=ik).validated()
+    return OuterLoopConfig(**{k: p[k] for k in keys}, period=1.0 / p["rate_hz"], slowdown_lag=p["slowdown_lag_rad"],
+                           pause_lag=p["pause_lag_rad"], ik=ik).validated()
 
 
 def filter_settings(p: dict) -> FilterSettings:
@@ -73,7 +84,7 @@ def goal_planner(robot, p: dict, sets) -> ReferenceMPC | PlannerProcess | None:
     if p["goal_planner"] != "mpc":
         return None
     if p["mpc_process"]:
-        return PlannerProcess(robot, sets, mpc_settings(p), lockstep=p["mpc_lockstep"])
+        return PlannerProcess(robot, sets, mpc_settings(p), lockstep=p["lockstep"])
     return ReferenceMPC(robot, sets, mpc_settings(p))
 
 
@@ -120,12 +131,19 @@ class ControllerNode(Node):
         self.safety_timer, self.mpc_timer = TickTimer(), TickTimer()
         self._obstacle_version = self._applied_version = 0
         self.period = 1.0 / p["rate_hz"]
+        self.lockstep = p["lockstep"]
         self.resync_threshold = p["resync_threshold"]
+        self.test_tick_delay = p["test_tick_delay_s"]
         self.pose_period = 1.0 / p["desired_pose_rate_hz"]
         self.stats_file = p["stats_file"]
-        self.timer = TickTimer()
+        self.tick_timer = TickTimer()  # a whole /joint_states callback: answer, next reference, messages
+        self.compute_timer = TickTimer()  # computing one reference (OuterLoop.tick), lockstep plan waits left out
+        self.answer_timer = TickTimer()  # from a state's arrival to its reference going out
         self.decimator = Decimator(self.period)
         self.last_pose_pub = -np.inf
+        self.ahead = None  # the reference computed for the next state's expected time
+        self.ahead_sent = False  # ... and already published (lockstep)
+        self.answered_ahead = self.answered_late = 0  # states answered by a reference computed ahead / on arrival
         self.last_reference = None  # the last published JointTrajectory, answered again to a repeated state
         self._order = None  # index map from the JointState's name order to the robot's
 
@@ -135,12 +153,17 @@ class ControllerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.marker_pub = self.create_publisher(MarkerArray, "/safety/markers", 10)
         self.create_subscription(MarkerArray, "/safety/obstacles", self.on_obstacles, RELIABLE)
-        self.create_subscription(JointState, "/joint_states", self.on_joint_state, RELIABLE)
+        # In real time only the newest state matters: a controller that fell behind answers it, not a queue
+        # of old ones. The lockstep sim may send the next state before this one is answered: keep both.
+        state_qos = RELIABLE if self.lockstep else QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(JointState, "/joint_states", self.on_joint_state, state_qos)
         self.create_subscription(JointState, "/controller/joint_goal", self.on_joint_goal, RELIABLE)
         self.create_subscription(PoseStamped, "/controller/pose_goal", self.on_pose_goal, RELIABLE)
         self.create_subscription(MultiDOFJointTrajectory, "/controller/cartesian_path", self.on_cartesian_path, RELIABLE)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        if self.lockstep:
+            batch_scheduling()  # a lockstep sim is a throughput computation
         self.t_now = None
         self.get_logger().info(f"{self.robot.name}: outer loop at {p['rate_hz']:.0f} Hz, feedforward "
                                f"'{self.loop.config.feedforward}', goal planner '{p['goal_planner']}', safety filter '{p['safety_filter']}'")
@@ -230,37 +253,75 @@ class ControllerNode(Node):
         start = time.perf_counter()
         waited_before = self.planner.waited_s if self.planner is not None else 0.0
         self.t_now = t
-        plan_before = self.loop.plan_result
+        ahead, self.ahead = self.ahead, None
         try:
-            if not self.loop.started:
-                self.loop.start(t, q)
-                self.event(f"started from the measured position at t={t:.3f}")
-            elif t < previous:
-                self.loop.start(t, q)
-                self.event(f"time went back from {previous:.3f} to {t:.3f} s (sim restart?): restarted", warn=True)
-            elif self.loop.resync(t, q, self.resync_threshold):
-                self.event("arm is far from the desired state while idle: restarted from the measured position", warn=True)
-            self.loop.observe(t, q, qd)
-            self._apply_obstacles(t)
-            ref = self.loop.tick(t)
+            if self._restart_if_needed(t, q, previous) or ahead is None or abs(ahead.stamp - t) > 0.25 * self.period:
+                ahead = None  # no usable reference computed ahead: compute this state's now
+                self.loop.observe(t, q, qd)
+                self._publish(self._compute(t))
+                self.answered_late += 1
+            else:
+                if not self.ahead_sent:
+                    self._publish(ahead)
+                self.answered_ahead += 1
+                self.loop.observe(t, q, qd)
+            self.answer_timer.add(time.perf_counter() - start)
+            self.ahead = self._compute(self.loop.time + self.period)
+            self.ahead_sent = self.lockstep
+            if self.lockstep:  # the sim keeps it until its time
+                self._publish(self.ahead)
         except Exception as exc:  # never let one bad tick kill the controller: restart from the arm
             self.get_logger().error(f"outer-loop tick failed ({exc!r}): restarting from the measured position")
             self.loop.start(t, q)
-            ref = self.loop.tick(t)
-        self.last_reference = reference_msg(ref, self.robot.joint_names)
-        self.ref_pub.publish(self.last_reference)
-        # the tick's own time: a lockstep wait for a late plan (PlannerProcess) is the sim's, not the tick's
+            self.ahead = None
+            self._publish(self.loop.tick(t))
+        # the callback's own time: a lockstep wait for a late plan (PlannerProcess) is the sim's, not the tick's
         waited = self.planner.waited_s - waited_before if self.planner is not None else 0.0
-        self.timer.add(time.perf_counter() - start - waited)
+        self.tick_timer.add(time.perf_counter() - start - waited)
+        for text in self.loop.events:
+            self.event(text, warn=True)
+        for text in self.loop.notices:
+            self.event(text)
+        self.loop.events.clear()
+        self.loop.notices.clear()
+        if self.loop.time - self.last_pose_pub >= self.pose_period:
+            self.publish_desired_pose(self.loop.time)
+
+    def _restart_if_needed(self, t: float, q: np.ndarray, previous: float) -> bool:
+        """Start the loop from the measured position at the first state, after time went back (a sim
+        restart) and when idle far from the desired state; True if it (re)started."""
+        if not self.loop.started:
+            self.loop.start(t, q)
+            self.event(f"started from the measured position at t={t:.3f}")
+        elif t < previous:
+            self.loop.start(t, q)
+            self.event(f"time went back from {previous:.3f} to {t:.3f} s (sim restart?): restarted", warn=True)
+        elif self.loop.resync(t, q, self.resync_threshold):
+            self.event("arm is far from the desired state while idle: restarted from the measured position", warn=True)
+        else:
+            return False
+        return True
+
+    def _compute(self, t: float):
+        """The reference for time t (the loop's next tick), with the statistics of its compute."""
+        waited_before = self.planner.waited_s if self.planner is not None else 0.0
+        plan_before = self.loop.plan_result
+        start = time.perf_counter()
+        self._apply_obstacles(t)
+        if self.test_tick_delay > 0:
+            time.sleep(self.test_tick_delay)
+        ref = self.loop.tick(t)
+        waited = self.planner.waited_s - waited_before if self.planner is not None else 0.0
+        self.compute_timer.add(time.perf_counter() - start - waited)
         if self.loop.safety_result is not None:
             self.safety_timer.add(self.loop.safety_result.solve_s)
         if self.loop.plan_result is not plan_before and self.loop.plan_result is not None:
             self.mpc_timer.add(self.loop.plan_result.solve_s)
-        for text in self.loop.events:
-            self.event(text, warn=True)
-        self.loop.events.clear()
-        if t - self.last_pose_pub >= self.pose_period:
-            self.publish_desired_pose(t)
+        return ref
+
+    def _publish(self, ref) -> None:
+        self.last_reference = reference_msg(ref, self.robot.joint_names)
+        self.ref_pub.publish(self.last_reference)
 
     def publish_desired_pose(self, t: float) -> None:
         p, R = self.loop.desired_pose()
@@ -321,7 +382,8 @@ class ControllerNode(Node):
 
     # --- goals -------------------------------------------------------------
     def _accept(self, kind: str, command) -> None:
-        if self.t_now is None:
+        """Run a goal command at the loop's time (the desired state's, a tick ahead of the last state)."""
+        if self.t_now is None or not self.loop.started:
             self.event(f"{kind} rejected: no joint state received yet", warn=True)
             return
         try:
@@ -329,7 +391,10 @@ class ControllerNode(Node):
         except (GoalRejected, ValueError) as exc:
             self.event(f"{kind} rejected: {exc}", warn=True)
             return
-        self.event(f"{kind} accepted: duration {duration:.3f} s")
+        for text in self.loop.notices:  # the motion it preempted
+            self.event(text)
+        self.loop.notices.clear()
+        self.event(f"{kind} accepted at t={self.loop.time:.4f}: duration {duration:.3f} s")
 
     def on_joint_goal(self, msg: JointState) -> None:
         def command():
@@ -340,7 +405,7 @@ class ControllerNode(Node):
             if len(msg.position) != len(names):
                 raise GoalRejected(f"position: {len(msg.position)} values for {len(names)} joints")
             goal = np.asarray(msg.position)[[names.index(j) for j in self.robot.joint_names]]
-            return self.loop.command_joint_goal(self.t_now, goal)
+            return self.loop.command_joint_goal(self.loop.time, goal)
 
         self._accept("joint goal", command)
 
@@ -348,16 +413,20 @@ class ControllerNode(Node):
         def command():
             if msg.header.frame_id not in ("", self.robot.base_link):
                 raise GoalRejected(f"header.frame_id: poses must be in '{self.robot.base_link}', got '{msg.header.frame_id}'")
-            return self.loop.command_pose_goal(self.t_now, *pose_to_arrays(msg.pose))
+            return self.loop.command_pose_goal(self.loop.time, *pose_to_arrays(msg.pose))
 
         self._accept("pose goal", command)
 
     def on_cartesian_path(self, msg: MultiDOFJointTrajectory) -> None:
-        self._accept("cartesian path", lambda: self.loop.command_cartesian_path(self.t_now, cartesian_path_from_msg(msg, self.t_now)))
+        self._accept("cartesian path", lambda: self.loop.command_cartesian_path(
+            self.loop.time, cartesian_path_from_msg(msg, self.loop.time)))
 
     # --- reporting ---------------------------------------------------------
     def stats(self) -> dict:
-        return {**self.timer.summary("outer_tick_"), **self.planner_stats(), **self.safety_stats()}
+        return {**self.tick_timer.summary("outer_tick_"), **self.compute_timer.summary("outer_compute_"),
+                **self.answer_timer.summary("state_to_reference_"), "answered_ahead": self.answered_ahead,
+                "answered_on_arrival": self.answered_late, "time_scale": self.loop.clock.rate,
+                "motion_delay_s": self.loop.clock.delay, **self.planner_stats(), **self.safety_stats()}
 
     def publish_diagnostics(self) -> None:
         if self.t_now is not None:

@@ -1,6 +1,8 @@
 """Declaring a node's ROS parameters from a dict of defaults, and reading them back as plain values."""
 from __future__ import annotations
 
+import os
+
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
@@ -37,6 +39,23 @@ def parameter_values(node, names) -> dict:
             value = []
         out[name] = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else value
     return out
+
+
+def batch_scheduling() -> None:
+    """Run this process's threads (and those and the processes they start from now on) under Linux's
+    SCHED_BATCH policy: its wakeups do not preempt whatever runs on the core.
+
+    For the lockstep sim, a throughput computation: every message of the sim and controller's
+    ping-pong otherwise woke its reader onto the sender's core, and with the default policy the
+    graph ran 2.4x real time using 1.45 ms of CPU a tick; under SCHED_BATCH, 2.7x with 1.25 ms
+    (median of 4 runs each, 2 cores). Never in real time, where a reference must go out now."""
+    if not hasattr(os, "SCHED_BATCH"):
+        return
+    for task in os.listdir("/proc/self/task"):  # the policy is per thread: DDS's own threads too
+        try:
+            os.sched_setscheduler(int(task), os.SCHED_BATCH, os.sched_param(0))
+        except OSError:  # a thread that has just ended
+            pass
 
 
 def run(node_class, args=None) -> None:

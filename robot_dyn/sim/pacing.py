@@ -1,13 +1,13 @@
 """When the simulation advances: lockstep with the outer loop, or paced by the wall clock.
 
-lockstep: each outer tick waits for the reference stamped for it. If none comes within
-  `lockstep_timeout` of wall time (the controller died or stalled), the sim runs on at
-  real-time pace, so the robot layer's watchdog sees sim time pass. The first reference
-  that comes back, for whatever tick, ends that: the sim waits again for the reference of
-  its current tick (a controller that has fallen behind answers old ticks first, and may
-  never answer one within a tick period, so waiting for an exact answer would keep the
-  sim free-running, and every reference stale, for good). Before the very first
-  reference the sim does not advance (it repeats its state).
+lockstep: the sim advances from tick k to k+1 once it holds a reference stamped for tick k or
+  later. The controller sends each reference as soon as it has computed it, a tick ahead (the
+  reference for tick k+1 from the state of tick k), and the sim keeps it until its time: the
+  sim's step and the controller's compute then overlap, and every run is the same whatever the
+  machine's load. If no reference comes within `lockstep_timeout` of wall time (the controller
+  died or stalled), the sim runs on at real-time pace, so the robot layer's watchdog sees sim
+  time pass; the first reference that comes back, for whatever tick, ends that. Before the very
+  first reference the sim does not advance (it repeats its state).
 realtime: ticks follow the wall clock.
 Catch-up is capped at `max_catch_up` ticks per call; a longer backlog is dropped once and
 counted in `missed_ticks` (the sim then runs behind the wall clock rather than in bursts).
@@ -24,30 +24,32 @@ class Pacer:
             raise ValueError(f"mode must be 'lockstep' or 'realtime', got '{mode}'")
         self.mode, self.period = mode, tick_period
         self.timeout, self.max_catch_up, self.republish_period = lockstep_timeout, max_catch_up, republish_period
-        self.referenced = False  # a reference has arrived at least once
-        self.answered = False  # lockstep: the reference for the current tick has arrived
+        self.newest = -math.inf  # s, the newest reference stamp received
         self.anchor: tuple[float, int] | None = None  # (wall s, ticks done) of wall-clock pacing
         self.ticks = 0
         self.last_advance_wall = -math.inf
         self.missed_ticks = 0
+
+    @property
+    def referenced(self) -> bool:
+        """A reference has arrived at least once."""
+        return self.newest > -math.inf
 
     def start(self, wall: float) -> None:
         self.last_advance_wall = wall
         if self.mode == "realtime":
             self.anchor = (wall, 0)
 
-    def on_reference(self, stamp: float, sim_time: float, wall: float) -> bool:
-        """A reference arrived at `wall`; True if lockstep should advance one tick now."""
-        self.referenced = True
-        if self.mode != "lockstep":
-            return False
-        if self.anchor is not None:  # the controller is back: lockstep again, the timeout restarts
+    def on_reference(self, stamp: float, wall: float) -> None:
+        """A reference stamped `stamp` (s) arrived at `wall`."""
+        self.newest = max(self.newest, stamp)
+        if self.mode == "lockstep" and self.anchor is not None:  # the controller is back: lockstep again
             self.anchor = None
             self.last_advance_wall = wall
-        if self.answered or stamp < sim_time - 1e-9:
-            return False
-        self.answered = True
-        return True
+
+    def ready(self, sim_time: float) -> bool:
+        """Lockstep: the sim holds a reference for its current tick (or a later one) and may advance."""
+        return self.mode == "lockstep" and self.anchor is None and self.newest >= sim_time - 1e-9
 
     def on_timer(self, wall: float) -> int:
         """Ticks to advance now by the wall clock (0 while lockstep waits for its reference)."""
@@ -71,10 +73,14 @@ class Pacer:
     def free_running(self) -> bool:
         return self.mode == "lockstep" and self.anchor is not None
 
+    @property
+    def paced_by_wall_clock(self) -> bool:
+        """Ticks follow the wall clock now (realtime, or a lockstep sim running on without references)."""
+        return self.anchor is not None
+
     def advanced(self, wall: float) -> None:
         """One tick was advanced."""
         self.ticks += 1
-        self.answered = False
         self.last_advance_wall = wall
 
     def republish_due(self, wall: float) -> bool:
