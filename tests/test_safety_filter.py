@@ -217,21 +217,40 @@ class _BothWays(SafetyFilter):
         return answer, status
 
 
-def test_the_robust_filter_solves_its_conic_program_only_where_the_nominal_answer_is_not_robust():
-    """Where the nominal QP's answer meets the robust rows it is the robust answer (no Clarabel
-    solve); elsewhere the conic program's. Both must agree with the conic program alone."""
+class _AlwaysSolving(SafetyFilter):
+    """The robust filter without its shortcut: every tick with Cartesian rows goes to the solvers."""
+
+    def _meets_rows(self, a, rows, selected, *args):
+        return not selected.size
+
+
+@pytest.mark.parametrize("payload_kg", [2.0, -2.0])
+def test_the_robust_filter_solves_only_where_the_cheaper_answer_is_not_robust(payload_kg):
+    """Where the box's answer meets every row it stands (no solve); else where the nominal QP's answer
+    meets the robust rows it stands (no conic program); else the conic program's. Each agrees with
+    what the filter without the shortcut, and the conic program alone, answer. An unmodelled 2 kg on
+    the last link makes the robust rows tighter than the nominal ones toward the table (conic programs);
+    2 kg less, looser (the QP's answers stand)."""
     payload = np.zeros(10 * ROBOT.n_joints)
-    payload[-10] = 2.0
+    payload[-10] = payload_kg
     model = TorqueErrorModel(MODEL, payload, 1e-4 * np.eye(payload.size), np.full(ROBOT.n_joints, 0.2), ROBOT.stiffness)
-    f = _BothWays(ROBOT, SETS, FilterSettings(dt=DT, distance_margin=0.005), solver="clarabel", error_model=model)
+    settings = FilterSettings(dt=DT, distance_margin=0.005)
+    f = _BothWays(ROBOT, SETS, settings, solver="clarabel", error_model=model)
+    always = _AlwaysSolving(ROBOT, SETS, settings, solver="clarabel", error_model=model)
     q, qd = ROBOT.home.copy(), np.zeros(ROBOT.n_joints)
+    box_answers = 0
     for _ in range(600):  # down onto the table and along it
-        a = f.filter(q, qd, np.linalg.pinv(MODEL.ee_jacobian(q)[:3]) @ np.array([0.5, 0.0, -2.0])).qdd
+        a_nom = np.linalg.pinv(MODEL.ee_jacobian(q)[:3]) @ np.array([0.5, 0.0, -2.0])
+        solves = len(f.pairs)
+        a = f.filter(q, qd, a_nom).qdd
+        box_answers += len(f.pairs) == solves
+        np.testing.assert_allclose(a, always.filter(q, qd, a_nom).qdd, atol=2e-3)  # rad/s^2; limits ~10
         q, qd = q + DT * qd + 0.5 * DT * DT * a, qd + DT * a
     skipped = [s for _, _, s in f.pairs]
-    assert 0 < sum(skipped) < len(skipped), "both paths must be exercised"
+    assert 0 < box_answers < 600, "the box's answer stands on some ticks, not all"
+    assert (sum(skipped) > 0) == (payload_kg < 0) and sum(skipped) < len(skipped)
     for answer, conic, _ in f.pairs:
-        np.testing.assert_allclose(answer, conic, atol=2e-3)  # rad/s^2; limits ~10
+        np.testing.assert_allclose(answer, conic, atol=2e-3)
 
 
 def test_error_model_fit_recovers_a_payload_and_round_trips(tmp_path):

@@ -106,7 +106,8 @@ def generate_launch_description():
             arg("controller_params"),
             # The FR3 compensates gravity: tau_ff must exclude it. 'robot' names
             # configs/robots/<robot>.yaml and urdf/<robot>.urdf (the FR3 runs on the Panda model).
-            {"robot_compensates_gravity": True, "robot": "panda"},
+            # The adapter forwards a reference as it comes: each state is answered for its own time.
+            {"robot_compensates_gravity": True, "robot": "panda", "reference_lead_ticks": 0},
         ],
         remappings=[("/joint_states", "/robot_dyn/joint_states")],
         condition=IfCondition(arg("start_controller")),

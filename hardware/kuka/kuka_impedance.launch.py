@@ -130,7 +130,8 @@ def generate_launch_description():
             arg("controller_params"),
             # KUKA compensates gravity: tau_ff must exclude it. 'robot' names
             # configs/robots/<robot>.yaml and urdf/<robot>.urdf.
-            {"robot_compensates_gravity": True, "robot": "iiwa14"},
+            # The adapter forwards a reference as it comes: each state is answered for its own time.
+            {"robot_compensates_gravity": True, "robot": "iiwa14", "reference_lead_ticks": 0},
         ],
         remappings=[("/joint_states", "/robot_dyn/joint_states")],
         condition=IfCondition(arg("start_controller")),

@@ -94,6 +94,7 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     controller["robot_compensates_gravity"] = sim.get("robot_compensates_gravity", schema.SIM["robot_compensates_gravity"][0])
     controller["rate_hz"] = sim.get("state_rate_hz", schema.SIM["state_rate_hz"][0])
     controller["lockstep"] = sim.get("mode", schema.SIM["mode"][0]) == "lockstep"
+    sim["reference_lead_ticks"] = controller.get("reference_lead_ticks", schema.CONTROLLER["reference_lead_ticks"][0])
     guard = sim.get("max_position_error_rad", schema.SIM["max_position_error_rad"][0])
     pause = controller.get("pause_lag_rad", schema.CONTROLLER["pause_lag_rad"][0])
     if not pause < guard:

@@ -7,6 +7,7 @@ Units: rad, rad/s, rad/s^2, Nm, Nm/s, seconds.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -117,20 +118,11 @@ def validate_reference(
     Empty velocities, accelerations or efforts mean zeros (as in JointTrajectory).
     Raises ReferenceRejected naming the offending field.
     """
-    names = tuple(names)
     n = robot.n_joints
     if not math.isfinite(stamp):
         raise ReferenceRejected(f"header.stamp is not finite ({stamp})")
-    unknown = [j for j in names if j not in robot.joint_names]
-    if unknown:
-        raise ReferenceRejected(f"joint_names: unknown joints {unknown}; this robot has {list(robot.joint_names)}")
-    if len(set(names)) != len(names):
-        raise ReferenceRejected(f"joint_names: duplicate joint names in {list(names)}")
-    if len(names) != n:
-        missing = [j for j in robot.joint_names if j not in names]
-        raise ReferenceRejected(f"joint_names: {len(names)} joints given, {n} expected (missing {missing})")
-    order = [names.index(j) for j in robot.joint_names]
-    fields = {}
+    order = _joint_order(robot.joint_names, tuple(names))
+    fields = []
     for field_name, raw, optional in (
         ("positions", positions, False),
         ("velocities", velocities, True),
@@ -139,32 +131,46 @@ def validate_reference(
     ):
         values = np.asarray(raw, dtype=float).reshape(-1)
         if values.size == 0 and optional:
-            fields[field_name] = np.zeros(n)
+            fields.append(np.zeros(n))
             continue
         if values.size != n:
             raise ReferenceRejected(f"{field_name}: {values.size} values for {n} joints")
-        if not np.all(np.isfinite(values)):
-            bad = [robot.joint_names[i] for i in np.flatnonzero(~np.isfinite(values[order]))]
+        values = values[order]
+        if not np.isfinite(values).all():
+            bad = [robot.joint_names[i] for i in np.flatnonzero(~np.isfinite(values))]
             raise ReferenceRejected(f"{field_name}: NaN or infinite value for joints {bad}")
-        fields[field_name] = values[order]
-    q = fields["positions"]
-    outside = np.flatnonzero((q < robot.q_min) | (q > robot.q_max))
-    if outside.size:
+        fields.append(values)
+    q, qd, qdd, tau_ff = fields
+    if (q < robot.q_min).any() or (q > robot.q_max).any():
+        outside = np.flatnonzero((q < robot.q_min) | (q > robot.q_max))
         details = ", ".join(
             f"{robot.joint_names[i]}={q[i]:.4f} not in [{robot.q_min[i]:.4f}, {robot.q_max[i]:.4f}]" for i in outside
         )
         raise ReferenceRejected(f"positions: outside joint limits: {details}")
-    fast = np.flatnonzero(np.abs(fields["velocities"]) > robot.qd_max)
-    if fast.size:
-        raise ReferenceRejected(f"velocities: above the velocity limit at joints {[robot.joint_names[i] for i in fast]}")
-    jerky = np.flatnonzero(np.abs(fields["accelerations"]) > ACCELERATION_MARGIN * robot.qdd_max)
-    if jerky.size:
-        raise ReferenceRejected(f"accelerations: above {ACCELERATION_MARGIN:g}x the acceleration limit at joints "
-                                f"{[robot.joint_names[i] for i in jerky]}")
-    strong = np.flatnonzero(np.abs(fields["effort"]) > robot.tau_max)
-    if strong.size:
-        raise ReferenceRejected(f"effort: feedforward above the torque limit at joints {[robot.joint_names[i] for i in strong]}")
-    return ImpedanceReference(stamp, q, fields["velocities"], fields["accelerations"], fields["effort"])
+    for field_name, values, limit, text in (
+        ("velocities", qd, robot.qd_max, "above the velocity limit"),
+        ("accelerations", qdd, ACCELERATION_MARGIN * robot.qdd_max, f"above {ACCELERATION_MARGIN:g}x the acceleration limit"),
+        ("effort", tau_ff, robot.tau_max, "feedforward above the torque limit"),
+    ):
+        if (np.abs(values) > limit).any():
+            joints = [robot.joint_names[i] for i in np.flatnonzero(np.abs(values) > limit)]
+            raise ReferenceRejected(f"{field_name}: {text} at joints {joints}")
+    return ImpedanceReference(stamp, q, qd, qdd, tau_ff)
+
+
+@functools.lru_cache(maxsize=16)
+def _joint_order(joint_names: tuple, names: tuple) -> np.ndarray:
+    """Indices that put `names`' values into `joint_names`' order (a reference stream repeats its
+    names, so this is worked out once per stream); ReferenceRejected names what is wrong."""
+    unknown = [j for j in names if j not in joint_names]
+    if unknown:
+        raise ReferenceRejected(f"joint_names: unknown joints {unknown}; this robot has {list(joint_names)}")
+    if len(set(names)) != len(names):
+        raise ReferenceRejected(f"joint_names: duplicate joint names in {list(names)}")
+    if len(names) != len(joint_names):
+        missing = [j for j in joint_names if j not in names]
+        raise ReferenceRejected(f"joint_names: {len(names)} joints given, {len(joint_names)} expected (missing {missing})")
+    return np.array([names.index(j) for j in joint_names])
 
 
 @dataclass
@@ -173,7 +179,10 @@ class RobotLayer:
 
     Modes: 'hold' (no valid fresh reference: hold the measured position captured
     when hold began, safe gains, zero feedforward) and 'track'. The layer starts
-    in 'hold'. Events (rejections, mode changes) are appended to `events` as
+    in 'hold'. A reference stamped later than the layer's time waits in `pending`
+    and applies from its stamp on: a controller may send its references a few
+    ticks ahead, so that one late tick of its own does not starve the layer.
+    Events (rejections, mode changes) are appended to `events` as
     (time, text) for the host to log; the host drains them. `hold_events` counts
     the times the layer stopped following the reference for lack of a fresh one:
     its extrapolation horizon passed (it stops at the horizon's point) or it went stale.
@@ -183,6 +192,7 @@ class RobotLayer:
     settings: ImpedanceSettings
     mode: str = "hold"
     reference: ImpedanceReference | None = None
+    pending: list = field(default_factory=list)  # references for later, by stamp
     events: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -203,7 +213,8 @@ class RobotLayer:
         self.settings = settings.validated(self.robot.n_joints)
 
     def submit(self, now: float, stamp: float, names, positions, velocities=(), accelerations=(), efforts=()) -> bool:
-        """Offer a raw reference at time `now`; returns False (and records why) if rejected."""
+        """Offer a raw reference at time `now`; returns False (and records why) if rejected. One stamped
+        later than now is kept until its stamp (and checked against the measured position then)."""
         try:
             reference = validate_reference(self.robot, stamp, names, positions, velocities, accelerations, efforts)
             age = now - reference.stamp
@@ -213,25 +224,47 @@ class RobotLayer:
                 raise ReferenceRejected(f"header.stamp: reference is {-age * 1e3:.1f} ms in the future")
             if self._q_measured is None:
                 raise ReferenceRejected("no measured joint position yet: references cannot be checked against the arm")
-            gap = np.abs(reference.q - self._q_measured)
-            j = int(np.argmax(gap))
-            if gap[j] > self.settings.max_position_error:
-                raise ReferenceRejected(
-                    f"positions: {self.robot.joint_names[j]} is {gap[j]:.3f} rad from the measured position "
-                    f"(max_position_error {self.settings.max_position_error} rad): a discontinuity"
-                )
+            if age < -1e-9:  # for later (1e-9: float time stamps)
+                self.pending = [r for r in self.pending if r.stamp < reference.stamp - 1e-9] + [reference]
+                return True
+            self._check_continuity(reference)
         except ReferenceRejected as exc:
-            self.rejected += 1
-            self.events.append((now, f"reference rejected: {exc}"))
+            self._reject(now, exc)
             return False
         self.reference = reference
         return True
 
+    def _check_continuity(self, reference: ImpedanceReference) -> None:
+        gap = np.abs(reference.q - self._q_measured)
+        j = int(np.argmax(gap))
+        if gap[j] > self.settings.max_position_error:
+            raise ReferenceRejected(
+                f"positions: {self.robot.joint_names[j]} is {gap[j]:.3f} rad from the measured position "
+                f"(max_position_error {self.settings.max_position_error} rad): a discontinuity"
+            )
+
+    def _reject(self, now: float, exc: ReferenceRejected) -> None:
+        self.rejected += 1
+        self.events.append((now, f"reference rejected: {exc}"))
+
+    def _apply_pending(self, now: float) -> None:
+        """The kept references whose time has come apply, in order (each checked against the arm)."""
+        while self.pending and self.pending[0].stamp <= now + 1e-9:
+            reference = self.pending.pop(0)
+            try:
+                self._check_continuity(reference)
+            except ReferenceRejected as exc:
+                self._reject(now, exc)
+                continue
+            self.reference = reference
+
     def torque(self, now: float, q: np.ndarray, qd: np.ndarray, dt: float) -> np.ndarray:
         """Joint torque command (Nm, excluding any robot-side gravity compensation) for this tick."""
         s = self.settings
-        ref = self.reference
         self._q_measured = q
+        if self.pending:
+            self._apply_pending(now)
+        ref = self.reference
         age = now - ref.stamp if ref is not None else math.inf
         if age < s.stale_timeout - 1e-9:  # stale from stale_timeout on (1e-9: float time stamps)
             if self.mode != "track":

@@ -17,7 +17,7 @@ compensates gravity itself.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pinocchio as pin
@@ -120,6 +120,7 @@ class OuterLoop:
         self._motion_done = True  # its end has been reported
         self.q_d = self.qd_d = self.qdd_d = None
         self._t_last = None
+        self._resting: Reference | None = None  # the last reference, while it holds still (see tick)
         self.events: list[str] = []  # warnings for the operator (the node logs and publishes them)
         self.notices: list[str] = []  # progress: motions done, on time or late
         self._lo = robot.q_min + self.config.limit_margin
@@ -138,7 +139,7 @@ class OuterLoop:
     def start(self, t: float, q: np.ndarray) -> None:
         """Begin from the measured position at rest (also after a restart or a jump in time)."""
         self.q_d, self.qd_d, self.qdd_d = np.array(q, float), np.zeros(self.robot.n_joints), np.zeros(self.robot.n_joints)
-        self._t_last, self.motion = t, None
+        self._t_last, self.motion, self._resting = t, None, None
         self.clock = MotionClock(self.config.slowdown_lag, self.config.pause_lag)
         self._replan()
         if self.learned is not None:
@@ -232,9 +233,15 @@ class OuterLoop:
         """Advance the desired state to time t and return the impedance reference for t.
 
         The desired state integrates last tick's acceleration; this tick's acceleration is the
-        active motion's (or a stop when idle), passed through the safety filter."""
+        active motion's (or a stop when idle), passed through the safety filter. A reference at
+        rest with nothing to change it (no motion, a nominal feedforward, a settled filter) is
+        the last one again, restamped: holding still costs almost nothing."""
         self._require_started()
         h = t - self._t_last
+        if self._resting is not None and self._holds_still():
+            self._t_last = t
+            self.clock.advance(h)
+            return replace(self._resting, stamp=t)
         if h > 0:
             self.q_d = self.q_d + h * (self.qd_d + 0.5 * h * self.qdd_d)
             self.qd_d = self.qd_d + h * self.qdd_d
@@ -245,7 +252,17 @@ class OuterLoop:
         self.qdd_d = self._filtered(self._nominal_acceleration(t))
         self._respect_limits()
         self._report_done(t)
-        return Reference(t, self.q_d.copy(), self.qd_d.copy(), self.qdd_d.copy(), self.feedforward(self.q_d, self.qd_d, self.qdd_d))
+        self._come_to_rest()
+        reference = Reference(t, self.q_d.copy(), self.qd_d.copy(), self.qdd_d.copy(),
+                              self.feedforward(self.q_d, self.qd_d, self.qdd_d))
+        self._resting = reference if self._holds_still() else None
+        return reference
+
+    def _holds_still(self) -> bool:
+        """The reference rests and nothing would move it: no motion, zero velocity and acceleration, a
+        feedforward that depends on the desired state alone, and a settled safety filter."""
+        return (self.motion is None and not self.qd_d.any() and not self.qdd_d.any()
+                and self.config.feedforward not in LEARNED_MODES and (self.safety is None or self.safety.settled))
 
     def _nominal_acceleration(self, t: float) -> np.ndarray:
         """What the active motion asks for (rad/s^2): the plan's (MPC) or a joint motion's acceleration
@@ -275,6 +292,28 @@ class OuterLoop:
             text += (f", {self.clock.delay:.3f} s late: slowed while the arm lagged its reference "
                      f"(up to {self.clock.peak_lag * 1e3:.0f} mrad)")
         self.notices.append(text)
+
+    def _come_to_rest(self) -> None:
+        """A done motion whose reference has settled at its end is over: the reference then holds exactly
+        still, and the safety filter reuses what depends on the state alone. A joint goal's reference
+        is put on its goal (it is within 1e-6 rad) at rest. A Cartesian motion's ends once the
+        end-effector rests on its end pose (1e-6 m and rad): the posture task, which only resolves the
+        arm's redundancy while it moves, would otherwise drift the elbow for seconds, and the next
+        tick brakes what velocity it left."""
+        if self.motion is None or not self._motion_done:
+            return
+        if isinstance(self.motion, JointMotion):
+            goal = self.motion.sample(self.motion.t_end)[0]
+            if (np.max(np.abs(self.qd_d)) > 1e-6 or np.max(np.abs(self.qdd_d)) > 1e-4
+                    or np.max(np.abs(goal - self.q_d)) > 1e-6):
+                return
+            self.q_d, self.qd_d, self.qdd_d = goal.copy(), np.zeros_like(self.qd_d), np.zeros_like(self.qdd_d)
+        else:
+            end = self.motion.sample(self.motion.t_end)
+            p, R, jac, _ = self.model.ee_kinematics(self.q_d, self.qd_d)
+            if np.max(np.abs(pose_error(end.position, end.rotation, p, R))) > 1e-6 or np.max(np.abs(jac @ self.qd_d)) > 1e-6:
+                return
+        self.motion = None
 
     # --- the planner -------------------------------------------------------
     def _replan(self) -> None:

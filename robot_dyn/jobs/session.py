@@ -34,6 +34,7 @@ class SimSession:
         overrides = {k: dict(v) for k, v in (overrides or {}).items()}
         overrides.setdefault("sim", {})["stats_file"] = str(self.workdir / "sim_stats.json")
         overrides.setdefault("controller", {})["stats_file"] = str(self.workdir / "controller_stats.json")
+        self.mode = mode
         self.nodes = sim_graph(robot, backend, mode, effects, overrides)
         self.timeout_factor = wall_timeout_factor  # wall seconds allowed per sim second before giving up
         self.record_references = record_references  # the client keeps every reference (else the first)
@@ -43,7 +44,8 @@ class SimSession:
     def __enter__(self) -> "SimSession":
         self.graph = GraphProcesses(self.nodes, self.workdir).__enter__()
         try:
-            self.client = GraphClient(self.graph.domain_id, record_references=self.record_references)
+            self.client = GraphClient(self.graph.domain_id, record_references=self.record_references,
+                                      policy="idle" if self.mode == "realtime" else "batch")
             self.client.wait_for_state(wall_timeout=60)
             for pub in (self.client.joint_goal_pub, self.client.pose_goal_pub, self.client.path_pub):
                 self.client.wait_for_subscribers(pub)

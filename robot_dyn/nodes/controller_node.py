@@ -3,15 +3,16 @@
 Ticks are driven by /joint_states (decimated to rate_hz), so the loop follows sim
 time in simulation and the arm's state stream on hardware.
 
-One tick ahead: the reference for the next state (t + 1/rate_hz) is computed as soon as the
-reference for this one is out, from this state. The reference the arm waits for is then already
-there when its state arrives, and goes out at once, whatever the compute takes; the compute runs
-while the state for the next tick is on its way. Only the desired state and the last measured
-state enter a reference, so nothing is lost: a goal, an obstacle or a parameter change acts one
-tick (2 ms) later, and a state that comes at another time than expected (a dropped or jittery
-sample, a restart) is answered by a reference computed for it then. In lockstep (the sim waits
-for each reference) the next reference is sent as soon as it is computed, and the sim keeps it
-until its time: the sim's step and the controller's compute overlap instead of taking turns.
+A few ticks ahead (`reference_lead_ticks`, L): the state at t is answered with the reference for
+t + L / rate_hz, sent as soon as it is computed; the robot layer keeps it until its stamp. The
+arm then holds references for its next L ticks: a tick of the controller that runs late, or a
+few milliseconds in which another process (or the kernel) holds its core, starve nothing. A
+reference is the desired state (integrated by the loop) plus what the measured state tells it
+(the time scaling's lag, a learned feedforward's history, a resync), so this only delays the
+latter by L ticks, and a goal, an obstacle or a parameter change acts at the next computed tick.
+In lockstep the sim's step and the controller's compute overlap instead of taking turns. With
+L = 0 each state is answered with the reference for its own time, computed on its arrival (for
+hardware adapters that forward a reference as it comes).
 """
 from __future__ import annotations
 
@@ -30,15 +31,17 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 from visualization_msgs.msg import MarkerArray
 
+from robot_dyn.control.impedance import FUTURE_TOLERANCE
 from robot_dyn.control.ik import IKGains
 from robot_dyn.control.mpc import MPCSettings, ReferenceMPC
 from robot_dyn.control.planner_process import PlannerProcess
 from robot_dyn.control.outer_loop import LEARNED_MODES, GoalRejected, OuterLoop, OuterLoopConfig
 from robot_dyn.nodes.messages import (
-    cartesian_path_from_msg, diagnostics_msg, obstacle_markers, obstacle_updates, pose_to_arrays, reference_msg,
-    rotation_to_quaternion, to_sec, to_stamp,
+    cartesian_path_from_data, diagnostics_msg, obstacle_markers, obstacle_updates, pose_to_arrays,
+    rotation_to_quaternion, to_stamp,
 )
 from robot_dyn.bringup import schema
+from robot_dyn.nodes import wire
 from robot_dyn.nodes.parameters import batch_scheduling, declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
 from robot_dyn.safety.filter import SETTING_NAMES, FilterSettings, SafetyFilter
@@ -49,6 +52,7 @@ from robot_dyn.timing import Decimator, TickTimer
 DEFAULTS = schema.defaults(schema.CONTROLLER)
 DESCRIPTIONS = schema.descriptions(schema.CONTROLLER)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+DIAGNOSTICS_WINDOW = 1000  # ticks (2 s at 500 Hz) of the timing percentiles in /diagnostics
 # Facts the rest of the graph was started with (robot, rates, gravity handling, the feedforward model).
 FIXED_AT_START = {"robot", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
                   "desired_pose_rate_hz", "diagnostics_period_s", "stats_file", "safety_filter", "safety_config",
@@ -131,19 +135,20 @@ class ControllerNode(Node):
         self.safety_timer, self.mpc_timer = TickTimer(), TickTimer()
         self._obstacle_version = self._applied_version = 0
         self.period = 1.0 / p["rate_hz"]
+        self.lead = p["reference_lead_ticks"]
+        if not (isinstance(self.lead, int) and 0 <= self.lead and self.lead * self.period <= FUTURE_TOLERANCE):
+            raise ValueError(f"parameter 'reference_lead_ticks' must be an integer from 0 to "
+                             f"{int(FUTURE_TOLERANCE * p['rate_hz'])} at {p['rate_hz']:g} Hz (the robot layer takes "
+                             f"references at most {FUTURE_TOLERANCE * 1e3:g} ms ahead), got {self.lead!r}")
         self.lockstep = p["lockstep"]
         self.resync_threshold = p["resync_threshold"]
         self.test_tick_delay = p["test_tick_delay_s"]
         self.pose_period = 1.0 / p["desired_pose_rate_hz"]
         self.stats_file = p["stats_file"]
-        self.tick_timer = TickTimer()  # a whole /joint_states callback: answer, next reference, messages
+        self.tick_timer = TickTimer()  # a whole /joint_states callback: its references computed and sent
         self.compute_timer = TickTimer()  # computing one reference (OuterLoop.tick), lockstep plan waits left out
-        self.answer_timer = TickTimer()  # from a state's arrival to its reference going out
         self.decimator = Decimator(self.period)
         self.last_pose_pub = -np.inf
-        self.ahead = None  # the reference computed for the next state's expected time
-        self.ahead_sent = False  # ... and already published (lockstep)
-        self.answered_ahead = self.answered_late = 0  # states answered by a reference computed ahead / on arrival
         self.last_reference = None  # the last published JointTrajectory, answered again to a repeated state
         self._order = None  # index map from the JointState's name order to the robot's
 
@@ -154,12 +159,17 @@ class ControllerNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "/safety/markers", 10)
         self.create_subscription(MarkerArray, "/safety/obstacles", self.on_obstacles, RELIABLE)
         # In real time only the newest state matters: a controller that fell behind answers it, not a queue
-        # of old ones. The lockstep sim may send the next state before this one is answered: keep both.
+        # of old ones. The lockstep sim may send the next states before this one is answered: keep them.
         state_qos = RELIABLE if self.lockstep else QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(JointState, "/joint_states", self.on_joint_state, state_qos)
+        # the two messages of every tick go as bytes (robot_dyn/nodes/wire.py)
+        self.state_decoder = wire.JointStateDecoder()
+        self.reference_encoder = wire.ReferenceEncoder(self.robot.joint_names)
+        self.create_subscription(JointState, "/joint_states", self.on_joint_state, state_qos, raw=True)
         self.create_subscription(JointState, "/controller/joint_goal", self.on_joint_goal, RELIABLE)
         self.create_subscription(PoseStamped, "/controller/pose_goal", self.on_pose_goal, RELIABLE)
-        self.create_subscription(MultiDOFJointTrajectory, "/controller/cartesian_path", self.on_cartesian_path, RELIABLE)
+        # raw: a 500-point path took rclpy 12 ms to make into Python objects, and 9 more to read, in the loop's thread
+        self.create_subscription(MultiDOFJointTrajectory, "/controller/cartesian_path", self.on_cartesian_path, RELIABLE,
+                                 raw=True)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         if self.lockstep:
@@ -219,7 +229,7 @@ class ControllerNode(Node):
         return SetParametersResult(successful=True)
 
     # --- state and tick ----------------------------------------------------
-    def _measured(self, msg: JointState) -> tuple[np.ndarray, np.ndarray]:
+    def _measured(self, msg: wire.JointStateData) -> tuple[np.ndarray, np.ndarray]:
         """Measured (q, qd) in the robot's joint order; raises ValueError naming what is wrong."""
         names = tuple(msg.name)
         if self._order is None or self._order[0] != names:
@@ -236,8 +246,13 @@ class ControllerNode(Node):
             raise ValueError("joint_states has non-finite positions or velocities")
         return q, qd
 
-    def on_joint_state(self, msg: JointState) -> None:
-        t = to_sec(msg.header.stamp)
+    def on_joint_state(self, data: bytes) -> None:
+        try:
+            msg = self.state_decoder.decode(data)
+        except wire.WireError as exc:
+            self.get_logger().error(str(exc), throttle_duration_sec=1.0)
+            return
+        t = msg.stamp_ns * 1e-9
         previous = self.decimator.last
         if t == previous and self.last_reference is not None:
             # the lockstep sim repeats a state until it is answered: our answer was lost (late discovery)
@@ -253,27 +268,14 @@ class ControllerNode(Node):
         start = time.perf_counter()
         waited_before = self.planner.waited_s if self.planner is not None else 0.0
         self.t_now = t
-        ahead, self.ahead = self.ahead, None
         try:
-            if self._restart_if_needed(t, q, previous) or ahead is None or abs(ahead.stamp - t) > 0.25 * self.period:
-                ahead = None  # no usable reference computed ahead: compute this state's now
-                self.loop.observe(t, q, qd)
-                self._publish(self._compute(t))
-                self.answered_late += 1
-            else:
-                if not self.ahead_sent:
-                    self._publish(ahead)
-                self.answered_ahead += 1
-                self.loop.observe(t, q, qd)
-            self.answer_timer.add(time.perf_counter() - start)
-            self.ahead = self._compute(self.loop.time + self.period)
-            self.ahead_sent = self.lockstep
-            if self.lockstep:  # the sim keeps it until its time
-                self._publish(self.ahead)
+            restarted = self._restart_if_needed(t, q, previous)
+            self.loop.observe(t, q, qd)
+            for tick in self._ticks_to_compute(t, restarted):
+                self._publish(self._compute(tick))
         except Exception as exc:  # never let one bad tick kill the controller: restart from the arm
             self.get_logger().error(f"outer-loop tick failed ({exc!r}): restarting from the measured position")
             self.loop.start(t, q)
-            self.ahead = None
             self._publish(self.loop.tick(t))
         # the callback's own time: a lockstep wait for a late plan (PlannerProcess) is the sim's, not the tick's
         waited = self.planner.waited_s - waited_before if self.planner is not None else 0.0
@@ -286,6 +288,20 @@ class ControllerNode(Node):
         self.loop.notices.clear()
         if self.loop.time - self.last_pose_pub >= self.pose_period:
             self.publish_desired_pose(self.loop.time)
+
+    def _ticks_to_compute(self, t: float, restarted: bool) -> list[float]:
+        """The times of the references that answer the state at t: the outer loop's ticks after its
+        own time up to t + lead periods (one, in steady running; after a start, the state's own tick
+        and the lead's; after a gap, the last lead + 1 of them, the first integrating over the gap)."""
+        if restarted:
+            return [t + k * self.period for k in range(self.lead + 1)]
+        if self.lead == 0:
+            return [t]
+        end, ticks, next_tick = t + self.lead * self.period, [], self.loop.time + self.period
+        while next_tick <= end + 0.25 * self.period:  # a quarter period of jitter in the state's stamp
+            ticks.append(next_tick)
+            next_tick += self.period
+        return ticks[-(self.lead + 1):]
 
     def _restart_if_needed(self, t: float, q: np.ndarray, previous: float) -> bool:
         """Start the loop from the measured position at the first state, after time went back (a sim
@@ -320,7 +336,7 @@ class ControllerNode(Node):
         return ref
 
     def _publish(self, ref) -> None:
-        self.last_reference = reference_msg(ref, self.robot.joint_names)
+        self.last_reference = self.reference_encoder.encode(int(round(ref.stamp * 1e9)), ref.q, ref.qd, ref.qdd, ref.tau_ff)
         self.ref_pub.publish(self.last_reference)
 
     def publish_desired_pose(self, t: float) -> None:
@@ -357,7 +373,7 @@ class ControllerNode(Node):
             self.safety.set_obstacles(current)
             self._applied_version = self._obstacle_version
 
-    def safety_stats(self) -> dict:
+    def safety_stats(self, recent: int | None = None) -> dict:
         r = self.loop.safety_result
         if r is None:
             return {}
@@ -366,10 +382,10 @@ class ControllerNode(Node):
             "safety_min_joint_distance_rad": r.min_joint_distance, "safety_active": ",".join(r.active) or "none",
             "safety_tightening_m": r.tightening, "safety_fallback_ticks": self.loop.safety_fallbacks,
             "safety_robust_slack": self.safety.last_slack, "safety_robust_failures": self.safety.robust_failures,
-            "safety_obstacles": len(self.safety.obstacles), **self.safety_timer.summary("safety_filter_"),
+            "safety_obstacles": len(self.safety.obstacles), **self.safety_timer.summary("safety_filter_", recent),
         }
 
-    def planner_stats(self) -> dict:
+    def planner_stats(self, recent: int | None = None) -> dict:
         r = self.loop.plan_result
         if r is None:
             return {}
@@ -377,12 +393,12 @@ class ControllerNode(Node):
             "mpc_status": r.status, "mpc_slack_m": r.slack, "mpc_active": ",".join(r.active) or "none",
             "mpc_min_predicted_barrier_m": r.min_predicted_barrier, "mpc_failures": self.loop.planner_failures,
             "mpc_lockstep_wait_s": self.planner.waited_s,
-            **{k.replace("_us_", "_ms_"): v / 1e3 if "_us_" in k else v for k, v in self.mpc_timer.summary("mpc_").items()},
+            **{k.replace("_us_", "_ms_"): v / 1e3 if "_us_" in k else v for k, v in self.mpc_timer.summary("mpc_", recent).items()},
         }
 
     # --- goals -------------------------------------------------------------
     def _accept(self, kind: str, command) -> None:
-        """Run a goal command at the loop's time (the desired state's, a tick ahead of the last state)."""
+        """Run a goal command at the loop's time (the desired state's, reference_lead_ticks ahead of the last state)."""
         if self.t_now is None or not self.loop.started:
             self.event(f"{kind} rejected: no joint state received yet", warn=True)
             return
@@ -417,20 +433,20 @@ class ControllerNode(Node):
 
         self._accept("pose goal", command)
 
-    def on_cartesian_path(self, msg: MultiDOFJointTrajectory) -> None:
+    def on_cartesian_path(self, data: bytes) -> None:
         self._accept("cartesian path", lambda: self.loop.command_cartesian_path(
-            self.loop.time, cartesian_path_from_msg(msg, self.loop.time)))
+            self.loop.time, cartesian_path_from_data(wire.decode_cartesian_path(data), self.loop.time)))
 
     # --- reporting ---------------------------------------------------------
-    def stats(self) -> dict:
-        return {**self.tick_timer.summary("outer_tick_"), **self.compute_timer.summary("outer_compute_"),
-                **self.answer_timer.summary("state_to_reference_"), "answered_ahead": self.answered_ahead,
-                "answered_on_arrival": self.answered_late, "time_scale": self.loop.clock.rate,
-                "motion_delay_s": self.loop.clock.delay, **self.planner_stats(), **self.safety_stats()}
+    def stats(self, recent: int | None = None) -> dict:
+        """Everything measured; timing percentiles over the last `recent` ticks (diagnostics), else all kept."""
+        return {**self.tick_timer.summary("outer_tick_", recent), **self.compute_timer.summary("outer_compute_", recent),
+                "reference_lead_ticks": self.lead, "time_scale": self.loop.clock.rate,
+                "motion_delay_s": self.loop.clock.delay, **self.planner_stats(recent), **self.safety_stats(recent)}
 
     def publish_diagnostics(self) -> None:
         if self.t_now is not None:
-            self.diag_pub.publish(diagnostics_msg(self.t_now, "controller: outer loop", self.stats()))
+            self.diag_pub.publish(diagnostics_msg(self.t_now, "controller: outer loop", self.stats(DIAGNOSTICS_WINDOW)))
             if self.safety is not None:
                 self.marker_pub.publish(obstacle_markers(self.safety.obstacles, self.robot.base_link, self.t_now))
 

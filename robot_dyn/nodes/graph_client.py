@@ -23,7 +23,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from robot_dyn.bringup.processes import isolated_ros_env
 from robot_dyn.control.trajectory import CartesianPath
-from robot_dyn.nodes.messages import rotation_to_quaternion, to_duration, to_sec, to_stamp
+from robot_dyn.nodes import wire
+from robot_dyn.nodes.messages import rotation_to_quaternion, to_duration, to_stamp
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -33,14 +34,17 @@ class GraphClient:
 
     It records every joint state, and the controller's references when `record_references` (else
     only the first, which tells the controller is answering). A recorder must not slow what it
-    records: while it exists, the thread that made it and the DDS threads it starts run under
-    Linux's SCHED_BATCH policy, whose wakeups do not preempt the sim and the controller (a client
-    woken twice a tick took their cores; with it the lockstep graph ran 15 % faster, and used 14 %
-    less CPU). close() restores the thread's policy."""
+    records: while it exists, the thread that made it and the DDS threads it starts run under a
+    Linux policy whose wakeups do not preempt the sim and the controller: `policy` 'batch'
+    (SCHED_BATCH: a fair share, for lockstep, where the graph waits for no one), or 'idle'
+    (SCHED_IDLE: only otherwise idle CPU, for real time, where the loop's latency comes first).
+    A client woken twice a tick took their cores: with 'batch' the lockstep graph ran 15 % faster
+    on 14 % less CPU. close() restores the thread's policy."""
 
-    def __init__(self, domain_id: int, name: str = "graph_client", record_references: bool = False):
+    def __init__(self, domain_id: int, name: str = "graph_client", record_references: bool = False,
+                 policy: str = "batch"):
         os.environ.update(isolated_ros_env(domain_id))  # this process's DDS participant joins the graph's domain only
-        self._policy = _set_batch_policy()
+        self._policy = _set_policy(policy)
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node(name, context=self.context)
@@ -54,8 +58,11 @@ class GraphClient:
         self.controller_events: list[str] = []
         self.joint_names: list[str] | None = None
         n = self.node
-        n.create_subscription(JointState, "/joint_states", self._on_state, RELIABLE)
-        self._reference_sub = n.create_subscription(JointTrajectory, "/impedance_reference", self._on_reference, RELIABLE)
+        self._states = wire.JointStateDecoder()  # states and references come as bytes (robot_dyn/nodes/wire.py)
+        self._references = wire.ReferenceDecoder()
+        n.create_subscription(JointState, "/joint_states", self._on_state, RELIABLE, raw=True)
+        self._reference_sub = n.create_subscription(JointTrajectory, "/impedance_reference", self._on_reference, RELIABLE,
+                                                    raw=True)
         n.create_subscription(String, "/robot_layer/events", lambda m: self.robot_events.append(m.data), RELIABLE)
         n.create_subscription(String, "/controller/events", lambda m: self.controller_events.append(m.data), RELIABLE)
         self.joint_goal_pub = n.create_publisher(JointState, "/controller/joint_goal", RELIABLE)
@@ -64,14 +71,15 @@ class GraphClient:
         self.reference_pub = n.create_publisher(JointTrajectory, "/impedance_reference", RELIABLE)
         self.obstacle_pub = n.create_publisher(MarkerArray, "/safety/obstacles", RELIABLE)
 
-    def _on_state(self, msg: JointState) -> None:
-        self.joint_names = list(msg.name)
-        self.states.append((to_sec(msg.header.stamp), np.array(msg.position), np.array(msg.velocity), np.array(msg.effort)))
+    def _on_state(self, data: bytes) -> None:
+        msg = self._states.decode(data)
+        self.joint_names = msg.name
+        self.states.append((msg.stamp_ns * 1e-9, msg.position, msg.velocity, msg.effort))
 
-    def _on_reference(self, msg: JointTrajectory) -> None:
+    def _on_reference(self, data: bytes) -> None:
+        msg = self._references.decode(data)
         if msg.points and (self.record_references or not self.references):
-            pt = msg.points[0]
-            self.references.append((to_sec(msg.header.stamp), np.array(pt.positions), np.array(pt.effort)))
+            self.references.append((msg.stamp_ns * 1e-9, msg.points[0].positions, msg.points[0].effort))
         if not self.record_references and self._reference_sub is not None:
             self.node.destroy_subscription(self._reference_sub)  # the first one is enough
             self._reference_sub = None
@@ -165,11 +173,16 @@ class GraphClient:
             os.sched_setscheduler(0, *self._policy)
 
 
-def _set_batch_policy():
-    """Put the calling thread under SCHED_BATCH (threads it starts inherit it); returns the policy to
-    restore, or None where Linux scheduling policies are not available."""
-    if not hasattr(os, "SCHED_BATCH"):
+POLICIES = {"batch": "SCHED_BATCH", "idle": "SCHED_IDLE"}
+
+
+def _set_policy(name: str):
+    """Put the calling thread under the named policy (threads it starts inherit it); returns the
+    policy to restore, or None where Linux scheduling policies are not available."""
+    if name not in POLICIES:
+        raise ValueError(f"client policy must be one of {sorted(POLICIES)}, got {name!r}")
+    if not hasattr(os, POLICIES[name]):
         return None
     policy = (os.sched_getscheduler(0), os.sched_getparam(0))
-    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    os.sched_setscheduler(0, getattr(os, POLICIES[name]), os.sched_param(0))
     return policy

@@ -6,10 +6,9 @@ import pinocchio as pin
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from robot_dyn.control.outer_loop import Reference
 from robot_dyn.control.trajectory import CartesianPath
+from robot_dyn.nodes.wire import CartesianPathData
 
 
 def to_sec(stamp) -> float:
@@ -31,18 +30,6 @@ def to_duration(t: float) -> Duration:
     return Duration(sec=sec, nanosec=nanosec)
 
 
-def reference_msg(ref: Reference, joint_names) -> JointTrajectory:
-    """One-point JointTrajectory: the impedance reference contract (see README, 'Topics')."""
-    msg = JointTrajectory()
-    msg.header.stamp = to_stamp(ref.stamp)
-    msg.joint_names = list(joint_names)
-    point = JointTrajectoryPoint()
-    point.positions, point.velocities = ref.q.tolist(), ref.qd.tolist()
-    point.accelerations, point.effort = ref.qdd.tolist(), ref.tau_ff.tolist()
-    msg.points = [point]
-    return msg
-
-
 def pose_to_arrays(pose: Pose) -> tuple[np.ndarray, np.ndarray]:
     """(position m, rotation matrix); raises ValueError for a non-finite or non-unit quaternion."""
     p = np.array([pose.position.x, pose.position.y, pose.position.z])
@@ -61,33 +48,37 @@ def rotation_to_quaternion(rotation: np.ndarray):
     return q.x, q.y, q.z, q.w
 
 
-def cartesian_path_from_msg(msg, t_now: float) -> CartesianPath:
-    """MultiDOFJointTrajectory (one 'joint': the end-effector) -> CartesianPath in absolute time.
+def cartesian_path_from_data(msg: CartesianPathData, t_now: float) -> CartesianPath:
+    """A decoded MultiDOFJointTrajectory (one 'joint': the end-effector) -> CartesianPath in absolute time.
 
     header.stamp is the start time; a zero stamp means 'now'. Missing velocities or
-    accelerations are zeros.
-    """
+    accelerations are zeros. ValueError names the first point at fault."""
     if len(msg.joint_names) != 1:
         raise ValueError(f"joint_names: expected one entry (the end-effector frame), got {list(msg.joint_names)}")
-    start = to_sec(msg.header.stamp) or t_now
-    times, P, V, A, R, W = [], [], [], [], [], []
-    for i, point in enumerate(msg.points):
-        if len(point.transforms) != 1:
-            raise ValueError(f"points[{i}].transforms: expected exactly one transform")
-        tr = point.transforms[0]
-        pose = Pose()
-        pose.position.x, pose.position.y, pose.position.z = tr.translation.x, tr.translation.y, tr.translation.z
-        pose.orientation = tr.rotation
-        p, rot = pose_to_arrays(pose)
-        times.append(start + to_sec(point.time_from_start))
-        P.append(p)
-        R.append(rot)
-        twist = point.velocities[0] if point.velocities else None
-        acc = point.accelerations[0] if point.accelerations else None
-        V.append([twist.linear.x, twist.linear.y, twist.linear.z] if twist else [0.0] * 3)
-        W.append([twist.angular.x, twist.angular.y, twist.angular.z] if twist else [0.0] * 3)
-        A.append([acc.linear.x, acc.linear.y, acc.linear.z] if acc else [0.0] * 3)
-    return CartesianPath(times, P, V, A, R, W)
+    bad = np.flatnonzero(msg.counts[:, 0] != 1)
+    if bad.size:
+        raise ValueError(f"points[{bad[0]}].transforms: expected exactly one transform")
+    quat = msg.rotation
+    norm = np.linalg.norm(quat, axis=1)
+    bad = np.flatnonzero(~(np.all(np.isfinite(quat), axis=1) & np.all(np.isfinite(msg.translation), axis=1)))
+    if bad.size:
+        raise ValueError(f"points[{bad[0]}]: pose: position or orientation is not finite")
+    bad = np.flatnonzero(np.abs(norm - 1.0) > 1e-3)
+    if bad.size:
+        raise ValueError(f"points[{bad[0]}].transforms[0].rotation: quaternion norm is {norm[bad[0]]:.4f}, expected 1")
+    start = msg.stamp_ns * 1e-9 or t_now
+    return CartesianPath(start + msg.time_from_start_ns * 1e-9, msg.translation, msg.velocity[:, :3],
+                         msg.acceleration[:, :3], quaternions_to_rotations(quat / norm[:, None]), msg.velocity[:, 3:])
+
+
+def quaternions_to_rotations(quat: np.ndarray) -> np.ndarray:
+    """Unit quaternions (N, 4) x, y, z, w -> rotation matrices (N, 3, 3)."""
+    x, y, z, w = quat.T
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], axis=1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], axis=1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=1),
+    ], axis=1)
 
 
 def diagnostics_msg(stamp: float, name: str, values: dict, level: int = DiagnosticStatus.OK, message: str = "") -> DiagnosticArray:

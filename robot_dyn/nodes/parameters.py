@@ -1,6 +1,8 @@
 """Declaring a node's ROS parameters from a dict of defaults, and reading them back as plain values."""
 from __future__ import annotations
 
+import gc
+import inspect
 import os
 
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
@@ -41,6 +43,17 @@ def parameter_values(node, names) -> dict:
     return out
 
 
+def signed(callback):
+    """`callback` with its (empty) signature attached: rclpy inspects a timer callback's signature at
+    every call, to hand it a TimerInfo if it asks for one, which cost the sim's 500 Hz timer 0.1 ms a
+    call (inspect.signature returns an attached one at once)."""
+    def call():
+        callback()
+
+    call.__signature__ = inspect.Signature()
+    return call
+
+
 def batch_scheduling() -> None:
     """Run this process's threads (and those and the processes they start from now on) under Linux's
     SCHED_BATCH policy: its wakeups do not preempt whatever runs on the core.
@@ -79,6 +92,9 @@ def run(node_class, args=None) -> None:
         signal.signal(number, lambda *_: stop.append(True))
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = node_class()
+    # What starting made (modules, models, compiled problems: 150k objects in the controller) is never
+    # garbage: with it frozen, a full collection no longer stops the loop (it took 76 ms, 38 ticks).
+    gc.freeze()
     executor = EventsExecutor(context=node.context)
     executor.add_node(node)
     try:

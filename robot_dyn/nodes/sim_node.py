@@ -4,14 +4,14 @@ When physics advances is decided by robot_dyn.sim.pacing.Pacer.
 
 Modes:
 - lockstep: physics advances one outer period from tick k once it holds a reference for tick k.
-  The controller sends each reference a tick ahead (computed from the state of the tick before),
-  and a reference stamped in the future is kept until its time comes, so the sim's step and the
-  controller's compute overlap. Deterministic. If no reference arrives within
+  The controller sends each reference a few ticks ahead (`reference_lead_ticks`, computed from
+  the state that many ticks before), and the robot layer keeps a reference stamped in the future
+  until its time comes, so the sim's step and the controller's compute overlap. Deterministic. If no reference arrives within
   `lockstep_timeout_s` of wall time (a dead or stalled controller), the sim runs on at real-time
   pace, so the watchdog sees time pass, until a reference comes back. Before the very first
   reference the sim waits.
 - realtime: physics is paced by the wall clock; references apply as they arrive (one stamped in
-  the future, at its time). A state whose reference has not arrived when the next state goes out
+  the future, at its time). A tick whose reference has not arrived when the next state goes out
   counts as a late reference (`late_reference_rate` in the diagnostics).
 
 Scene and cameras (parameters `scene`, `cameras`; both off by default): with scene 'rope' the
@@ -44,11 +44,12 @@ from std_msgs.msg import String
 from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
 
-from robot_dyn.control.impedance import FUTURE_TOLERANCE, ImpedanceSettings
-from robot_dyn.nodes.messages import diagnostics_msg, to_sec, to_stamp
+from robot_dyn.control.impedance import ImpedanceSettings
+from robot_dyn.nodes.messages import diagnostics_msg, to_stamp
 from robot_dyn.bringup import schema
-from robot_dyn.nodes.parameters import batch_scheduling, declare_parameters, parameter_values, run
+from robot_dyn.nodes.parameters import batch_scheduling, declare_parameters, parameter_values, run, signed
 from robot_dyn.nodes import camera_messages as cm
+from robot_dyn.nodes import wire
 from robot_dyn.robots import load_robot
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.effects import load_profile
@@ -99,12 +100,11 @@ class SimNode(Node):
         self.steps_per_tick = max(1, int(round(p["physics_rate_hz"] / p["state_rate_hz"])))
         self.tick_period = self.steps_per_tick * physics_dt
         self.stats_file = p["stats_file"]
-        self.parked = None  # (stamp s, message): the newest reference stamped after the sim's time, applied at it
         self.states_published = self.late_references = 0
         self.last_state_time = -math.inf
-        # A reference answers the state a tick before its stamp in lockstep (sent a tick ahead), the
-        # state at its stamp in real time: wall time from that state going out to its answer arriving.
-        self.answer_offset = self.tick_period if self.mode == "lockstep" else 0.0
+        # A reference answers the state reference_lead_ticks before its stamp: the wall time from that
+        # state going out to its answer arriving (the graph sets the lead; a foreign controller may not)
+        self.answer_offset_ns = int(round(p["reference_lead_ticks"] * self.tick_period * 1e9))
         self.state_walls: dict[int, float] = {}  # state stamp (ns) -> wall time published, the last few
         self.round_trip_timer = TickTimer()
 
@@ -112,14 +112,17 @@ class SimNode(Node):
         self.state_pub = self.create_publisher(JointState, "/joint_states", STATE_QOS)
         self.event_pub = self.create_publisher(String, "/robot_layer/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointTrajectory, "/impedance_reference", self.on_reference, RELIABLE)
+        # the two messages of every tick go as bytes (robot_dyn/nodes/wire.py)
+        self.state_encoder = wire.JointStateEncoder(self.robot.joint_names)
+        self.reference_decoder = wire.ReferenceDecoder()
+        self.create_subscription(JointTrajectory, "/impedance_reference", self.on_reference, RELIABLE, raw=True)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.cameras = self._cameras(p) if p["cameras"] else None
 
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        # realtime: twice per tick, so a state goes out at most half a tick after it is due; lockstep:
-        # only the controller's timeout and the first state's repetition are watched
-        self.create_timer(0.5 * self.tick_period if self.mode == "realtime" else 0.02, self.on_timer, clock=steady)
+        # realtime: once a tick, on the ticks' own grid (the pacer starts with the timer), so states go out
+        # a tick apart; lockstep: only the controller's timeout and the first state's repetition are watched
+        self.create_timer(self.tick_period if self.mode == "realtime" else 0.02, signed(self.on_timer), clock=steady)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=steady)
         self.pacer = Pacer(self.mode, self.tick_period, p["lockstep_timeout_s"])
         self.wall_start, self.sim_start = time.monotonic(), self.arm.time
@@ -236,32 +239,29 @@ class SimNode(Node):
         return SetParametersResult(successful=True)
 
     # --- references --------------------------------------------------------
-    def on_reference(self, msg: JointTrajectory) -> None:
+    def on_reference(self, data: bytes) -> None:
         now, wall = self.arm.time, time.monotonic()
-        stamp = to_sec(msg.header.stamp)
-        sent = self.state_walls.pop(int(round((stamp - self.answer_offset) * 1e9)), None)
+        try:
+            msg = self.reference_decoder.decode(data)
+        except wire.WireError as exc:
+            self.arm.layer.rejected += 1
+            self.arm.layer.events.append((now, f"reference rejected: {exc}"))
+            self.flush_events()
+            return
+        stamp = msg.stamp_ns * 1e-9
+        sent = self.state_walls.pop(msg.stamp_ns - self.answer_offset_ns, None)
         if sent is not None:
             self.round_trip_timer.add(wall - sent)
-        if now + 1e-9 < stamp <= now + FUTURE_TOLERANCE:  # for a later tick: keep it until then
-            if self.parked is None or stamp >= self.parked[0]:
-                self.parked = (stamp, msg)
+        if len(msg.points) != 1:
+            self.arm.layer.rejected += 1
+            self.arm.layer.events.append((now, f"reference rejected: points: expected exactly 1 point, got {len(msg.points)}"))
         else:
-            self.submit(msg)
+            pt = msg.points[0]
+            self.arm.layer.submit(now, stamp, msg.joint_names, pt.positions, pt.velocities, pt.accelerations, pt.effort)
         self.flush_events()
         self.pacer.on_reference(stamp, wall)
         while self.pacer.ready(self.arm.time):
             self.advance_tick()
-
-    def submit(self, msg: JointTrajectory) -> None:
-        """Offer a reference to the robot layer, which checks it (and says why it refuses one)."""
-        now = self.arm.time
-        if len(msg.points) != 1:
-            self.arm.layer.rejected += 1
-            self.arm.layer.events.append((now, f"reference rejected: points: expected exactly 1 point, got {len(msg.points)}"))
-            return
-        pt = msg.points[0]
-        self.arm.layer.submit(now, to_sec(msg.header.stamp), msg.joint_names, pt.positions, pt.velocities,
-                              pt.accelerations, pt.effort)
 
     def on_timer(self) -> None:
         wall = time.monotonic()
@@ -276,9 +276,6 @@ class SimNode(Node):
 
     def advance_tick(self) -> None:
         self.arm.advance(self.steps_per_tick)
-        if self.parked is not None and self.parked[0] <= self.arm.time + 1e-9:
-            (_, msg), self.parked = self.parked, None
-            self.submit(msg)
         self.capture_cameras()  # before the tick counts as done: lockstep's timeout starts after the rendering
         self.pacer.advanced(time.monotonic())
         self.flush_events()
@@ -289,19 +286,15 @@ class SimNode(Node):
         if self.pacer.paced_by_wall_clock and self.last_state_time < t and self.pacer.referenced:
             # the last state's reference had to be here before this state goes out
             self.late_references += self.pacer.newest < self.last_state_time - 1e-9
-        stamp = to_stamp(t)
-        self.clock_pub.publish(ClockMsg(clock=stamp))
-        msg = JointState()
-        msg.header.stamp = stamp
-        msg.name = list(self.robot.joint_names)
-        msg.position, msg.velocity, msg.effort = q.tolist(), qd.tolist(), tau.tolist()
-        self.state_pub.publish(msg)
+        stamp_ns = int(round(t * 1e9))
+        self.clock_pub.publish(wire.clock_message(stamp_ns))
+        self.state_pub.publish(self.state_encoder.encode(stamp_ns, q, qd, tau))
         if self.last_state_time < t:
             self.states_published += 1
             self.last_state_time = t
             if len(self.state_walls) > 64:  # answers to older states no longer come
                 self.state_walls.clear()
-            self.state_walls[int(round(t * 1e9))] = time.monotonic()
+            self.state_walls[stamp_ns] = time.monotonic()
 
     def flush_events(self) -> None:
         for t, text in self.arm.layer.drain_events():

@@ -226,6 +226,8 @@ class SafetyFilter:
         self._set_limits()
         self.kinematics = SphereKinematics(robot, sets)
         self.moving: tuple[Obstacle, ...] = ()
+        self._obstacles = sets.obstacles  # static, then moving
+        self._at_state = (None, None, None)  # (q, qd) bytes, their barrier rows and torque error model: see _state_terms
         self.labels = row_labels(self.kinematics, sets, sets.obstacles)
         self._no_error = np.zeros(self.n)
         self._a_prev = np.zeros(self.n)
@@ -233,6 +235,12 @@ class SafetyFilter:
         self._qp = None  # OSQP, the nominal filter (and the robust filter's second line)
         self._conic: dict[int, _ConicProblem] = {}  # the robust filter's conic programs, by row count
         self.last_slack = 0.0  # m/s^2: how far the robust rows gave way on the last solve
+        # The last call was at rest (zero velocity and command), let it be (status free), and the robust
+        # filter's tracking error had settled (it moved less than 1e-12 rad): the same call would answer
+        # the same, so a caller holding a reference still may skip the filter until something changes
+        # (new obstacles, settings or a reset clear it).
+        self.settled = False
+        self._tracking_moved = 0.0
         self.robust_failures = 0  # conic solves that failed and fell back to the nominal QP
         self.filter(robot.home, np.zeros(self.n), np.zeros(self.n))  # compiles (or loads) the kernels now, not in a tick
         self.reset()
@@ -241,12 +249,17 @@ class SafetyFilter:
     def set_obstacles(self, obstacles: tuple[Obstacle, ...]) -> None:
         """Replace the moving obstacles (the static ones from the config always apply)."""
         self.moving = tuple(obstacles)
+        self._obstacles = self.sets.obstacles + self.moving
+        self._at_state = (None, None, None)
+        self.settled = False
         self.labels = row_labels(self.kinematics, self.sets, self.obstacles)
 
     def update_settings(self, settings: FilterSettings) -> None:
         """New gains and margins (checked); the solvers are set up again on the next call."""
         self.settings = settings.validated()
         self._qp, self._conic = None, {}
+        self._at_state = (None, None, None)
+        self.settled = False
         self._set_limits()
 
     def _set_limits(self) -> None:
@@ -266,10 +279,21 @@ class SafetyFilter:
     def reset(self) -> None:
         self._a_prev = np.zeros(self.n)
         self._tracking = None
+        self.settled = False
 
     @property
     def obstacles(self) -> tuple[Obstacle, ...]:
-        return self.sets.obstacles + self.moving
+        return self._obstacles
+
+    def _state_terms(self, q: np.ndarray, qd: np.ndarray):
+        """The barrier rows and the torque error model (None for the nominal filter) at (q, qd): what
+        depends on the reference's state alone, kept while it does not change (a reference at rest)."""
+        key = q.tobytes() + qd.tobytes()
+        if self._at_state[0] != key:
+            rows = barrier_rows(self.kinematics, self.sets, self.obstacles, q, qd, self.settings.distance_margin)
+            model = self.error_model.torque_error(q, qd) if self.error_model is not None else None
+            self._at_state = (key, rows, model)
+        return self._at_state[1], self._at_state[2]
 
     # --- the filter --------------------------------------------------------
     def filter(self, q: np.ndarray, qd: np.ndarray, a_nominal: np.ndarray) -> FilterResult:
@@ -279,6 +303,9 @@ class SafetyFilter:
         except Exception as exc:  # a solver or geometry failure must brake, not kill the loop
             result = FilterResult(self.braking(qd), "fallback", reason=f"filter error: {exc!r}")
         self._a_prev = result.qdd
+        # at rest and settled: a reference at rest here stays so, and a caller may skip the next calls
+        self.settled = (result.status == "free" and not a_nominal.any() and not np.asarray(qd).any()
+                        and self._tracking_moved < 1e-12)
         result.solve_s = time.perf_counter() - start
         return result
 
@@ -295,12 +322,10 @@ class SafetyFilter:
             return FilterResult(np.zeros(self.n), "fallback", reason="non-finite state")
         if not np.isfinite(a_nom.sum()):
             return FilterResult(self.braking(qd), "fallback", reason="non-finite nominal acceleration")
-        rows = barrier_rows(self.kinematics, self.sets, self.obstacles, q, qd, s.distance_margin)
+        rows, model = self._state_terms(q, qd)
         deflection = s.external_force * np.sqrt(np.einsum("ij,ij->j", rows.ee_jacobian, rows.ee_jacobian)) / self.stiffness  # rad
-        model = None
         e_mean = e_std = self._no_error
-        if self.error_model is not None:
-            model = self.error_model.torque_error(q, qd)
+        if model is not None:
             if self._tracking is None:
                 self._tracking = model.tracking_error(self._no_error)
             e_mean, e_std = self._tracking  # the arm is at q_d + e_mean +- beta e_std
@@ -314,12 +339,15 @@ class SafetyFilter:
         info = dict(min_barrier=float(rows.h[i_min]), min_barrier_label=self.labels[i_min], min_joint_distance=min_joint)
         selected, rhs, nominal_rhs, slope, T, tightening = self._cartesian_constraints(rows, model)
         a = a_box = np.clip(a_nom, lower, upper)  # the solution when only the box binds (separable cost)
-        if not selected.size and np.array_equal(a_box, a_nom):
-            self._advance_tracking(model, a_nom)
-            return FilterResult(a_nom.copy(), "free", **info)
         g = rows.g[selected]
-        if not selected.size:
+        if self._meets_rows(a_box, rows, selected, g, rhs, nominal_rhs, slope, T, model):
+            # the box's answer meets every row: it is the optimum, no solver needed (most ticks)
+            self._advance_tracking(model, a_box)
             self.last_slack = 0.0
+            if np.array_equal(a_box, a_nom):
+                return FilterResult(a_nom.copy(), "free", **info)
+            active = [robot.joint_names[i] + "/limits" for i in np.flatnonzero(a_box != a_nom)]
+            return FilterResult(a_box, "ok", active=active, tightening=tightening, **info)
         for attempt in range(2 if selected.size else 0):  # no rows: the box alone, and clipping solves it
             if self.solver_name == "osqp":
                 a, status = self._solve_osqp(a_nom, lower, upper, g, rhs)
@@ -340,12 +368,28 @@ class SafetyFilter:
         active += [self.labels[j] for j, m in zip(selected, g @ a - rhs) if m < 1e-5]
         return FilterResult(a, "ok", active=active, tightening=tightening, **info)
 
+    def _meets_rows(self, a, rows, selected, g, rhs, nominal_rhs, slope, T, model) -> bool:
+        """a meets every selected row, with the concave rows' linearisation gap counted (and, robust
+        filter, its robust rows at a's torque-error std), so it needs no solve."""
+        if not selected.size:
+            return True
+        s_new = g @ a
+        gap = self._linearisation_gap(rows, selected, s_new) / slope
+        if np.any(s_new < nominal_rhs + gap - 1e-9):
+            return False
+        if model is None:
+            return True
+        return bool(np.all(self._robust_rows(a, g, T, model) >= rhs + gap - 1e-9))
+
     def _advance_tracking(self, model, a: np.ndarray) -> None:
         """The robust filter's tracking-error state moves toward its quasi-static value for a."""
+        self._tracking_moved = 0.0
         if model is not None:
             lag = self._lag
             target = model.tracking_error(a)
-            self._tracking = tuple((1 - lag) * old + lag * new for old, new in zip(self._tracking, target))
+            old = self._tracking
+            self._tracking = tuple((1 - lag) * o + lag * new for o, new in zip(old, target))
+            self._tracking_moved = max(float(np.max(np.abs(n - o))) for n, o in zip(self._tracking, old))
 
     def _cartesian_constraints(self, rows: BarrierRows, model):
         """Select the critical rows and return their linear form g . a >= rhs (+ robust terms).

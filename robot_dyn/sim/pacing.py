@@ -8,7 +8,8 @@ lockstep: the sim advances from tick k to k+1 once it holds a reference stamped 
   died or stalled), the sim runs on at real-time pace, so the robot layer's watchdog sees sim
   time pass; the first reference that comes back, for whatever tick, ends that. Before the very
   first reference the sim does not advance (it repeats its state).
-realtime: ticks follow the wall clock.
+realtime: ticks follow the wall clock: tick k is due k periods after the start (the node's timer
+  fires at the tick period, so each firing advances one tick).
 Catch-up is capped at `max_catch_up` ticks per call; a longer backlog is dropped once and
 counted in `missed_ticks` (the sim then runs behind the wall clock rather than in bursts).
 """
@@ -61,7 +62,10 @@ class Pacer:
                     return 0
                 self.anchor = (wall, self.ticks)  # the controller went quiet: run on in real time
         wall0, ticks0 = self.anchor
-        due = int((wall - wall0) / self.period) - (self.ticks - ticks0)
+        # ticks whose time has come, to the nearest: a timer firing at the tick period, a little late or
+        # early, then advances exactly one tick each time (with the floor, one that fired a hair before
+        # a tick's time advanced none, and the next one two, back to back)
+        due = int((wall - wall0) / self.period + 0.5) - (self.ticks - ticks0)
         if due > self.max_catch_up:
             dropped = due - self.max_catch_up
             self.missed_ticks += dropped
