@@ -61,6 +61,8 @@ setup(
         "cvxpy>=1.5",
         # Compiled kernels of the 500 Hz loop (robot_dyn/jit.py).
         "numba>=0.60",
+        # Process CPU times (robot-dyn bench control's idle cost).
+        "psutil>=5.9",
         # Perception: point clouds and images.
         "open3d>=0.18",
         "opencv-python-headless>=4.8",

@@ -55,15 +55,20 @@ def _launch(args) -> int:
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     workdir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"starting {[n.name for n in nodes]} in ROS_DOMAIN_ID={domain}; parameter files in {workdir}; Ctrl-C stops")
-    with GraphProcesses(nodes, workdir, domain_id=domain, echo=True) as graph:
-        deadline = time.monotonic() + args.duration if args.duration else None
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                graph.check_alive()
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
-    return 0
+    graph = GraphProcesses(nodes, workdir, domain_id=domain, echo=True).__enter__()
+    deadline = time.monotonic() + args.duration if args.duration else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            graph.check_alive()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        codes = graph.stop()
+    failed = {name: code for name, code in codes.items() if code != 0}
+    for name, code in failed.items():
+        print(f"node '{name}' exited with code {code}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _bench(args) -> int:

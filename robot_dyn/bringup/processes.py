@@ -63,7 +63,9 @@ class GraphProcesses:
         self.procs[name].kill()
         self.procs[name].wait()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> dict[str, int]:
+        """SIGINT every node still running (SIGKILL after `timeout`); returns each node's exit code
+        (0: a clean exit; -9: killed)."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -74,6 +76,7 @@ class GraphProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        return {name: proc.returncode for name, proc in self.procs.items()}
 
     def __exit__(self, *exc) -> None:
         self.stop()

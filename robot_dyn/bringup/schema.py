@@ -20,7 +20,7 @@ SIM = {
     "stale_timeout_s": (0.05, "a reference older than this (sim time) makes the robot layer hold position"),
     "extrapolation_horizon_s": (0.004, "how far a reference is extrapolated between outer ticks, s"),
     "max_position_error_rad": (0.05, "references farther than this from the measured position are rejected, rad"),
-    "reference_lead_ticks": (2, "the controller's reference_lead_ticks (the graph copies it): a reference answers the state this many ticks before its stamp, for the round-trip timing"),
+    "reference_lead_ticks": (4, "the controller's reference_lead_ticks (the graph copies it): a reference answers the state this many ticks before its stamp, for the round-trip timing"),
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
     "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
     # Scene and cameras (issue 5); off by default so the arm-only graph stays fast.
@@ -55,7 +55,7 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "resync_threshold": (0.05, "rad: when idle and the arm is this far from the desired state, restart from it"),
     "slowdown_lag_rad": (0.015, "time scaling: the motion's clock slows once the reference leads the measured arm by this much (any joint), rad"),
     "pause_lag_rad": (0.03, "time scaling: ... and pauses from this lead on, rad (less than the robot layer's max_position_error)"),
-    "reference_lead_ticks": (2, "after the state at t, the reference for t + lead / rate_hz is computed and sent at once; the robot layer applies it at its stamp. 0: the reference for the state's own time, on its arrival (hardware adapters forward on receipt). At most 5 ms ahead (the robot layer's limit)"),
+    "reference_lead_ticks": (4, "after the state at t, the reference for t + lead / rate_hz is computed and sent at once; the robot layer applies it at its stamp. 0: the reference for the state's own time, on its arrival (hardware adapters forward on receipt). At most 10 ms ahead (the robot layer's limit)"),
     "lockstep": (False, "the sim waits for every reference (set by the graph from the sim's mode; never on a real robot): each MPC plan (mpc_process) is taken exactly one replanning period after asking, so runs repeat whatever the load"),
     "test_tick_delay_s": (0.0, "testing only: wall seconds slept in the compute of every reference, to rehearse a slow machine"),
     "goal_planner": ("mpc", "mpc (joint and pose goals tracked by the reference MPC with CBF constraints) | direct (their minimum-jerk reference)"),

@@ -33,8 +33,9 @@ def limit_torque(tau, tau_prev, tau_max, dtau_max, dt) -> np.ndarray:
 # References may ask for up to this multiple of the acceleration limits (the outer loop's IK
 # transients); more is rejected, since the layer extrapolates with it between ticks.
 ACCELERATION_MARGIN = 2.0
-# A reference stamped this far in the future is still accepted (clock jitter between processes).
-FUTURE_TOLERANCE = 0.005
+# A reference stamped up to this far in the future is kept and applied at its stamp: the controller
+# sends its references a few ticks ahead (reference_lead_ticks, 8 ms at 500 Hz), plus clock jitter.
+FUTURE_TOLERANCE = 0.010
 
 
 class ReferenceRejected(ValueError):

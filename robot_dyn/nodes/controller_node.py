@@ -42,7 +42,7 @@ from robot_dyn.nodes.messages import (
 )
 from robot_dyn.bringup import schema
 from robot_dyn.nodes import wire
-from robot_dyn.nodes.parameters import batch_scheduling, declare_parameters, parameter_values, run
+from robot_dyn.nodes.parameters import batch_scheduling, declare_parameters, parameter_values, realtime_priority, run
 from robot_dyn.robots import load_robot
 from robot_dyn.safety.filter import SETTING_NAMES, FilterSettings, SafetyFilter
 from robot_dyn.safety.obstacles import ObstacleTracker
@@ -172,8 +172,11 @@ class ControllerNode(Node):
                                  raw=True)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        diagnostics_msg(0.0, "", self.stats(DIAGNOSTICS_WINDOW))  # its first call (imports, 12 ms) before ticking
         if self.lockstep:
             batch_scheduling()  # a lockstep sim is a throughput computation
+        else:
+            realtime_priority(self.get_logger())
         self.t_now = None
         self.get_logger().info(f"{self.robot.name}: outer loop at {p['rate_hz']:.0f} Hz, feedforward "
                                f"'{self.loop.config.feedforward}', goal planner '{p['goal_planner']}', safety filter '{p['safety_filter']}'")
@@ -290,18 +293,15 @@ class ControllerNode(Node):
             self.publish_desired_pose(self.loop.time)
 
     def _ticks_to_compute(self, t: float, restarted: bool) -> list[float]:
-        """The times of the references that answer the state at t: the outer loop's ticks after its
-        own time up to t + lead periods (one, in steady running; after a start, the state's own tick
-        and the lead's; after a gap, the last lead + 1 of them, the first integrating over the gap)."""
+        """The times of the references that answer the state at t: after a start, the state's own tick
+        and the lead's ticks; else the one tick `lead` periods after t. That is the next tick of the
+        outer loop in steady running. A controller that fell behind (states were dropped while it
+        computed) integrates over the gap in that one step: its references then come as often as it
+        can make them (the robot layer extrapolates between them), not in bursts of catching up."""
         if restarted:
             return [t + k * self.period for k in range(self.lead + 1)]
-        if self.lead == 0:
-            return [t]
-        end, ticks, next_tick = t + self.lead * self.period, [], self.loop.time + self.period
-        while next_tick <= end + 0.25 * self.period:  # a quarter period of jitter in the state's stamp
-            ticks.append(next_tick)
-            next_tick += self.period
-        return ticks[-(self.lead + 1):]
+        tick = t + self.lead * self.period
+        return [tick] if tick > self.loop.time + 0.25 * self.period else []  # a quarter period of jitter
 
     def _restart_if_needed(self, t: float, q: np.ndarray, previous: float) -> bool:
         """Start the loop from the measured position at the first state, after time went back (a sim

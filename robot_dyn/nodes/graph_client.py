@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, Transform, Twist
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
@@ -56,6 +57,7 @@ class GraphClient:
         self.record_references = record_references
         self.robot_events: list[str] = []
         self.controller_events: list[str] = []
+        self.diagnostics: dict[str, tuple[int, dict]] = {}  # status name -> (how many so far, the last values)
         self.joint_names: list[str] | None = None
         n = self.node
         self._states = wire.JointStateDecoder()  # states and references come as bytes (robot_dyn/nodes/wire.py)
@@ -65,6 +67,7 @@ class GraphClient:
                                                     raw=True)
         n.create_subscription(String, "/robot_layer/events", lambda m: self.robot_events.append(m.data), RELIABLE)
         n.create_subscription(String, "/controller/events", lambda m: self.controller_events.append(m.data), RELIABLE)
+        n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
         self.joint_goal_pub = n.create_publisher(JointState, "/controller/joint_goal", RELIABLE)
         self.pose_goal_pub = n.create_publisher(PoseStamped, "/controller/pose_goal", RELIABLE)
         self.path_pub = n.create_publisher(MultiDOFJointTrajectory, "/controller/cartesian_path", RELIABLE)
@@ -83,6 +86,17 @@ class GraphClient:
         if not self.record_references and self._reference_sub is not None:
             self.node.destroy_subscription(self._reference_sub)  # the first one is enough
             self._reference_sub = None
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            count = self.diagnostics.get(status.name, (0, None))[0]
+            self.diagnostics[status.name] = (count + 1, {kv.key: kv.value for kv in status.values})
+
+    def next_diagnostics(self, name: str, wall_timeout: float = 10.0) -> dict:
+        """The values of the next /diagnostics status `name` (published once a second), as strings."""
+        seen = self.diagnostics.get(name, (0, None))[0]
+        self.spin_until(lambda: self.diagnostics.get(name, (0, None))[0] > seen, wall_timeout, f"diagnostics '{name}'")
+        return self.diagnostics[name][1]
 
     # --- waiting -----------------------------------------------------------
     @property
