@@ -158,9 +158,10 @@ class ControllerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.marker_pub = self.create_publisher(MarkerArray, "/safety/markers", 10)
         self.create_subscription(MarkerArray, "/safety/obstacles", self.on_obstacles, RELIABLE)
-        # In real time only the newest state matters: a controller that fell behind answers it, not a queue
-        # of old ones. The lockstep sim may send the next states before this one is answered: keep them.
-        state_qos = RELIABLE if self.lockstep else QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        # In real time a state is worth answering while the references it yields still lie ahead (lead ticks):
+        # a controller that fell behind answers those few, not a queue of old ones. The lockstep sim may
+        # send its next states before this one is answered: keep them all.
+        state_qos = RELIABLE if self.lockstep else QoSProfile(depth=max(1, self.lead - 1), reliability=ReliabilityPolicy.RELIABLE)
         # the two messages of every tick go as bytes (robot_dyn/nodes/wire.py)
         self.state_decoder = wire.JointStateDecoder()
         self.reference_encoder = wire.ReferenceEncoder(self.robot.joint_names)
@@ -294,14 +295,19 @@ class ControllerNode(Node):
 
     def _ticks_to_compute(self, t: float, restarted: bool) -> list[float]:
         """The times of the references that answer the state at t: after a start, the state's own tick
-        and the lead's ticks; else the one tick `lead` periods after t. That is the next tick of the
-        outer loop in steady running. A controller that fell behind (states were dropped while it
-        computed) integrates over the gap in that one step: its references then come as often as it
-        can make them (the robot layer extrapolates between them), not in bursts of catching up."""
+        and the lead's ticks; else the outer loop's next ticks up to `lead` periods after t, at most
+        two (one in steady running; two while catching up after a stall, so that the robot layer's
+        references have no gaps), and none already due (a controller too slow for its rate then
+        integrates over what it could not make, instead of computing ever more each state)."""
         if restarted:
             return [t + k * self.period for k in range(self.lead + 1)]
-        tick = t + self.lead * self.period
-        return [tick] if tick > self.loop.time + 0.25 * self.period else []  # a quarter period of jitter
+        end = t + self.lead * self.period + 0.25 * self.period  # a quarter period of jitter in the stamps
+        tick = max(self.loop.time + self.period, t + self.period if self.lead else t)
+        ticks = []
+        while tick <= end and len(ticks) < 2:
+            ticks.append(tick)
+            tick += self.period
+        return ticks
 
     def _restart_if_needed(self, t: float, q: np.ndarray, previous: float) -> bool:
         """Start the loop from the measured position at the first state, after time went back (a sim
