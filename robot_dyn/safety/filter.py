@@ -242,7 +242,7 @@ class SafetyFilter:
         self.settled = False
         self._tracking_moved = 0.0
         self.robust_failures = 0  # conic solves that failed and fell back to the nominal QP
-        self.filter(robot.home, np.zeros(self.n), np.zeros(self.n))  # compiles (or loads) the kernels now, not in a tick
+        self._filter(robot.home, np.zeros(self.n), np.zeros(self.n))  # compiles (or loads) the kernels now, not in a tick
         self.reset()
 
     # --- configuration -----------------------------------------------------
