@@ -11,12 +11,14 @@
   robot-dyn track EPISODE       track a recorded episode with 3D Gaussians, score it against the ground truth
   robot-dyn bench tracking      tracking accuracy and speed, one JSON object
   robot-dyn launch sim --perception    the graph with the rope scene, cameras and the perception node
+  robot-dyn launch sim --mode realtime --teleop joy    drive the arm with a gamepad (joy_node on /joy)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -50,8 +52,13 @@ def _launch(args) -> int:
     from robot_dyn.bringup.graph import sim_graph
     from robot_dyn.bringup.processes import GraphProcesses
 
+    # Ctrl-C must stop the graph even where SIGINT came in ignored (Python then installs no handler: a
+    # launcher started in the background by a non-interactive shell ignored it and took the nodes'
+    # clean exits for failures)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the nodes too, instead of orphaning them
     nodes = sim_graph(args.robot, args.backend, args.mode, args.effects, overrides=_overrides(args.param),
-                      perception=args.perception)
+                      perception=args.perception, teleop=args.teleop)
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     workdir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"starting {[n.name for n in nodes]} in ROS_DOMAIN_ID={domain}; parameter files in {workdir}; Ctrl-C stops")
@@ -219,6 +226,9 @@ def main(argv=None) -> int:
                    help="override a node parameter, e.g. controller.feedforward=hybrid (repeatable)")
     p.add_argument("--perception", action="store_true",
                    help="add the rope scene, the sim's cameras and the perception node (configs/perception_node.yaml)")
+    p.add_argument("--teleop", default=None, choices=["joy", "spacemouse", "scripted"],
+                   help="add the teleop node with this device (configs/teleop.yaml; scripted needs "
+                        "--param teleop.script=FILE). The keyboard needs a terminal: `ros2 run robot_dyn teleop`")
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
