@@ -25,6 +25,8 @@ NODES = {
     "controller": "robot_dyn.nodes.controller_node:main",
     "hardware_adapter": "robot_dyn.nodes.hardware_adapter_node:main",
     "perception": "robot_dyn.nodes.perception_node:main",
+    "teleop": "robot_dyn.nodes.teleop_node:main",
+    "recorder": "robot_dyn.nodes.recorder_node:main",
 }
 
 setup(
@@ -54,6 +56,7 @@ setup(
         "scipy>=1.10",
         "pyarrow>=14",
         "rosbags>=0.10",
+        "mcap>=1.1",  # reading what a killed recorder left (robot_dyn/recording/episode_bag.py)
         "safetensors>=0.4",
         # Safety filter (OSQP called directly), robust filter (Clarabel SOCP), MPC (cvxpy).
         "osqp>=1.0",
@@ -79,6 +82,7 @@ setup(
             "ros-rosgraph-msgs",
             "ros-diagnostic-msgs",
             "ros-visualization-msgs",
+            "ros-std-srvs",  # the recorder's Trigger services
         ],
         "test": ["pytest>=7", "hypothesis>=6"],
         # torch is required for learning; `make` installs the CPU build 2.13.0 first.

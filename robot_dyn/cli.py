@@ -12,6 +12,9 @@
   robot-dyn bench tracking      tracking accuracy and speed, one JSON object
   robot-dyn launch sim --perception    the graph with the rope scene, cameras and the perception node
   robot-dyn launch sim --mode realtime --teleop joy    drive the arm with a gamepad (joy_node on /joy)
+  robot-dyn launch sim --mode realtime --record        record demonstrations (/recorder/start, /recorder/stop)
+  robot-dyn recording recover DIR      a valid bag from what a killed recorder left
+  robot-dyn recording info DIR...      episodes' task, success, duration and messages per topic
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ def _launch(args) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the nodes too, instead of orphaning them
     nodes = sim_graph(args.robot, args.backend, args.mode, args.effects, overrides=_overrides(args.param),
-                      perception=args.perception, teleop=args.teleop)
+                      perception=args.perception, teleop=args.teleop, recorder=args.record)
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     workdir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"starting {[n.name for n in nodes]} in ROS_DOMAIN_ID={domain}; parameter files in {workdir}; Ctrl-C stops")
@@ -151,6 +154,31 @@ def _train(args) -> int:
     return 0
 
 
+def _recording(args) -> int:
+    from rosbags.rosbag2 import Reader
+
+    from robot_dyn.recording.episode_bag import RecordingError, episode_facts, recover
+
+    failed = 0
+    for episode in args.episodes:
+        try:
+            if args.action == "recover":
+                out, counts = recover(Path(episode))
+                print(f"{episode}: recovered {sum(counts.values())} messages into {out}")
+                continue
+            facts = episode_facts(Path(episode))
+            with Reader(episode) as reader:
+                topics = {c.topic: c.msgcount for c in reader.connections}
+                duration = reader.duration * 1e-9
+            print(f"{episode}: task {facts.get('task', '?')}, success {facts.get('success', '?')}, {duration:.2f} s")
+            for topic, count in topics.items():
+                print(f"  {topic}: {count}")
+        except (RecordingError, OSError, ValueError) as exc:
+            print(f"{episode}: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def _record(args) -> int:
     from robot_dyn.perception.episodes import record_episodes
 
@@ -229,6 +257,8 @@ def main(argv=None) -> int:
     p.add_argument("--teleop", default=None, choices=["joy", "spacemouse", "scripted"],
                    help="add the teleop node with this device (configs/teleop.yaml; scripted needs "
                         "--param teleop.script=FILE). The keyboard needs a terminal: `ros2 run robot_dyn teleop`")
+    p.add_argument("--record", action="store_true",
+                   help="add the recorder node (configs/recorder.yaml): episodes on /recorder/start and /recorder/stop")
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
@@ -294,6 +324,11 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="torch device: cpu | cuda")
     p.add_argument("--frames", type=int, default=None, help="track only the first N frames")
     p.set_defaults(func=_track)
+
+    p = sub.add_parser("recording", help="recorded demonstration episodes (rosbag2 folders of the recorder node)")
+    p.add_argument("action", choices=["recover", "info"])
+    p.add_argument("episodes", nargs="+", help="episode folders")
+    p.set_defaults(func=_recording)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -68,12 +68,15 @@ def check_parameters(where: str, node: str, params: dict) -> dict:
 
 
 def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None = None, effects: str | None = None,
-              overrides: dict | None = None, config_dir: Path | None = None, perception: bool = False) -> list[NodeSpec]:
+              overrides: dict | None = None, config_dir: Path | None = None, perception: bool = False,
+              teleop: str | None = None, recorder: bool = False) -> list[NodeSpec]:
     """sim + controller, sharing robot and gravity handling; overrides: {node: {param: value}}.
 
     backend, mode and effects left as None keep the values of configs/sim.yaml.
     perception: the rope scene with its camera rig in the sim node, and the perception node
     (configs/perception_node.yaml); off by default, so the arm-only graph renders nothing.
+    teleop: a device name adds the teleop node (configs/teleop.yaml) with that device.
+    recorder: adds the recorder node (configs/recorder.yaml), recording the sim's cameras when they are on.
     """
     config_dir = Path(config_dir) if config_dir else paths.config_path("")
     sim = load_node_parameters(config_dir / "sim.yaml", "sim")
@@ -86,6 +89,12 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
         sim.update(scene="rope", cameras=True)
         nodes["perception"] = load_node_parameters(config_dir / "perception_node.yaml", "perception")
         nodes["perception"].update(robot=robot, use_sim_time=True)
+    if teleop:
+        nodes["teleop"] = load_node_parameters(config_dir / "teleop.yaml", "teleop")
+        nodes["teleop"].update(robot=robot, device=teleop, use_sim_time=True)
+    if recorder:
+        nodes["recorder"] = load_node_parameters(config_dir / "recorder.yaml", "recorder")
+        nodes["recorder"].update(use_sim_time=True)
     for node, params in (overrides or {}).items():
         if node not in nodes:
             raise ConfigError(f"overrides: unknown node '{node}' ({', '.join(nodes)})")
@@ -94,6 +103,9 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     controller["robot_compensates_gravity"] = sim.get("robot_compensates_gravity", schema.SIM["robot_compensates_gravity"][0])
     controller["rate_hz"] = sim.get("state_rate_hz", schema.SIM["state_rate_hz"][0])
     controller["lockstep"] = sim.get("mode", schema.SIM["mode"][0]) == "lockstep"
+    for scale in ("twist_linear_scale", "twist_angular_scale"):  # the scripted operator aims at the speeds it gets
+        if teleop:
+            nodes["teleop"][scale] = controller.get(scale, schema.CONTROLLER[scale][0])
     sim["reference_lead_ticks"] = controller.get("reference_lead_ticks", schema.CONTROLLER["reference_lead_ticks"][0])
     guard = sim.get("max_position_error_rad", schema.SIM["max_position_error_rad"][0])
     pause = controller.get("pause_lag_rad", schema.CONTROLLER["pause_lag_rad"][0])
@@ -107,18 +119,29 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     if perception:
         _share_scene(sim, nodes["perception"])
         specs.append(NodeSpec("perception", "perception", "robot_dyn.nodes.perception_node", nodes["perception"]))
+    if teleop:
+        specs.append(NodeSpec("teleop", "teleop", "robot_dyn.nodes.teleop_node", nodes["teleop"]))
+    if recorder:
+        if sim.get("cameras") and not nodes["recorder"].get("cameras"):
+            nodes["recorder"]["cameras"] = ",".join(_scene_config(sim).cameras.build().names)
+        specs.append(NodeSpec("recorder", "recorder", "robot_dyn.nodes.recorder_node", nodes["recorder"]))
     return specs
 
 
 def _share_scene(sim: dict, perception: dict) -> None:
     """The sim's scene config decides what the perception node must agree on: the cameras'
     names, the world frame and the tool (pusher) offset."""
-    from robot_dyn.perception.episodes import load_config
-
-    try:
-        scene = load_config(sim.get("scene_config") or None)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    scene = _scene_config(sim)
     perception["cameras"] = ",".join(scene.cameras.build().names)
     perception["world_frame"] = sim.get("world_frame", schema.SIM["world_frame"][0])
     perception["tool_offset"] = float(scene.pusher.length)
+
+
+def _scene_config(sim: dict):
+    """The sim's scene config (configs/perception.yaml unless scene_config names another)."""
+    from robot_dyn.perception.episodes import load_config
+
+    try:
+        return load_config(sim.get("scene_config") or None)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -48,6 +48,15 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "angular_speed": (1.0, "pose goals: peak angular speed, rad/s"),
     "angular_acceleration": (3.0, "pose goals: peak angular acceleration, rad/s^2"),
     "path_start_tolerance": (0.01, "a Cartesian path must start within this distance of the desired pose, m"),
+    "twist_command_type": ("unitless", "teleoperation (/controller/twist_command): unitless (each component in [-1, 1], scaled below) | speed_units (m/s, rad/s), MoveIt Servo's conventions"),
+    "twist_linear_scale": (0.15, "teleoperation: linear speed of a unitless 1.0, m/s"),
+    "twist_angular_scale": (0.5, "teleoperation: angular speed of a unitless 1.0, rad/s"),
+    "twist_max_linear_speed": (0.25, "teleoperation: commanded linear speeds are clipped to this, m/s"),
+    "twist_max_angular_speed": (1.0, "teleoperation: commanded angular speeds are clipped to this, rad/s"),
+    "twist_linear_acceleration": (1.0, "teleoperation: how fast the followed linear velocity may change (start, stop), m/s^2"),
+    "twist_angular_acceleration": (3.0, "teleoperation: how fast the followed angular velocity may change, rad/s^2"),
+    "twist_timeout_s": (0.1, "teleoperation: a command is followed this long after its stamp; then the arm brakes to rest, s"),
+    "twist_max_pose_error_m": (0.02, "teleoperation: how far the followed pose may lead a held-back arm (the filter, a limit), m (5x in rad)"),
     "ik_position_gain": (400.0, "differential IK pose-error gain, 1/s^2"),
     "ik_velocity_gain": (40.0, "differential IK twist-error gain, 1/s"),
     "ik_nullspace_stiffness": (10.0, "posture task stiffness in the IK nullspace, 1/s^2"),
@@ -82,6 +91,31 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "desired_pose_rate_hz": (50.0, "rate of /controller/desired_pose, Hz"),
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
     "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
+}
+
+TELEOP = {
+    "robot": ("panda", "robot name (its base and end-effector frames name the command frames)"),
+    "device": ("joy", "joy (sensor_msgs/Joy on /joy, e.g. from joy_node) | spacemouse (pyspacemouse) | keyboard (this terminal) | scripted (waypoints of `script`)"),
+    "rate_hz": (50.0, "command rate while enabled, Hz"),
+    "frame": ("base", "base | ee: the frame the device's axes move the end-effector in"),
+    "deadband": (0.1, "device axes below this (unitless) give 0; above it the response starts from 0"),
+    "axis_scales": ([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], "per axis (linear x y z, angular x y z), in [-1, 1]; negative flips it"),
+    "joy_axes": ([1.0, 0.0, 4.0, -1.0, -1.0, 3.0], "joy: index into Joy.axes per axis (linear x y z, angular x y z), -1: none"),
+    "deadman_button": (4, "joy and spacemouse: the button that must be held to move, -1: none (spacemouse default: set -1)"),
+    "keyboard_hold_s": (0.6, "keyboard: a key moves its axis this long after its last press, s"),
+    "script": ("", "scripted: the waypoints file (robot_dyn.teleop.scripted.load_script)"),
+    "seed": (0, "scripted: the operator's noise and pace"),
+    "twist_linear_scale": (0.15, "scripted: the controller's twist_linear_scale, m/s (the graph copies it)"),
+    "twist_angular_scale": (0.5, "scripted: the controller's twist_angular_scale, rad/s (the graph copies it)"),
+}
+
+RECORDER = {
+    "out_dir": ("recordings", "episodes go here, one rosbag2 (MCAP) folder each: <task>_<NNNN>"),
+    "task": ("demo", "the task name of episodes started without one (/recorder/start)"),
+    "cameras": ("", "comma-separated camera names whose color, depth, info and pose topics are recorded (the graph fills it from the sim's rig)"),
+    "extra_topics": ("", "comma-separated 'topic=package/msg/Type' recorded besides the defaults (joint states, references, twist commands, desired pose, events)"),
+    "flush_period_s": (0.5, "the bag is flushed to disk this often: at most this much is lost if the recorder is killed, s"),
+    "status_period_s": (1.0, "a progress line on /recorder/events this often while recording, s (wall)"),
 }
 
 HARDWARE_ADAPTER = {
@@ -146,7 +180,7 @@ PERCEPTION = {
     "stats_file": ("", "if set, frame counts and timing are written there as JSON at shutdown"),
 }
 
-NODES = {"sim": SIM, "controller": CONTROLLER, "hardware_adapter": HARDWARE_ADAPTER, "perception": PERCEPTION}
+NODES = {"sim": SIM, "controller": CONTROLLER, "teleop": TELEOP, "recorder": RECORDER, "hardware_adapter": HARDWARE_ADAPTER, "perception": PERCEPTION}
 
 
 def defaults(schema: dict) -> dict:

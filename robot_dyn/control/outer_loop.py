@@ -1,7 +1,7 @@
 """The controller core (outer loop, 100-500 Hz): goals -> smooth references -> impedance reference.
 
-Joint goals become minimum-jerk joint motions; pose goals and Cartesian paths are
-turned into joint motion by second-order differential IK run on the desired
+Joint goals become minimum-jerk joint motions; pose goals, Cartesian paths and commanded
+twists (teleoperation, robot_dyn.control.twist) are turned into joint motion by second-order differential IK run on the desired
 state. With a planner (robot_dyn.control.mpc.ReferenceMPC in the tick, or
 robot_dyn.control.planner_process.PlannerProcess beside it), joint and pose goals
 are tracked by a model predictive controller instead, replanning every few ticks
@@ -25,6 +25,7 @@ import pinocchio as pin
 from robot_dyn.control.ik import IKGains, clik_acceleration, pose_error, warm_up_ik
 from robot_dyn.control.time_scaling import MotionClock
 from robot_dyn.control.trajectory import CartesianMove, CartesianPath, JointMotion, min_jerk_duration
+from robot_dyn.control.twist import TwistFollowing, TwistSettings, commanded_twist
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.robots.description import RobotDescription
 
@@ -52,6 +53,7 @@ class OuterLoopConfig:
     slowdown_lag: float = 0.015
     pause_lag: float = 0.03
     ik: IKGains = field(default_factory=IKGains)
+    twist: TwistSettings = field(default_factory=TwistSettings)
 
     def validated(self) -> "OuterLoopConfig":
         if self.feedforward not in FEEDFORWARD_MODES:
@@ -71,6 +73,7 @@ class OuterLoopConfig:
             value = getattr(self.ik, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"IK gain '{name}' must be a finite non-negative number, got {value!r}")
+        self.twist.validated()
         return self
 
 
@@ -114,7 +117,7 @@ class OuterLoop:
         self._plan = None  # the plan being followed
         self._next_plan = -np.inf  # s, when to plan again
         self.posture = robot.home.copy()
-        self.motion = None  # JointMotion | CartesianMove | CartesianPath | None
+        self.motion = None  # JointMotion | CartesianMove | CartesianPath | TwistFollowing | None
         self.clock = MotionClock(self.config.slowdown_lag, self.config.pause_lag)
         self._motion_start = 0.0  # s, loop time the motion was commanded
         self._motion_done = True  # its end has been reported
@@ -216,6 +219,30 @@ class OuterLoop:
         self._begin(t, path)
         return path.t_end - t
 
+    def command_twist(self, t: float, stamp: float, linear, angular, frame: str = "base") -> bool:
+        """Move the end-effector at a commanded twist from loop time t (teleoperation).
+
+        stamp: the command's time on the loop's clock (s; 0 = now); it is followed until stamp +
+        the twist timeout, then the reference brakes to rest. linear, angular: as in the message, in
+        `frame` ('base' or 'ee') and the configured units (robot_dyn.control.twist). A twist
+        preempts a goal or a path and starts from the desired state's own velocity; a goal or path
+        preempts a twist. Returns True when it started following (False: it updated the running one)."""
+        self._require_started()
+        settings = self.config.twist
+        stamp = t if stamp == 0 else stamp
+        if not np.isfinite(stamp) or t - stamp > settings.timeout:
+            raise GoalRejected(f"header.stamp: the command is {t - stamp:.3f} s old at t={t:.4f} "
+                               f"(commands are followed for {settings.timeout:g} s after their stamp)")
+        p, R, jac, _ = self.model.ee_kinematics(self.q_d, self.qd_d)
+        velocity, angular_velocity = commanded_twist(linear, angular, frame, R, settings)
+        following = isinstance(self.motion, TwistFollowing) and self.motion.t_end == np.inf
+        if not following:
+            twist = jac @ self.qd_d
+            self._begin(t, TwistFollowing(t, p, R, twist[:3], twist[3:], settings))
+            self._replan()
+        self.motion.command(stamp + settings.timeout - self.clock.delay, velocity, angular_velocity)
+        return not following
+
     def resync(self, t: float, q: np.ndarray, threshold: float) -> bool:
         """When idle and the arm is more than `threshold` rad from the desired state (it was moved,
         or held by the watchdog), restart from the measured position. Returns True if it did."""
@@ -280,7 +307,7 @@ class OuterLoop:
             if not np.any(self.qd_d):
                 return np.zeros_like(self.qd_d)
             return np.clip(-self.qd_d / self.config.period, -self.robot.qdd_max, self.robot.qdd_max)
-        return self._cartesian_acceleration(self.clock.view(self.motion, t).sample(t))
+        return self._cartesian_acceleration(t)
 
     def _report_done(self, t: float) -> None:
         """Say once when the active motion's clock has reached its end, and how late."""
@@ -375,8 +402,12 @@ class OuterLoop:
                 self.events.append(f"safety filter braking ({result.reason}) on {self.safety_fallbacks} ticks")
         return result.qdd
 
-    def _cartesian_acceleration(self, ref) -> np.ndarray:
+    def _cartesian_acceleration(self, t: float) -> np.ndarray:
+        """The IK's acceleration toward the active Cartesian motion's sample at t."""
         p, R, jac, drift = self.model.ee_kinematics(self.q_d, self.qd_d)
+        if isinstance(self.motion, TwistFollowing):
+            self.motion.restrain(p, R)
+        ref = self.clock.view(self.motion, t).sample(t)
         error = pose_error(ref.position, ref.rotation, p, R)
         twist_error = np.concatenate([ref.velocity, ref.angular_velocity]) - jac @ self.qd_d
         acc_ref = np.concatenate([ref.acceleration, ref.angular_acceleration])

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -35,6 +35,7 @@ from robot_dyn.control.impedance import FUTURE_TOLERANCE
 from robot_dyn.control.ik import IKGains
 from robot_dyn.control.mpc import MPCSettings, ReferenceMPC
 from robot_dyn.control.planner_process import PlannerProcess
+from robot_dyn.control.twist import TwistSettings
 from robot_dyn.control.outer_loop import LEARNED_MODES, GoalRejected, OuterLoop, OuterLoopConfig
 from robot_dyn.nodes.messages import (
     cartesian_path_from_data, diagnostics_msg, obstacle_markers, obstacle_updates, pose_to_arrays,
@@ -52,6 +53,9 @@ from robot_dyn.timing import Decimator, TickTimer
 DEFAULTS = schema.defaults(schema.CONTROLLER)
 DESCRIPTIONS = schema.descriptions(schema.CONTROLLER)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# What a recorder keeps: a publisher's history is what it can resend to a reader that fell behind, so it
+# covers 2 s of the 500 Hz references (a depth of 10 lost some to a recorder busy starting an episode)
+RECORDED = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 DIAGNOSTICS_WINDOW = 1000  # ticks (2 s at 500 Hz) of the timing percentiles in /diagnostics
 # Facts the rest of the graph was started with (robot, rates, gravity handling, the feedforward model).
 FIXED_AT_START = {"robot", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
@@ -67,8 +71,13 @@ def outer_loop_config(p: dict) -> OuterLoopConfig:
                  nullspace_stiffness=p["ik_nullspace_stiffness"], nullspace_damping=p["ik_nullspace_damping"])
     keys = ("feedforward", "robot_compensates_gravity", "joint_speed_scale", "cartesian_speed", "cartesian_acceleration",
             "angular_speed", "angular_acceleration", "path_start_tolerance")
+    twist = TwistSettings(
+        command_type=p["twist_command_type"], linear_scale=p["twist_linear_scale"], angular_scale=p["twist_angular_scale"],
+        max_linear_speed=p["twist_max_linear_speed"], max_angular_speed=p["twist_max_angular_speed"],
+        linear_acceleration=p["twist_linear_acceleration"], angular_acceleration=p["twist_angular_acceleration"],
+        timeout=p["twist_timeout_s"], max_pose_error=p["twist_max_pose_error_m"])
     return OuterLoopConfig(**{k: p[k] for k in keys}, period=1.0 / p["rate_hz"], slowdown_lag=p["slowdown_lag_rad"],
-                           pause_lag=p["pause_lag_rad"], ik=ik).validated()
+                           pause_lag=p["pause_lag_rad"], ik=ik, twist=twist).validated()
 
 
 def filter_settings(p: dict) -> FilterSettings:
@@ -152,8 +161,8 @@ class ControllerNode(Node):
         self.last_reference = None  # the last published JointTrajectory, answered again to a repeated state
         self._order = None  # index map from the JointState's name order to the robot's
 
-        self.ref_pub = self.create_publisher(JointTrajectory, "/impedance_reference", RELIABLE)
-        self.pose_pub = self.create_publisher(PoseStamped, "/controller/desired_pose", 10)
+        self.ref_pub = self.create_publisher(JointTrajectory, "/impedance_reference", RECORDED)
+        self.pose_pub = self.create_publisher(PoseStamped, "/controller/desired_pose", RECORDED)
         self.event_pub = self.create_publisher(String, "/controller/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.marker_pub = self.create_publisher(MarkerArray, "/safety/markers", 10)
@@ -171,6 +180,11 @@ class ControllerNode(Node):
         # raw: a 500-point path took rclpy 12 ms to make into Python objects, and 9 more to read, in the loop's thread
         self.create_subscription(MultiDOFJointTrajectory, "/controller/cartesian_path", self.on_cartesian_path, RELIABLE,
                                  raw=True)
+        self.create_subscription(TwistStamped, "/controller/twist_command", self.on_twist_command, RELIABLE)
+        self.twist_rejections = 0
+        self._twist_faults: dict[str, int] = {}  # rejections per field at fault
+        self.twist_latency = TickTimer()  # a twist command's stamp -> the first reference computed after it went out
+        self._twist_stamp = None  # the stamp of a twist command no reference has followed yet
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         diagnostics_msg(0.0, "", self.stats(DIAGNOSTICS_WINDOW))  # its first call (imports, 12 ms) before ticking
@@ -344,6 +358,9 @@ class ControllerNode(Node):
     def _publish(self, ref) -> None:
         self.last_reference = self.reference_encoder.encode(int(round(ref.stamp * 1e9)), ref.q, ref.qd, ref.qdd, ref.tau_ff)
         self.ref_pub.publish(self.last_reference)
+        if self._twist_stamp is not None:
+            self.twist_latency.add(max(self.t_now - self._twist_stamp, 0.0))
+            self._twist_stamp = None
 
     def publish_desired_pose(self, t: float) -> None:
         p, R = self.loop.desired_pose()
@@ -443,12 +460,49 @@ class ControllerNode(Node):
         self._accept("cartesian path", lambda: self.loop.command_cartesian_path(
             self.loop.time, cartesian_path_from_data(wire.decode_cartesian_path(data), self.loop.time)))
 
+    def on_twist_command(self, msg: TwistStamped) -> None:
+        """Teleoperation: follow the commanded twist (robot_dyn.control.twist). The stamp is on the graph's
+        clock (0: now); header.frame_id is the base frame ('' too) or the end-effector frame."""
+        frames = {"": "base", self.robot.base_link: "base", self.robot.ee_frame: "ee"}
+        if self.t_now is None or not self.loop.started:
+            return self._reject_twist("no joint state received yet")
+        frame = frames.get(msg.header.frame_id)
+        if frame is None:
+            return self._reject_twist(f"header.frame_id: expected '{self.robot.base_link}' or '{self.robot.ee_frame}', "
+                                      f"got '{msg.header.frame_id}'")
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        linear, angular = msg.twist.linear, msg.twist.angular
+        try:
+            started = self.loop.command_twist(self.loop.time, stamp, [linear.x, linear.y, linear.z],
+                                              [angular.x, angular.y, angular.z], frame)
+        except (GoalRejected, ValueError) as exc:
+            return self._reject_twist(str(exc))
+        if self._twist_stamp is None:
+            self._twist_stamp = stamp if stamp else self.t_now
+        for text in self.loop.notices:  # the motion it preempted
+            self.event(text)
+        self.loop.notices.clear()
+        if started:
+            self.event(f"twist following started at t={self.loop.time:.4f}")
+
+    def _reject_twist(self, reason: str) -> None:
+        """Say why a twist command was ignored: for each field at fault (the reason's start) the first, 10th,
+        100th and every 1000th time (commands come at 10-100 Hz)."""
+        self.twist_rejections += 1
+        field = reason.split(":")[0]
+        count = self._twist_faults[field] = self._twist_faults.get(field, 0) + 1
+        if count in (1, 10, 100) or count % 1000 == 0:
+            self.event(f"twist command rejected ({count} for this so far): {reason}", warn=True)
+
     # --- reporting ---------------------------------------------------------
     def stats(self, recent: int | None = None) -> dict:
         """Everything measured; timing percentiles over the last `recent` ticks (diagnostics), else all kept."""
         return {**self.tick_timer.summary("outer_tick_", recent), **self.compute_timer.summary("outer_compute_", recent),
                 "reference_lead_ticks": self.lead, "time_scale": self.loop.clock.rate,
-                "motion_delay_s": self.loop.clock.delay, **self.planner_stats(recent), **self.safety_stats(recent)}
+                "motion_delay_s": self.loop.clock.delay, "twist_rejections": self.twist_rejections,
+                **{k.replace("_us_", "_ms_"): v / 1e3 if "_us_" in k else v
+                   for k, v in self.twist_latency.summary("teleop_latency_", recent).items()},
+                **self.planner_stats(recent), **self.safety_stats(recent)}
 
     def publish_diagnostics(self) -> None:
         if self.t_now is not None:

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped, Transform, Twist
+from geometry_msgs.msg import PoseStamped, Transform, Twist, TwistStamped
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -57,6 +57,8 @@ class GraphClient:
         self.record_references = record_references
         self.robot_events: list[str] = []
         self.controller_events: list[str] = []
+        self.teleop_events: list[str] = []
+        self.recorder_events: list[str] = []
         self.diagnostics: dict[str, tuple[int, dict]] = {}  # status name -> (how many so far, the last values)
         self.joint_names: list[str] | None = None
         n = self.node
@@ -67,10 +69,14 @@ class GraphClient:
                                                     raw=True)
         n.create_subscription(String, "/robot_layer/events", lambda m: self.robot_events.append(m.data), RELIABLE)
         n.create_subscription(String, "/controller/events", lambda m: self.controller_events.append(m.data), RELIABLE)
+        n.create_subscription(String, "/teleop/events", lambda m: self.teleop_events.append(m.data), RELIABLE)
+        n.create_subscription(String, "/recorder/events", lambda m: self.recorder_events.append(m.data), RELIABLE)
+        self._recorder_services = {}
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
         self.joint_goal_pub = n.create_publisher(JointState, "/controller/joint_goal", RELIABLE)
         self.pose_goal_pub = n.create_publisher(PoseStamped, "/controller/pose_goal", RELIABLE)
         self.path_pub = n.create_publisher(MultiDOFJointTrajectory, "/controller/cartesian_path", RELIABLE)
+        self.twist_pub = n.create_publisher(TwistStamped, "/controller/twist_command", RELIABLE)
         self.reference_pub = n.create_publisher(JointTrajectory, "/impedance_reference", RELIABLE)
         self.obstacle_pub = n.create_publisher(MarkerArray, "/safety/obstacles", RELIABLE)
 
@@ -157,6 +163,29 @@ class GraphClient:
             point.time_from_start = to_duration(path.times[k] - path.t0)
             msg.points.append(point)
         self.path_pub.publish(msg)
+
+    def send_twist(self, linear, angular=(0.0, 0.0, 0.0), frame_id: str = "", stamp: float | None = None) -> None:
+        """A twist command (the controller's twist_command_type units), stamped with the last state's
+        sim time unless `stamp` (s) is given."""
+        msg = TwistStamped()
+        msg.header.stamp = to_stamp(self.sim_time if stamp is None else stamp)
+        msg.header.frame_id = frame_id
+        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in linear)
+        msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = (float(v) for v in angular)
+        self.twist_pub.publish(msg)
+
+    def recorder(self, command: str, wall_timeout: float = 30.0) -> tuple[bool, str]:
+        """Call the recorder's /recorder/<command> service (start, stop, stop_failure, discard):
+        (success, the episode's folder or the reason it failed)."""
+        from std_srvs.srv import Trigger
+
+        if command not in self._recorder_services:
+            self._recorder_services[command] = self.node.create_client(Trigger, f"/recorder/{command}")
+        service = self._recorder_services[command]
+        self.spin_until(service.service_is_ready, wall_timeout, f"the service /recorder/{command}")
+        future = service.call_async(Trigger.Request())
+        self.spin_until(future.done, wall_timeout, f"/recorder/{command}'s answer")
+        return future.result().success, future.result().message
 
     def send_sphere_obstacles(self, spheres, stamp: float | None = None) -> None:
         """Publish sphere obstacles [(id, center m, radius m)] on /safety/obstacles, base frame."""

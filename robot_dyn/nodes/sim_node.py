@@ -69,6 +69,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # /joint_states and /clock keep 2 s at 500 Hz for late readers: a recording client that falls
 # behind for a moment (a loaded machine) gets every state rather than a gap.
 STATE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+IMAGE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)  # 5 s at 10 Hz, resent to a reader (a recorder) that fell behind
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SCENES = ("", "rope")
 DIAGNOSTICS_WINDOW = 1000  # ticks of the timing percentiles in /diagnostics (the whole window took 0.3 ms a timer)
@@ -176,10 +177,10 @@ class SimNode(Node):
         for cal in capture.calibrations:
             topics = cm.camera_topics(cal.name)
             self.camera_pubs[cal.name] = {
-                "color": self.create_publisher(Image, topics["color"], RELIABLE),
-                "depth": self.create_publisher(Image, topics["depth"], RELIABLE),
-                "mask": self.create_publisher(Image, topics["mask"], RELIABLE),
-                "info": self.create_publisher(CameraInfo, topics["info"], RELIABLE),
+                "color": self.create_publisher(Image, topics["color"], IMAGE_QOS),
+                "depth": self.create_publisher(Image, topics["depth"], IMAGE_QOS),
+                "mask": self.create_publisher(Image, topics["mask"], IMAGE_QOS),
+                "info": self.create_publisher(CameraInfo, topics["info"], IMAGE_QOS),
             }
             pose = self.create_publisher(TransformStamped, topics["pose"], LATCHED)
             pose.publish(cm.camera_pose_msg(cal, self.arm.time, self.world_frame))

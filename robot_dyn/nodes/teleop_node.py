@@ -1,0 +1,139 @@
+"""teleop node: a person's device (or the scripted operator) -> /controller/twist_command.
+
+While the device is enabled (its dead-man held, a key pressed, the script running) it sends a
+unitless geometry_msgs/TwistStamped at rate_hz, stamped with the graph's clock, in the base or
+end-effector frame; the controller scales, limits and follows it through the safety filter. When
+the dead-man is released it sends one zero command (the arm brakes at once) and then nothing (the
+controller's timeout would stop it anyway). A missing device stops the node at start with a
+message naming what to install or plug in.
+"""
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Joy
+from std_msgs.msg import String
+
+from robot_dyn.bringup import schema
+from robot_dyn.nodes.messages import pose_to_arrays
+from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
+from robot_dyn.robots import load_robot
+from robot_dyn.teleop.devices import DeviceInput, JoyMapping, Keyboard, KEY_HELP, SpaceMouse
+from robot_dyn.teleop.scripted import OperatorSettings, ScriptedOperator, load_script, waypoints_from_script
+from robot_dyn.teleop.shaping import ShapingSettings, shape
+
+DEFAULTS = schema.defaults(schema.TELEOP)
+DESCRIPTIONS = schema.descriptions(schema.TELEOP)
+DEVICES = ("joy", "spacemouse", "keyboard", "scripted")
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # 2 s of commands: a recorder that fell behind gets them resent
+
+
+class TeleopNode(Node):
+    def __init__(self):
+        super().__init__("teleop")
+        declare_parameters(self, DEFAULTS, DESCRIPTIONS)
+        p = parameter_values(self, DEFAULTS)
+        robot = load_robot(p["robot"])
+        if p["device"] not in DEVICES:
+            raise ValueError(f"parameter 'device' must be one of {DEVICES}, got '{p['device']}'")
+        if p["frame"] not in ("base", "ee"):
+            raise ValueError(f"parameter 'frame' must be 'base' or 'ee', got '{p['frame']}'")
+        if not p["rate_hz"] > 0:
+            raise ValueError(f"parameter 'rate_hz' must be positive, got {p['rate_hz']}")
+        # the scripted operator aims in the base frame
+        self.frame_id = robot.base_link if p["frame"] == "base" or p["device"] == "scripted" else robot.ee_frame
+        self.shaping = ShapingSettings(p["deadband"], tuple(p["axis_scales"])).validated()
+        self.device_name = p["device"]
+        self.device = None  # SpaceMouse | Keyboard
+        self.joy: DeviceInput | None = None  # the last /joy message, mapped
+        self.operator: ScriptedOperator | None = None
+        self.pose = None  # the controller's desired pose (position m, rotation), base frame
+        self.enabled = False
+        self.commands = 0
+        self.twist_pub = self.create_publisher(TwistStamped, "/controller/twist_command", RELIABLE)
+        self.event_pub = self.create_publisher(String, "/teleop/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        if self.device_name == "joy":
+            if any(v != int(v) for v in p["joy_axes"]):
+                raise ValueError(f"parameter 'joy_axes' must hold axis indices (integers), got {p['joy_axes']}")
+            self.mapping = JoyMapping(tuple(int(v) for v in p["joy_axes"]), p["deadman_button"]).validated()
+            self.create_subscription(Joy, "/joy", self.on_joy, 10)
+        elif self.device_name == "spacemouse":
+            self.device = SpaceMouse(p["deadman_button"])
+        elif self.device_name == "keyboard":
+            self.device = Keyboard(p["keyboard_hold_s"])
+            print(KEY_HELP, flush=True)
+        else:
+            if not p["script"]:
+                raise ValueError("device 'scripted' needs parameter 'script' (a waypoints file)")
+            self.script = load_script(p["script"])
+            self.operator_settings = OperatorSettings(linear_scale=p["twist_linear_scale"], angular_scale=p["twist_angular_scale"])
+            self.seed = p["seed"]
+            self.create_subscription(PoseStamped, "/controller/desired_pose", self.on_desired_pose, 10)
+        self.create_timer(1.0 / p["rate_hz"], self.tick)
+        self.get_logger().info(f"teleop: {self.device_name} -> /controller/twist_command in '{self.frame_id}' at {p['rate_hz']:g} Hz")
+
+    def event(self, text: str) -> None:
+        self.get_logger().info(text)
+        self.event_pub.publish(String(data=text))
+
+    def on_joy(self, msg: Joy) -> None:
+        try:
+            self.joy = self.mapping.read(msg.axes, msg.buttons)
+        except ValueError as exc:
+            self.joy = None
+            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
+
+    def on_desired_pose(self, msg: PoseStamped) -> None:
+        self.pose = pose_to_arrays(msg.pose)
+        if self.operator is None:
+            self.operator = ScriptedOperator(waypoints_from_script(self.script, self.pose[0]), self.operator_settings, self.seed)
+            self.event(f"script started: {len(self.script)} waypoints")
+
+    def _read(self) -> DeviceInput | None:
+        """The device's axes now, already a command for the scripted operator; None: nothing to send."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if self.device_name == "joy":
+            return self.joy
+        if self.device_name == "keyboard":
+            return self.device.read(now)
+        if self.device_name == "spacemouse":
+            return self.device.read()
+        if self.operator is None or self.operator.done:
+            return None
+        command = self.operator.command(now, *self.pose)
+        if self.operator.done:
+            self.event("script done")
+        return DeviceInput(command if command is not None else np.zeros(6), command is not None and not self.operator.done)
+
+    def tick(self) -> None:
+        reading = self._read()
+        if reading is None or not reading.enabled:
+            if self.enabled:  # released: one stop command, then silence
+                self.publish(np.zeros(6))
+            self.enabled = False
+            return
+        self.enabled = True
+        self.publish(reading.axes if self.device_name == "scripted" else shape(reading.axes, self.shaping))
+
+    def publish(self, command: np.ndarray) -> None:
+        msg = TwistStamped()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame_id
+        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in command[:3])
+        msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = (float(v) for v in command[3:])
+        self.twist_pub.publish(msg)
+        self.commands += 1
+
+    def on_shutdown(self) -> None:
+        if self.device is not None:
+            self.device.close()
+
+
+def main(args=None):
+    run(TeleopNode, args)
+
+
+if __name__ == "__main__":
+    main()

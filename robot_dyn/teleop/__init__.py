@@ -1,0 +1,1 @@
+"""Teleoperation: input devices and a scripted operator, turned into twist commands for the controller."""
