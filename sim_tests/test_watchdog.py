@@ -9,9 +9,13 @@ def test_controller_killed_mid_motion_arm_holds(tmp_path):
     with SimSession("panda", tmp_path, record_references=True) as s:
         c = s.client
         p0, R0 = s.model.ee_pose(c.states[-1][1])
-        path = figure_eight(p0, 0.1, 4.0, cycles=2, ramp=1.0, t0=c.sim_time + 0.1, rotation=R0)
-        c.send_cartesian_path(path, s.robot.ee_frame)
-        c.wait_sim_time(path.t0 + 2.3, wall_timeout=60)  # mid-figure, moving at speed
+        path = figure_eight(p0, 0.1, 4.0, cycles=2, ramp=1.0, rotation=R0)
+        start = len(c.controller_events)
+        # stamped 0: it starts when the controller takes it (a stamp from this client's view of sim time
+        # was stale by the time it arrived when the client lagged the lockstep graph, and the path was refused)
+        c.send_cartesian_path(path, s.robot.ee_frame, start_now=True)
+        t0, _ = s.accepted("cartesian path", start)
+        c.wait_sim_time(t0 + 2.3, wall_timeout=60)  # mid-figure, moving at speed
         s.graph.kill("controller")
         c.spin_until(lambda: c.sim_time > c.references[-1][0] + 0.6,
                      wall_timeout=60, what="0.6 s of sim time after the controller died")

@@ -261,9 +261,7 @@ class PerceptionNode(Node):
 
     def joint_positions(self, stamp_ns: int) -> np.ndarray | None:
         """The arm's joint positions (rad) at the set's stamp, or None if no /joint_states lies within tolerance."""
-        # The sim publishes a tick's images just before its state; on a loaded machine this node's executor
-        # took the state more than 50 ms (wall) after the set, and the older state it fell back to put the
-        # tool particle 0.3 mm off. Waiting costs nothing while states flow.
+        # the sim publishes a tick's images just before its state: wait for it (up to 0.5 s on a loaded machine)
         return self.joints.at(stamp_ns, self.joint_tolerance_ns, wait_s=0.5)
 
     def depth_masks(self, frames: list, calibrations: list, q: np.ndarray | None) -> list:

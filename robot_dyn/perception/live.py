@@ -217,9 +217,11 @@ def labelled_particles(objects: np.ndarray, tool: np.ndarray | None) -> tuple[np
 class JointHistory:
     """Joint positions of the last `horizon_s` seconds (by stamp), to find the arm's state at an
     image set's stamp. The horizon must exceed the oldest set's age when it is processed (one
-    tracking time plus one camera period, in stamp time): 10 s covers a 5 s tracker at real time."""
+    tracking time plus one camera period, in stamp time): 60 s covers a 5 s tracker with the
+    lockstep graph at 10x real time (10 s did not, with a busy core: a set's state had been
+    trimmed and a later one, within the tolerance, stood in for it). 500 Hz: 30000 states, 2 MB."""
 
-    def __init__(self, horizon_s: float = 10.0):
+    def __init__(self, horizon_s: float = 60.0):
         self.horizon_ns = int(horizon_s * 1e9)
         self._stamps: list[int] = []  # ascending
         self._positions: list[np.ndarray] = []
