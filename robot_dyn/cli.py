@@ -13,6 +13,7 @@
   robot-dyn launch sim --perception    the graph with the rope scene, cameras and the perception node
   robot-dyn launch sim --mode realtime --teleop joy    drive the arm with a gamepad (joy_node on /joy)
   robot-dyn launch sim --mode realtime --record        record demonstrations (/recorder/start, /recorder/stop)
+  robot-dyn launch sim --mode realtime --task insert --teleop expert   the insert task's scripted expert at work
   robot-dyn recording recover DIR      a valid bag from what a killed recorder left
   robot-dyn recording info DIR...      episodes' task, success, duration and messages per topic
 """
@@ -61,7 +62,7 @@ def _launch(args) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the nodes too, instead of orphaning them
     nodes = sim_graph(args.robot, args.backend, args.mode, args.effects, overrides=_overrides(args.param),
-                      perception=args.perception, teleop=args.teleop, recorder=args.record)
+                      perception=args.perception, teleop=args.teleop, recorder=args.record, task=args.task)
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     workdir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"starting {[n.name for n in nodes]} in ROS_DOMAIN_ID={domain}; parameter files in {workdir}; Ctrl-C stops")
@@ -254,7 +255,9 @@ def main(argv=None) -> int:
                    help="override a node parameter, e.g. controller.feedforward=hybrid (repeatable)")
     p.add_argument("--perception", action="store_true",
                    help="add the rope scene, the sim's cameras and the perception node (configs/perception_node.yaml)")
-    p.add_argument("--teleop", default=None, choices=["joy", "spacemouse", "scripted"],
+    p.add_argument("--task", default=None, choices=["insert"],
+                   help="an imitation task's scene in the sim (robot_dyn/tasks), its tool on the flange")
+    p.add_argument("--teleop", default=None, choices=["joy", "spacemouse", "scripted", "expert"],
                    help="add the teleop node with this device (configs/teleop.yaml; scripted needs "
                         "--param teleop.script=FILE). The keyboard needs a terminal: `ros2 run robot_dyn teleop`")
     p.add_argument("--record", action="store_true",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from robot_dyn import paths
 from robot_dyn.bringup import schema
+from robot_dyn.tasks import TASK_NAMES
 
 
 class ConfigError(ValueError):
@@ -69,7 +70,7 @@ def check_parameters(where: str, node: str, params: dict) -> dict:
 
 def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None = None, effects: str | None = None,
               overrides: dict | None = None, config_dir: Path | None = None, perception: bool = False,
-              teleop: str | None = None, recorder: bool = False) -> list[NodeSpec]:
+              teleop: str | None = None, recorder: bool = False, task: str | None = None) -> list[NodeSpec]:
     """sim + controller, sharing robot and gravity handling; overrides: {node: {param: value}}.
 
     backend, mode and effects left as None keep the values of configs/sim.yaml.
@@ -77,12 +78,16 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     (configs/perception_node.yaml); off by default, so the arm-only graph renders nothing.
     teleop: a device name adds the teleop node (configs/teleop.yaml) with that device.
     recorder: adds the recorder node (configs/recorder.yaml), recording the sim's cameras when they are on.
+    task: an imitation task's scene (robot_dyn/tasks) in the sim, its tool on the controller's flange;
+    with teleop 'expert' its scripted expert drives the arm.
     """
     config_dir = Path(config_dir) if config_dir else paths.config_path("")
     sim = load_node_parameters(config_dir / "sim.yaml", "sim")
     controller = load_node_parameters(config_dir / "controller.yaml", "controller")
     chosen = {"backend": backend, "mode": mode, "effects_profile": effects}
     sim.update({k: v for k, v in chosen.items() if v is not None}, robot=robot, use_sim_time=False)
+    if task:
+        sim["scene"] = task
     controller.update(robot=robot, use_sim_time=True)
     nodes = {"sim": sim, "controller": controller}
     if perception:
@@ -103,6 +108,11 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     controller["robot_compensates_gravity"] = sim.get("robot_compensates_gravity", schema.SIM["robot_compensates_gravity"][0])
     controller["rate_hz"] = sim.get("state_rate_hz", schema.SIM["state_rate_hz"][0])
     controller["lockstep"] = sim.get("mode", schema.SIM["mode"][0]) == "lockstep"
+    scene = sim.get("scene", schema.SIM["scene"][0])
+    if scene in TASK_NAMES:  # the flange carries the task's tool: the controller's model must know it
+        controller["tool"], controller["tool_config"] = scene, sim.get("task_config", "")
+        if teleop:
+            nodes["teleop"]["task"], nodes["teleop"]["task_config"] = scene, sim.get("task_config", "")
     for scale in ("twist_linear_scale", "twist_angular_scale"):  # the scripted operator aims at the speeds it gets
         if teleop:
             nodes["teleop"][scale] = controller.get(scale, schema.CONTROLLER[scale][0])

@@ -24,7 +24,10 @@ SIM = {
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
     "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
     # Scene and cameras (issue 5); off by default so the arm-only graph stays fast.
-    "scene": ("", "'' (the arm alone) | rope (table, rope and pusher of the scene config)"),
+    "scene": ("", "'' (the arm alone) | rope (table, rope and pusher of the scene config) | insert (an imitation task: robot_dyn/tasks, its tool on the flange)"),
+    "task_config": ("", "a task scene's config file; empty = configs/tasks/<scene>.yaml"),
+    "task_seed": (-1, "a task scene's episode: its randomisation drawn from this seed; -1 = the nominal scene"),
+    "score_rate_hz": (10.0, "a task scene's /task/score, /task/success and /task/contact_wrench rate, Hz of sim time"),
     "scene_config": ("", "table, rope, pusher and camera rig file; empty = configs/perception.yaml"),
     "rope_seed": (-1, "initial rope shape: random from this seed (the episodes' generator); -1 = straight along y"),
     "cameras": (False, "render the scene config's camera rig and publish /cameras/<name>/... (see README)"),
@@ -38,6 +41,8 @@ SIM = {
 
 CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "robot": ("panda", "robot name"),
+    "tool": ("", "the task whose tool the flange carries (its mass in the feedforward, its shape in the safety filter); the graph sets it from the sim's scene"),
+    "tool_config": ("", "that task's config file; empty = configs/tasks/<tool>.yaml (the graph copies the sim's task_config)"),
     "rate_hz": (500.0, "outer-loop rate, Hz (ticks are driven by /joint_states, decimated to this)"),
     "feedforward": ("nominal", "none | nominal (URDF rigid-body model) | identified | blackbox | hybrid (learned)"),
     "feedforward_checkpoint": ("", "checkpoint folder of a learned model (robot-dyn train inverse-dynamics)"),
@@ -95,7 +100,9 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
 
 TELEOP = {
     "robot": ("panda", "robot name (its base and end-effector frames name the command frames)"),
-    "device": ("joy", "joy (sensor_msgs/Joy on /joy, e.g. from joy_node) | spacemouse (pyspacemouse) | keyboard (this terminal) | scripted (waypoints of `script`)"),
+    "device": ("joy", "joy (sensor_msgs/Joy on /joy, e.g. from joy_node) | spacemouse (pyspacemouse) | keyboard (this terminal) | scripted (waypoints of `script`) | expert (the task's scripted expert)"),
+    "task": ("", "expert: the task (robot_dyn/tasks) whose expert drives; the graph sets it from the sim's scene"),
+    "task_config": ("", "expert: the task's config file; empty = configs/tasks/<task>.yaml"),
     "rate_hz": (50.0, "command rate while enabled, Hz"),
     "frame": ("base", "base | ee: the frame the device's axes move the end-effector in"),
     "deadband": (0.1, "device axes below this (unitless) give 0; above it the response starts from 0"),
@@ -104,7 +111,7 @@ TELEOP = {
     "deadman_button": (4, "joy and spacemouse: the button that must be held to move, -1: none (spacemouse default: set -1)"),
     "keyboard_hold_s": (0.6, "keyboard: a key moves its axis this long after its last press, s"),
     "script": ("", "scripted: the waypoints file (robot_dyn.teleop.scripted.load_script)"),
-    "seed": (0, "scripted: the operator's noise and pace"),
+    "seed": (0, "scripted and expert: the operator's noise, pace and choices"),
     "twist_linear_scale": (0.15, "scripted: the controller's twist_linear_scale, m/s (the graph copies it)"),
     "twist_angular_scale": (0.5, "scripted: the controller's twist_angular_scale, rad/s (the graph copies it)"),
 }

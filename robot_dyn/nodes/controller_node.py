@@ -27,7 +27,6 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 from visualization_msgs.msg import MarkerArray
 
@@ -43,11 +42,14 @@ from robot_dyn.nodes.messages import (
 )
 from robot_dyn.bringup import schema
 from robot_dyn.nodes import wire
+from robot_dyn.nodes.events import Events
 from robot_dyn.nodes.parameters import batch_scheduling, declare_parameters, parameter_values, realtime_priority, run
 from robot_dyn.robots import load_robot
+from robot_dyn.robots.tools import with_tool
 from robot_dyn.safety.filter import SETTING_NAMES, FilterSettings, SafetyFilter
 from robot_dyn.safety.obstacles import ObstacleTracker
 from robot_dyn.safety.sets import SafetyConfigError, load_safe_sets
+from robot_dyn.tasks import load_task
 from robot_dyn.timing import Decimator, TickTimer
 
 DEFAULTS = schema.defaults(schema.CONTROLLER)
@@ -58,7 +60,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 RECORDED = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 DIAGNOSTICS_WINDOW = 1000  # ticks (2 s at 500 Hz) of the timing percentiles in /diagnostics
 # Facts the rest of the graph was started with (robot, rates, gravity handling, the feedforward model).
-FIXED_AT_START = {"robot", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
+FIXED_AT_START = {"robot", "tool", "tool_config", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
                   "desired_pose_rate_hz", "diagnostics_period_s", "stats_file", "safety_filter", "safety_config",
                   "safety_error_model", "goal_planner", "mpc_rate_hz", "mpc_horizon", "mpc_gamma", "mpc_joint_margin",
                   "mpc_process", "lockstep"}
@@ -130,6 +132,8 @@ class ControllerNode(Node):
         declare_parameters(self, DEFAULTS, DESCRIPTIONS)
         p = parameter_values(self, DEFAULTS)
         self.robot = load_robot(p["robot"])
+        if p["tool"]:  # the task's tool on the flange: its mass and shape are the robot's from here on
+            self.robot = with_tool(self.robot, load_task(p["tool"], p["tool_config"] or None).tool)
         config = outer_loop_config(p)
         learned = None
         if config.feedforward in LEARNED_MODES:
@@ -163,7 +167,7 @@ class ControllerNode(Node):
 
         self.ref_pub = self.create_publisher(JointTrajectory, "/impedance_reference", RECORDED)
         self.pose_pub = self.create_publisher(PoseStamped, "/controller/desired_pose", RECORDED)
-        self.event_pub = self.create_publisher(String, "/controller/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.event = Events(self, "/controller/events")
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.marker_pub = self.create_publisher(MarkerArray, "/safety/markers", 10)
         self.create_subscription(MarkerArray, "/safety/obstacles", self.on_obstacles, RELIABLE)
@@ -214,13 +218,6 @@ class ControllerNode(Node):
         except Exception as exc:  # a bad checkpoint must never stop the arm's controller
             self.get_logger().warning(f"learned feedforward unavailable ({exc}); falling back to nominal feedforward")
             return None
-
-    def event(self, text: str, warn: bool = False) -> None:
-        if warn:  # rclpy ties a severity to each call site: one call per severity
-            self.get_logger().warning(text)
-        else:
-            self.get_logger().info(text)
-        self.event_pub.publish(String(data=text))
 
     def on_set_parameters(self, params) -> SetParametersResult:
         changes = {prm.name: prm.value for prm in params}

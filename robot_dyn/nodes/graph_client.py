@@ -49,7 +49,6 @@ class GraphClient:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node(name, context=self.context)
-        from rclpy.experimental import EventsExecutor
         self.executor = EventsExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.states: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []  # t, q, qd, tau

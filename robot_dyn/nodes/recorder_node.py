@@ -22,6 +22,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from robot_dyn.bringup import schema
+from robot_dyn.nodes.events import Events
 from robot_dyn.nodes.camera_messages import camera_topics
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.recording.episode_bag import RecordingError
@@ -73,7 +74,7 @@ class RecorderNode(Node):
         for topic, msgtype in topics.items():
             self.create_subscription(message_class(msgtype), topic, self._receiver(topic),
                                      LATCHED if topic in latched else DEEP, raw=True)
-        self.event_pub = self.create_publisher(String, "/recorder/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.event = Events(self, "/recorder/events")
         self.create_service(Trigger, "/recorder/start", lambda req, res: self._answer(res, self.start, self.default_task))
         self.create_service(Trigger, "/recorder/stop", lambda req, res: self._answer(res, self.stop, True))
         self.create_service(Trigger, "/recorder/stop_failure", lambda req, res: self._answer(res, self.stop, False))
@@ -90,13 +91,6 @@ class RecorderNode(Node):
         def receive(data: bytes) -> None:
             self.recorder.offer(topic, self.get_clock().now().nanoseconds, data)
         return receive
-
-    def event(self, text: str, warn: bool = False) -> None:
-        if warn:  # rclpy ties a severity to each call site: one call per severity
-            self.get_logger().warning(text)
-        else:
-            self.get_logger().info(text)
-        self.event_pub.publish(String(data=text))
 
     # --- commands ------------------------------------------------------------
     def start(self, task: str) -> str:

@@ -32,15 +32,14 @@ import math
 import time
 
 import numpy as np
-import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
-from geometry_msgs.msg import TransformStamped
-from std_msgs.msg import String
+from geometry_msgs.msg import TransformStamped, WrenchStamped
+from std_msgs.msg import Bool, Float64, String
 from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
 
@@ -52,6 +51,8 @@ from robot_dyn.nodes.parameters import (batch_scheduling, declare_parameters, pa
 from robot_dyn.nodes import camera_messages as cm
 from robot_dyn.nodes import wire
 from robot_dyn.robots import load_robot
+from robot_dyn.robots.tools import with_tool
+from robot_dyn.tasks import TASK_NAMES, load_task
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.effects import load_profile
 from robot_dyn.sim.pacing import Pacer
@@ -71,7 +72,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 STATE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 IMAGE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)  # 5 s at 10 Hz, resent to a reader (a recorder) that fell behind
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-SCENES = ("", "rope")
+SCENES = ("", "rope", *TASK_NAMES)
 DIAGNOSTICS_WINDOW = 1000  # ticks of the timing percentiles in /diagnostics (the whole window took 0.3 ms a timer)
 
 
@@ -84,6 +85,11 @@ class SimNode(Node):
             raise ValueError("parameter 'robot_compensates_gravity' must be true: the robot layer's hold mode has no "
                              "gravity model and would let the arm sag (Franka and KUKA compensate gravity themselves)")
         self.robot = load_robot(p["robot"])
+        self.episode = None  # a task scene's episode (robot_dyn/tasks)
+        if p["scene"] in TASK_NAMES:
+            task = load_task(p["scene"], p["task_config"] or None)
+            self.robot = with_tool(self.robot, task.tool)
+            self.episode = task.episode(p["task_seed"])
         physics_dt = 1.0 / p["physics_rate_hz"]
         scene, self.scene_config = self._scene(p)
         backend = make_backend(p["backend"], self.robot, load_profile(p["effects_profile"]), physics_dt,
@@ -121,6 +127,13 @@ class SimNode(Node):
         self.create_subscription(JointTrajectory, "/impedance_reference", self.on_reference, RELIABLE, raw=True)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.cameras = self._cameras(p) if p["cameras"] else None
+        if self.episode is not None:
+            if not p["score_rate_hz"] > 0:
+                raise ValueError(f"parameter 'score_rate_hz' must be positive, got {p['score_rate_hz']}")
+            self.score_period, self.next_score = 1.0 / p["score_rate_hz"], self.arm.time
+            self.score_pub = self.create_publisher(Float64, "/task/score", IMAGE_QOS)
+            self.success_pub = self.create_publisher(Bool, "/task/success", IMAGE_QOS)
+            self.wrench_pub = self.create_publisher(WrenchStamped, "/task/contact_wrench", IMAGE_QOS)
 
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         # realtime: once a tick, on the ticks' own grid (the pacer starts with the timer), so states go out
@@ -160,6 +173,8 @@ class SimNode(Node):
         extensions = []
         if p["scene"] == "rope":
             extensions.append(DeformableScene(table=config.table, rope=config.rope, pusher=config.pusher))
+        if self.episode is not None:
+            extensions.append(self.episode.scene)
         if p["cameras"]:
             self.rig = config.cameras.build()
             extensions.append(self.rig)
@@ -280,8 +295,22 @@ class SimNode(Node):
         if self.pacer.republish_due(wall):
             self.publish_state()  # nobody has answered yet: repeat the unchanged state
 
+    def publish_score(self) -> None:
+        """A task scene's score, success and tool contact force, every score period of sim time."""
+        if self.episode is None or self.arm.time < self.next_score - 1e-9:
+            return
+        self.next_score += self.score_period
+        score = self.episode.score(self.arm.backend.model, self.arm.backend.data)
+        self.score_pub.publish(Float64(data=score["score"]))
+        self.success_pub.publish(Bool(data=score["success"]))
+        wrench = WrenchStamped()
+        wrench.header.stamp, wrench.header.frame_id = to_stamp(self.arm.time), self.robot.base_link
+        wrench.wrench.force.x, wrench.wrench.force.y, wrench.wrench.force.z = (float(v) for v in score["contact_force_n"])
+        self.wrench_pub.publish(wrench)
+
     def advance_tick(self) -> None:
         self.arm.advance(self.steps_per_tick)
+        self.publish_score()
         self.capture_cameras()  # before the tick counts as done: lockstep's timeout starts after the rendering
         self.pacer.advanced(time.monotonic())
         self.flush_events()

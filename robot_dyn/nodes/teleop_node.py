@@ -13,20 +13,24 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Joy
-from std_msgs.msg import String
+from sensor_msgs.msg import JointState, Joy
 
 from robot_dyn.bringup import schema
+from robot_dyn.dynamics.rigid_body import RigidBody
+from robot_dyn.nodes import wire
+from robot_dyn.nodes.events import Events
 from robot_dyn.nodes.messages import pose_to_arrays
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
+from robot_dyn.robots.tools import with_tool
+from robot_dyn.tasks import load_task
 from robot_dyn.teleop.devices import DeviceInput, JoyMapping, Keyboard, KEY_HELP, SpaceMouse
 from robot_dyn.teleop.scripted import OperatorSettings, ScriptedOperator, load_script, waypoints_from_script
 from robot_dyn.teleop.shaping import ShapingSettings, shape
 
 DEFAULTS = schema.defaults(schema.TELEOP)
 DESCRIPTIONS = schema.descriptions(schema.TELEOP)
-DEVICES = ("joy", "spacemouse", "keyboard", "scripted")
+DEVICES = ("joy", "spacemouse", "keyboard", "scripted", "expert")
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # 2 s of commands: a recorder that fell behind gets them resent
 
 
@@ -42,8 +46,8 @@ class TeleopNode(Node):
             raise ValueError(f"parameter 'frame' must be 'base' or 'ee', got '{p['frame']}'")
         if not p["rate_hz"] > 0:
             raise ValueError(f"parameter 'rate_hz' must be positive, got {p['rate_hz']}")
-        # the scripted operator aims in the base frame
-        self.frame_id = robot.base_link if p["frame"] == "base" or p["device"] == "scripted" else robot.ee_frame
+        # the scripted operator and the experts aim in the base frame
+        self.frame_id = robot.base_link if p["frame"] == "base" or p["device"] in ("scripted", "expert") else robot.ee_frame
         self.shaping = ShapingSettings(p["deadband"], tuple(p["axis_scales"])).validated()
         self.device_name = p["device"]
         self.device = None  # SpaceMouse | Keyboard
@@ -53,7 +57,7 @@ class TeleopNode(Node):
         self.enabled = False
         self.commands = 0
         self.twist_pub = self.create_publisher(TwistStamped, "/controller/twist_command", RELIABLE)
-        self.event_pub = self.create_publisher(String, "/teleop/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.event = Events(self, "/teleop/events")
         if self.device_name == "joy":
             if any(v != int(v) for v in p["joy_axes"]):
                 raise ValueError(f"parameter 'joy_axes' must hold axis indices (integers), got {p['joy_axes']}")
@@ -64,6 +68,19 @@ class TeleopNode(Node):
         elif self.device_name == "keyboard":
             self.device = Keyboard(p["keyboard_hold_s"])
             print(KEY_HELP, flush=True)
+        elif self.device_name == "expert":
+            if not p["task"]:
+                raise ValueError("device 'expert' needs parameter 'task' (the graph sets it from the sim's scene)")
+            task = load_task(p["task"], p["task_config"] or None)
+            self.expert = task.expert(p["seed"], linear_scale=p["twist_linear_scale"], angular_scale=p["twist_angular_scale"])
+            self.kinematics = RigidBody(with_tool(robot, task.tool))
+            self.tool_length = task.tool.length
+            self.state_decoder = wire.JointStateDecoder()
+            self.measured = None  # (flange position, rotation) of the last /joint_states
+            self._order = None
+            self.create_subscription(JointState, "/joint_states", self.on_joint_state, 10, raw=True)
+            self.create_subscription(PoseStamped, "/controller/desired_pose", self.on_desired_pose, 10)
+            self.event(f"expert for '{p['task']}' ready (seed {p['seed']})")
         else:
             if not p["script"]:
                 raise ValueError("device 'scripted' needs parameter 'script' (a waypoints file)")
@@ -74,10 +91,6 @@ class TeleopNode(Node):
         self.create_timer(1.0 / p["rate_hz"], self.tick)
         self.get_logger().info(f"teleop: {self.device_name} -> /controller/twist_command in '{self.frame_id}' at {p['rate_hz']:g} Hz")
 
-    def event(self, text: str) -> None:
-        self.get_logger().info(text)
-        self.event_pub.publish(String(data=text))
-
     def on_joy(self, msg: Joy) -> None:
         try:
             self.joy = self.mapping.read(msg.axes, msg.buttons)
@@ -85,8 +98,16 @@ class TeleopNode(Node):
             self.joy = None
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
 
+    def on_joint_state(self, data: bytes) -> None:
+        msg = self.state_decoder.decode(data)
+        if self._order is None:
+            self._order = [list(msg.name).index(j) for j in self.kinematics.robot.joint_names]
+        self.measured = self.kinematics.ee_pose(np.asarray(msg.position)[self._order])
+
     def on_desired_pose(self, msg: PoseStamped) -> None:
         self.pose = pose_to_arrays(msg.pose)
+        if self.device_name == "expert":
+            return
         if self.operator is None:
             self.operator = ScriptedOperator(waypoints_from_script(self.script, self.pose[0]), self.operator_settings, self.seed)
             self.event(f"script started: {len(self.script)} waypoints")
@@ -100,12 +121,24 @@ class TeleopNode(Node):
             return self.device.read(now)
         if self.device_name == "spacemouse":
             return self.device.read()
+        if self.device_name == "expert":
+            return self._expert(now)
         if self.operator is None or self.operator.done:
             return None
         command = self.operator.command(now, *self.pose)
         if self.operator.done:
             self.event("script done")
         return DeviceInput(command if command is not None else np.zeros(6), command is not None and not self.operator.done)
+
+    def _expert(self, now: float) -> DeviceInput | None:
+        """The task's expert, looking at the measured peg (tool tip) and the desired pose."""
+        if self.measured is None or self.pose is None or self.expert.done:
+            return None
+        (p, R), (pd, Rd) = self.measured, self.pose
+        command = self.expert.command(now, p + R[:, 2] * self.tool_length, R, pd + Rd[:, 2] * self.tool_length)
+        if self.expert.done:
+            self.event("expert done")
+        return DeviceInput(command if command is not None else np.zeros(6), command is not None and not self.expert.done)
 
     def tick(self) -> None:
         reading = self._read()
@@ -115,7 +148,7 @@ class TeleopNode(Node):
             self.enabled = False
             return
         self.enabled = True
-        self.publish(reading.axes if self.device_name == "scripted" else shape(reading.axes, self.shaping))
+        self.publish(reading.axes if self.device_name in ("scripted", "expert") else shape(reading.axes, self.shaping))
 
     def publish(self, command: np.ndarray) -> None:
         msg = TwistStamped()

@@ -29,6 +29,11 @@ DEFAULT_TOPICS = {
     "/controller/desired_pose": "geometry_msgs/msg/PoseStamped",
     "/controller/events": "std_msgs/msg/String",
     "/robot_layer/events": "std_msgs/msg/String",
+    "/teleop/events": "std_msgs/msg/String",
+    # a task scene's (robot_dyn/tasks): nothing is written where none is published
+    "/task/score": "std_msgs/msg/Float64",
+    "/task/success": "std_msgs/msg/Bool",
+    "/task/contact_wrench": "geometry_msgs/msg/WrenchStamped",
 }
 # The types of a camera's recorded streams, keyed as robot_dyn.nodes.camera_messages.camera_topics names
 # them (the masks are the sim's ground truth, not something a real camera gives: left out)

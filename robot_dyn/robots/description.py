@@ -48,6 +48,7 @@ class RobotDescription:
     damping: np.ndarray
     safe_stiffness: np.ndarray
     safe_damping: np.ndarray
+    tool: object | None = None  # robot_dyn.robots.tools.Tool fixed to ee_frame (in urdf_xml), or None
 
     @property
     def n_joints(self) -> int:

@@ -5,6 +5,8 @@ tests/test_robot_models.py checks that mass matrix and gravity agree.
 """
 from __future__ import annotations
 
+import os
+
 import mujoco
 import numpy as np
 import pinocchio as pin
@@ -55,9 +57,18 @@ def pybullet_body(robot: RobotDescription, client: int) -> int:
     """Load the arm into a PyBullet client with URDF inertia, fixed base, no default damping or motors."""
     import pybullet as p
 
-    body = p.loadURDF(
-        str(robot.urdf_path), useFixedBase=True, flags=p.URDF_USE_INERTIA_FROM_FILE, physicsClientId=client
-    )
+    urdf = str(robot.urdf_path)
+    if robot.tool is not None:  # PyBullet reads files only: the description's text, tool included
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".urdf", delete=False) as f:  # the URDFs name no mesh files
+            f.write(robot.urdf_xml)
+        urdf = f.name
+    try:
+        body = p.loadURDF(urdf, useFixedBase=True, flags=p.URDF_USE_INERTIA_FROM_FILE, physicsClientId=client)
+    finally:
+        if urdf != str(robot.urdf_path):
+            os.unlink(urdf)
     if body < 0:
         raise RobotModelError(f"{robot.urdf_path}: PyBullet could not load it")
     names = [p.getJointInfo(body, i, physicsClientId=client)[1].decode() for i in range(p.getNumJoints(body, physicsClientId=client))]

@@ -106,6 +106,11 @@ def load_safe_sets(robot: RobotDescription, path: str | Path | None = None) -> S
             raise SafetyConfigError(f"{w}: expected a mapping with name, frame, offset, radius")
         spheres.append(LinkSphere(s["name"], s["frame"], _vector(s.get("offset", [0, 0, 0]), 3, f"{w}.offset"),
                                   _positive(s.get("radius"), f"{w}.radius")))
+    if robot.tool is not None:  # a tool on the flange is guarded like a link (robot_dyn/robots/tools.py)
+        from robot_dyn.robots.tools import TOOL_LINK
+
+        spheres += [LinkSphere(f"{robot.tool.name}_{k}", TOOL_LINK, np.array([0.0, 0.0, z]), r)
+                    for k, (z, r) in enumerate(robot.tool.covering_spheres())]
     names = [s.name for s in spheres]
     ee = links.get("end_effector")
     if ee not in names:

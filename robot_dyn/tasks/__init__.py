@@ -1,0 +1,21 @@
+"""Imitation tasks in the sim: scenes with a tool on the flange, their scores, and scripted experts that
+drive the arm through the teleop interface.
+
+load_task(name) gives a task: its `tool` (part of the robot for controller, sim and safety filter
+alike, robot_dyn/robots/tools.py), `episode(seed)` (the scene extension for MuJoCo and the score
+of a state), and `expert(seed)` (the scripted expert).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+TASK_NAMES = ("insert",)
+
+
+def load_task(name: str, config: str | Path | None = None):
+    """The named task with configs/tasks/<name>.yaml (or `config`); ValueError names the field at fault."""
+    if name == "insert":
+        from robot_dyn.tasks.insert import InsertTask, load_insert_config
+
+        return InsertTask(load_insert_config(config))
+    raise ValueError(f"unknown task '{name}'; known: {list(TASK_NAMES)}")

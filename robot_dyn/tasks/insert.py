@@ -1,0 +1,241 @@
+"""The `insert` task: a square peg held at the flange goes into a tight hole whose true position is
+offset from the nominal one by a random amount.
+
+Scene (MuJoCo, primitive geoms only): the table; on it a fixture, four boxes around a square hole
+with a floor, its top `fixture_height` above the table. The hole's side is the peg's plus the
+diametral clearance (0.5 mm by default). Each episode draws the hole's centre uniformly in a disc
+of `offset_radius` (10 mm) around `nominal_hole`, so the hole must be found by feel: what a person
+does with a search motion and what the search-strategy work learns.
+
+The hole's edge has a 45 degree chamfer (3 mm), as a real fixture's has: a peg pushed down within
+it slides into the hole. Contact at this clearance (0.25 mm a side) must not chatter or let the peg through a wall: the peg
+and fixture geoms use a stiff contact (solref time constant 2 physics steps, near-hard solimp), an
+elliptic friction cone, and the peg's corners are chamfered by nothing but the clearance, as a real
+peg would be. `contact_force` reads the normal and friction forces between peg and fixture.
+
+Frames and units: world = the arm's base frame, z up; m, kg, N. The peg is the flange's tool
+(robot_dyn/robots/tools.py), so the controller's model and the safety filter know its mass and shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from robot_dyn.robots.tools import TOOL_LINK, Tool
+from robot_dyn.sim.deformables import ARM_CONTACT, SCENE_CONTACT, TABLE_GEOM, TableConfig
+
+FIXTURE_PREFIX = "fixture"
+PEG_GEOM = "peg"
+
+
+@dataclass(frozen=True)
+class InsertConfig:
+    table: TableConfig = field(default_factory=TableConfig)
+    peg: Tool = field(default_factory=lambda: Tool("peg", length=0.10, width=0.02, mass=0.12, shape="box"))
+    clearance: float = 0.0005  # m, hole side - peg side (diametral)
+    chamfer: float = 0.003  # m, the 45 degree chamfer on the hole's edge (widens its mouth by twice this)
+    hole_depth: float = 0.03  # m, from the fixture's top to the hole's floor
+    fixture_height: float = 0.04  # m above the table
+    fixture_side: float = 0.12  # m, the fixture's outer square
+    nominal_hole: tuple = (0.5, 0.0)  # (x, y) m, where the hole is believed to be
+    offset_radius: float = 0.010  # m: the true hole lies within this of the nominal one
+    success_depth: float = 0.02  # m the peg's tip must reach below the fixture's top
+    friction: float = 0.3  # peg on fixture (steel on steel, dry)
+    solref_timeconst: float = 0.002  # s, contact stiffness time constant (>= 2 physics steps)
+
+    def validated(self) -> "InsertConfig":
+        self.peg.validated()
+        for name in ("clearance", "chamfer", "hole_depth", "fixture_height", "fixture_side", "success_depth", "friction",
+                     "solref_timeconst"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+                raise ValueError(f"insert.{name}: must be a positive number, got {value!r}")
+        if not 0 <= self.offset_radius < self.fixture_side / 2 - self.hole_side:
+            raise ValueError(f"insert.offset_radius: must keep the hole inside the fixture, got {self.offset_radius}")
+        if not self.chamfer < self.success_depth <= self.hole_depth <= self.fixture_height:
+            raise ValueError("insert: need chamfer < success_depth <= hole_depth <= fixture_height")
+        return self
+
+    @property
+    def hole_side(self) -> float:
+        return self.peg.width + self.clearance
+
+    @property
+    def top(self) -> float:
+        """z of the fixture's top face, m."""
+        return self.table.height + self.fixture_height
+
+
+def draw_hole(config: InsertConfig, rng: np.random.Generator) -> np.ndarray:
+    """The hole's true centre (x, y), m: uniform in the disc of offset_radius around the nominal one."""
+    radius = config.offset_radius * np.sqrt(rng.uniform())
+    angle = rng.uniform(0.0, 2 * np.pi)
+    return np.asarray(config.nominal_hole, float) + radius * np.array([np.cos(angle), np.sin(angle)])
+
+
+@dataclass
+class InsertScene:
+    """Table + fixture with its hole at `hole` (x, y); apply(spec, robot) adds them to a MuJoCo spec
+    whose robot carries the peg (robot_dyn.robots.tools.with_tool)."""
+
+    config: InsertConfig
+    hole: np.ndarray
+
+    def apply(self, spec: mujoco.MjSpec, robot=None) -> None:
+        c = self.config
+        if robot is None or robot.tool is None or robot.tool.name != c.peg.name:
+            raise ValueError(f"insert: the robot must carry the '{c.peg.name}' tool (robot_dyn.robots.tools.with_tool)")
+        t = c.table
+        world = spec.worldbody
+        contact = dict(contype=SCENE_CONTACT[0], conaffinity=SCENE_CONTACT[1], friction=[c.friction, 0.005, 0.0001],
+                       solref=[c.solref_timeconst, 1.0], solimp=[0.99, 0.999, 0.0005, 0.5, 2.0], condim=3,
+                       rgba=[0.55, 0.57, 0.6, 1.0])
+        world.add_geom(name=TABLE_GEOM, type=mujoco.mjtGeom.mjGEOM_BOX, size=[*t.half_extents, t.height / 2],
+                       pos=[*t.center, t.height / 2], rgba=list(t.rgba), friction=[t.friction, 0.005, 0.0001],
+                       contype=SCENE_CONTACT[0], conaffinity=SCENE_CONTACT[1])
+        # Four walls around the hole, each in two layers, with a 45 degree chamfer on the hole's edge
+        # (the top layer steps back by the chamfer width and a tilted box fills the step), and the hole's
+        # floor: all static geoms of the world body. The chamfer widens the mouth by 2 * chamfer, as on
+        # a real fixture: it is what lets a peg pushed down near the hole slide into it.
+        x, y = self.hole
+        h, ch, top = c.hole_side / 2, c.chamfer, c.top
+        outer = c.fixture_side / 2
+        for k, (ux, uy) in enumerate(((1, 0), (-1, 0), (0, 1), (0, -1))):
+            along = np.array([-uy, ux])  # along the wall, in the table plane
+            normal = np.array([ux, uy])  # from the hole's axis into the wall
+            for layer, (inner, z0, z1) in enumerate(((h, t.height, top - ch), (h + ch, top - ch, top))):
+                thick = (outer - inner) / 2
+                # walls on x take the corners (full length), walls on y fit between them
+                length = outer if ux else inner
+                centre = np.array([x, y]) + normal * (inner + thick)
+                size = np.abs(normal) * thick + np.abs(along) * length
+                world.add_geom(name=f"{FIXTURE_PREFIX}_wall{k}_{layer}", type=mujoco.mjtGeom.mjGEOM_BOX,
+                               size=[*size, (z1 - z0) / 2], pos=[*centre, (z0 + z1) / 2], **contact)
+            # the chamfer: a box whose face runs from (h + ch, top) down to (h, top - ch), 45 degrees, and
+            # whose body lies in the wall (its corners reach neither above the top nor into the hole)
+            slope = np.array([*normal, 1.0]) / np.sqrt(2)  # up the face, away from the hole's axis
+            into = np.array([*normal, -1.0]) / np.sqrt(2)  # into the wall's material
+            half_face, half_thick = ch / np.sqrt(2), ch / np.sqrt(2)
+            centre = np.array([x + normal[0] * (h + ch / 2), y + normal[1] * (h + ch / 2), top - ch / 2]) + into * half_thick
+            quat = np.zeros(4)
+            mujoco.mju_mat2Quat(quat, np.column_stack([[*along, 0.0], slope, into]).ravel())
+            world.add_geom(name=f"{FIXTURE_PREFIX}_chamfer{k}", type=mujoco.mjtGeom.mjGEOM_BOX,
+                           size=[h + ch, half_face, half_thick], pos=centre, quat=quat, **contact)
+        floor = c.fixture_height - c.hole_depth
+        if floor > 0:
+            world.add_geom(name=f"{FIXTURE_PREFIX}_floor", type=mujoco.mjtGeom.mjGEOM_BOX, size=[h, h, floor / 2],
+                           pos=[x, y, t.height + floor / 2], **contact)
+        body = spec.body(TOOL_LINK)
+        if body is None or not body.geoms:
+            raise ValueError("insert: the MuJoCo spec has no tool geom (the robot's URDF lacks the tool)")
+        peg = body.geoms[0]
+        peg.name = PEG_GEOM
+        peg.contype, peg.conaffinity = ARM_CONTACT
+        peg.friction = [c.friction, 0.005, 0.0001]
+        peg.solref, peg.solimp, peg.condim = [c.solref_timeconst, 1.0], [0.99, 0.999, 0.0005, 0.5, 2.0], 3
+        peg.rgba = [0.8, 0.65, 0.2, 1.0]
+        spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+        spec.option.impratio = 10.0  # stiff friction against the stiff normal: no creep in the hole
+
+
+def peg_tip(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+    """The centre of the peg's end face (3,), world frame, m."""
+    g = model.geom(PEG_GEOM).id
+    return data.geom_xpos[g] + data.geom_xmat[g].reshape(3, 3)[:, 2] * model.geom_size[g][2]
+
+
+def insertion(config: InsertConfig, hole: np.ndarray, model: mujoco.MjModel, data: mujoco.MjData) -> dict:
+    """How far in the peg is: depth (m below the fixture's top, negative above it), its lateral offset
+    from the hole's axis (m), and success (inside the hole's outline to success_depth)."""
+    tip = peg_tip(model, data)
+    depth = config.top - tip[2]
+    lateral = float(np.linalg.norm(tip[:2] - hole))
+    inside = lateral < config.hole_side / 2
+    return {"depth_m": float(depth), "lateral_m": lateral, "success": bool(inside and depth >= config.success_depth)}
+
+
+def contact_force(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+    """Total contact force (3,) the fixture exerts on the peg, world frame, N."""
+    peg = model.geom(PEG_GEOM).id
+    total = np.zeros(3)
+    wrench = np.zeros(6)
+    for i in range(data.ncon):
+        contact = data.contact[i]
+        if peg not in (contact.geom1, contact.geom2):
+            continue
+        other = contact.geom2 if contact.geom1 == peg else contact.geom1
+        if not model.geom(other).name.startswith(FIXTURE_PREFIX):
+            continue
+        mujoco.mj_contactForce(model, data, i, wrench)
+        force = contact.frame.reshape(3, 3).T @ wrench[:3]  # contact frame -> world; acts on geom2
+        total += force if contact.geom2 == peg else -force
+    return total
+
+
+def load_insert_config(path: str | Path | None = None) -> InsertConfig:
+    """configs/tasks/insert.yaml (or `path`) as an InsertConfig; ValueError names the file and field."""
+    from robot_dyn import paths
+
+    path = Path(path) if path else paths.config_path("tasks/insert.yaml")
+    raw = paths.read_yaml_mapping(path).get("insert")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected an 'insert:' mapping")
+    known = {f.name for f in fields(InsertConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: insert: unknown fields {unknown} (known: {sorted(known)})")
+    values = dict(raw)
+    try:
+        if "peg" in values:
+            values["peg"] = Tool("peg", shape="box", **values["peg"])
+        if "table" in values:
+            values["table"] = TableConfig(**values["table"])
+        if "nominal_hole" in values:
+            values["nominal_hole"] = tuple(float(v) for v in values["nominal_hole"])
+        return InsertConfig(**values).validated()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: insert: {exc}") from None
+
+
+@dataclass
+class InsertEpisode:
+    """One episode: its scene (a MuJoCo scene extension) and the score of a state."""
+
+    config: InsertConfig
+    hole: np.ndarray  # (x, y) m, the true hole
+
+    @property
+    def scene(self) -> InsertScene:
+        return InsertScene(self.config, self.hole)
+
+    def score(self, model: mujoco.MjModel, data: mujoco.MjData) -> dict:
+        """score: the depth reached as a fraction of the success depth (0..1); success; depth and lateral
+        offset (m); contact force of the fixture on the peg (3,), N, world frame."""
+        result = insertion(self.config, self.hole, model, data)
+        result["score"] = float(np.clip(result["depth_m"] / self.config.success_depth, 0.0, 1.0))
+        result["contact_force_n"] = contact_force(model, data)
+        return result
+
+
+class InsertTask:
+    name = "insert"
+
+    def __init__(self, config: InsertConfig | None = None):
+        self.config = (config or InsertConfig()).validated()
+
+    @property
+    def tool(self) -> Tool:
+        return self.config.peg
+
+    def episode(self, seed: int) -> InsertEpisode:
+        """Seed >= 0 draws the hole's offset; seed < 0 puts it at the nominal position."""
+        hole = draw_hole(self.config, np.random.default_rng(seed)) if seed >= 0 else np.asarray(self.config.nominal_hole, float)
+        return InsertEpisode(self.config, hole)
+
+    def expert(self, seed: int, **settings):
+        from robot_dyn.tasks.insert_expert import InsertExpert, InsertExpertSettings
+
+        return InsertExpert(self.config, InsertExpertSettings(**settings), seed=seed)

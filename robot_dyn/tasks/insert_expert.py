@@ -1,0 +1,180 @@
+"""A scripted expert for `insert`: what a person with a teleop device does to put a peg in a hole
+they can only roughly locate.
+
+It sees the peg (its tip from the measured arm, as a person sees the real peg) and the
+controller's desired pose (where the reference is, the analogue of how hard the stick is pushed),
+and knows the hole's nominal position and orientation, not its true offset. Phases:
+1. align: move the tip above the nominal hole, turned to the hole's orientation;
+2. descend: go down until the peg is stopped (on the fixture's top) or drops in;
+3. search: on the top, press down lightly (the desired tip held `press` below the measured one,
+   a few newtons through the joint impedance) and move along an Archimedean spiral around the
+   nominal hole whose pitch is less than the chamfer's capture width, until the peg dips into the
+   chamfer;
+4. insert: comply sideways (the reference follows the peg, so the chamfer centres it) and press on
+   down to the success depth, then let go. Held at the chamfer's foot by friction (a fraction of a
+   millimetre off the axis), it wiggles: small circles of growing radius until the peg drops.
+Human-like variety, seeded: the pace, the spiral's direction and phase, unsteadiness of the stick
+(robot_dyn.teleop.scripted's noise), and short pauses between phases.
+
+Output: the unitless base-frame command (6,) a device would give (robot_dyn.teleop), or None when
+done. Units: m, rad, s; poses in the base frame (the world of the task scenes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pinocchio as pin
+
+from robot_dyn.tasks.insert import InsertConfig
+
+PHASES = ("align", "descend", "search", "insert", "done")
+
+
+@dataclass(frozen=True)
+class InsertExpertSettings:
+    linear_scale: float = 0.15  # m/s of a unitless 1.0 (the controller's twist_linear_scale)
+    angular_scale: float = 0.5  # rad/s of a unitless 1.0
+    approach_height: float = 0.015  # m of the tip above the fixture's top before descending
+    descend_speed: float = 0.03  # m/s
+    press: float = 0.001  # m the desired tip is held below the measured one while searching (a few N)
+    entered: float = 0.0007  # m below the top: the peg has found the chamfer
+    spiral_pitch: float = 0.004  # m between turns (less than 2 x the chamfer: the mouth is caught)
+    search_speed: float = 0.012  # m/s along the spiral
+    max_search_radius: float = 0.016  # m: beyond this the search restarts from the centre
+    gain: float = 3.0  # 1/s, position error -> speed
+    comply_gain: float = 10.0  # 1/s: how fast the reference follows the peg sideways while inserting
+    wiggle: float = 0.05  # rad/s, amplitude of the twist about the vertical while inserting
+    noise: float = 0.03  # unitless std of the stick's unsteadiness
+    noise_time_constant: float = 0.3  # s
+
+
+class InsertExpert:
+    def __init__(self, config: InsertConfig, settings: InsertExpertSettings | None = None, seed: int = 0,
+                 hole_yaw: float = 0.0):
+        self.config, self.settings = config, settings or InsertExpertSettings()
+        self.rng = np.random.default_rng(seed)
+        self.hole_yaw = hole_yaw  # rad about z of the hole's square (its sides along x, y when 0)
+        self.phase = "align"
+        self.phase_since = None
+        self._pace = self.rng.uniform(0.7, 1.0)
+        self._direction = self.rng.choice([-1.0, 1.0])
+        self._phase0 = self.rng.uniform(0, 2 * np.pi)
+        self._pause = {p: self.rng.uniform(0.0, 0.4) for p in PHASES}
+        self._noise = np.zeros(6)
+        self._t = None
+        self._spiral_s = 0.0  # arc length travelled along the spiral, m
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"
+
+    def _enter(self, phase: str, t: float) -> None:
+        self.phase, self.phase_since = phase, t
+        self._deepest, self._progress_at, self._stuck_at = -np.inf, t, None
+
+    def aligned_rotation(self, rotation: np.ndarray) -> np.ndarray:
+        """The flange orientation with the tool straight down and the peg's sides along the hole's,
+        the nearest (in yaw) to `rotation`."""
+        yaw = np.arctan2(rotation[1, 0], rotation[0, 0])
+        # the peg is square: any of four yaws fits; take the one closest to the current
+        target = self.hole_yaw + np.round((yaw - self.hole_yaw) / (np.pi / 2)) * (np.pi / 2)
+        return _down(target)
+
+    def command(self, t: float, tip: np.ndarray, flange_rotation: np.ndarray, desired_tip: np.ndarray) -> np.ndarray | None:
+        """The stick at time t: tip (3,) the measured peg tip, flange_rotation (3, 3) the measured
+        flange orientation, desired_tip (3,) where the desired pose puts the tip."""
+        s, c = self.settings, self.config
+        if self.done:
+            return None
+        if self.phase_since is None:
+            self.phase_since = t
+        h = 0.0 if self._t is None else max(t - self._t, 0.0)
+        self._t = t
+        decay = np.exp(-h / s.noise_time_constant)
+        self._noise = decay * self._noise + s.noise * np.sqrt(1 - decay**2) * self.rng.standard_normal(6)
+        if t - self.phase_since < self._pause[self.phase]:
+            return np.zeros(6)  # a person's pause between phases
+        nominal = np.asarray(c.nominal_hole, float)
+        velocity, angular = np.zeros(3), np.zeros(3)
+        if self.phase == "align":
+            target = np.array([*nominal, c.top + s.approach_height])
+            error = target - tip
+            rotation_error = pin.log3(self.aligned_rotation(flange_rotation) @ flange_rotation.T)
+            velocity, angular = s.gain * error, s.gain * rotation_error
+            if np.linalg.norm(error) < 0.002 and np.linalg.norm(rotation_error) < 0.01:
+                self._enter("descend", t)
+        elif self.phase == "descend":
+            near = float(np.clip((tip[2] - c.top) / 0.005, 0.2, 1.0))  # slow down for the last 5 mm
+            velocity = np.array([*(s.gain * (nominal - tip[:2])), -s.descend_speed * near])
+            if tip[2] < c.top - s.entered:
+                self._enter("insert", t)
+            elif desired_tip[2] < tip[2] - s.press:  # the reference goes on, the peg does not: it rests on the top
+                self._enter("search", t)
+        elif self.phase == "search":
+            self._spiral_s += h * s.search_speed * self._pace
+            target = nominal + self._spiral(self._spiral_s)
+            if np.linalg.norm(target - nominal) > s.max_search_radius:
+                self._spiral_s = 0.0
+            lateral = s.gain * (target - tip[:2]) + self._spiral_velocity(self._spiral_s) * s.search_speed * self._pace
+            velocity = np.array([*lateral, self._pressing(tip, desired_tip, s.press)])
+            if tip[2] < c.top - s.entered:
+                self._enter("insert", t)
+        elif self.phase == "insert":
+            # comply sideways (the reference follows the peg, so the chamfer can centre it) and press on down
+            depth = c.top - tip[2]
+            if depth > self._deepest + 0.0002:
+                self._deepest, self._progress_at, self._stuck_at = depth, t, None
+            if self._stuck_at is None and t - self._progress_at > 0.5:
+                self._stuck_at, self._wiggle_from = tip[:2].copy(), t  # held by friction: wiggle
+            if self._stuck_at is None:
+                lateral = s.comply_gain * (tip[:2] - desired_tip[:2])
+            else:  # small circles of growing radius around where it stuck: one passes over the hole's axis
+                age = t - self._wiggle_from
+                radius = min(0.0002 + 0.0005 * age, c.chamfer)
+                phase = 2 * np.pi * age * self._direction
+                target = self._stuck_at + radius * np.array([np.cos(phase), np.sin(phase)])
+                lateral = s.gain * 3 * (target - desired_tip[:2])
+            velocity = np.array([*lateral, self._pressing(tip, desired_tip, s.press)])
+            # keep the peg upright (contact torques tilt it through the wrist's impedance, and a tilted
+            # peg jams at this clearance), with a person's small wiggle about the vertical
+            wiggle = s.wiggle * np.sin(2 * np.pi * 2.0 * (t - self.phase_since))
+            angular = s.gain * pin.log3(self.aligned_rotation(flange_rotation) @ flange_rotation.T) + np.array([0, 0, wiggle])
+            if c.top - tip[2] >= c.success_depth + 0.002:
+                self._enter("done", t)
+                return np.zeros(6)
+        stick = np.concatenate([velocity / s.linear_scale, angular / s.angular_scale])
+        for part in (slice(0, 3), slice(3, 6)):
+            norm = np.linalg.norm(stick[part])
+            if norm > self._pace:
+                stick[part] *= self._pace / norm
+        return np.clip(stick + self._noise * (np.abs(stick) > 0.02), -1.0, 1.0)
+
+    def _pressing(self, tip: np.ndarray, desired_tip: np.ndarray, press: float) -> float:
+        """Vertical speed (m/s) that holds the desired tip `press` below the peg's: a light, steady push
+        through the joint impedance (1 mm: a few newtons), however far the peg is held up."""
+        return self.settings.gain * ((tip[2] - press) - desired_tip[2])
+
+    def _spiral(self, arc: float) -> np.ndarray:
+        """The spiral's point (x, y offsets, m) after `arc` m along it: r = pitch * theta / 2 pi."""
+        theta = self._theta(arc)
+        r = self.settings.spiral_pitch * theta / (2 * np.pi)
+        angle = self._direction * theta + self._phase0
+        return r * np.array([np.cos(angle), np.sin(angle)])
+
+    def _spiral_velocity(self, arc: float) -> np.ndarray:
+        """The spiral's unit tangent at `arc`."""
+        a, b = self._spiral(arc), self._spiral(arc + 1e-4)
+        d = b - a
+        n = np.linalg.norm(d)
+        return d / n if n > 0 else np.zeros(2)
+
+    def _theta(self, arc: float) -> float:
+        """The spiral's angle after `arc` m (arc ~ pitch theta^2 / 4 pi for an Archimedean spiral)."""
+        return float(np.sqrt(4 * np.pi * arc / self.settings.spiral_pitch))
+
+
+def _down(yaw: float) -> np.ndarray:
+    """base <- flange with the flange's z straight down and its x at `yaw` about the base's z."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])

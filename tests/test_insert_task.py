@@ -1,0 +1,89 @@
+"""The insert task: the peg as the flange's tool in every model, the fixture's geometry, stable contact at
+0.5 mm clearance, and the expert finding offset holes (in process, deterministic)."""
+import mujoco
+import numpy as np
+import pytest
+
+from robot_dyn.dynamics.rigid_body import RigidBody
+from robot_dyn.robots import load_robot
+from robot_dyn.robots.tools import Tool, with_tool
+from robot_dyn.safety.sets import load_safe_sets
+from robot_dyn.sim.backend import make_backend
+from robot_dyn.tasks import load_task
+from robot_dyn.tasks.in_process import run_expert
+from robot_dyn.tasks.insert import load_insert_config
+
+TASK = load_task("insert")
+CONFIG = TASK.config
+
+
+def test_the_peg_is_part_of_the_robot_for_controller_sim_and_safety_filter():
+    bare = load_robot("panda")
+    robot = with_tool(bare, TASK.tool)
+    q = bare.home + 0.2
+    g_bare, g_tool = RigidBody(bare).gravity(q), RigidBody(robot).gravity(q)
+    assert np.max(np.abs(g_tool - g_bare)) > 0.05  # 0.12 kg 0.3-0.6 m out: tenths of a newton metre
+    backend = make_backend("mujoco", robot, scene=TASK.episode(0).scene)
+    moving = sum(inertia.mass for inertia in RigidBody(robot).model.inertias[1:])  # the base is fixed in both
+    assert np.isclose(backend.model.body_mass[1:].sum(), moving, atol=1e-9)
+    assert np.isclose(moving - sum(i.mass for i in RigidBody(bare).model.inertias[1:]), TASK.tool.mass)
+    sets = load_safe_sets(robot)
+    spheres = [s for s in sets.spheres if s.frame == "tool"]
+    assert spheres, [s.name for s in sets.spheres]
+    # every corner of the peg's box lies in one of its spheres
+    half = TASK.tool.width / 2
+    for z in np.linspace(0.0, TASK.tool.length, 21):
+        for x, y in ((half, half), (-half, half), (half, -half), (-half, -half)):
+            assert any(np.linalg.norm(np.array([x, y, z]) - s.offset) <= s.radius + 1e-9 for s in spheres), (x, y, z)
+    with pytest.raises(ValueError, match="already carries a tool"):
+        with_tool(robot, TASK.tool)
+    with pytest.raises(ValueError, match="mass must be a positive"):
+        Tool("bad", 0.1, 0.02, 0.0).validated()
+
+
+def test_the_fixture_has_a_chamfered_hole_of_the_configured_clearance():
+    episode = TASK.episode(3)
+    backend = make_backend("mujoco", with_tool(load_robot("panda"), TASK.tool), scene=episode.scene)
+    m, d = backend.model, backend.data
+    mujoco.mj_forward(m, d)
+
+    def surface(x, y):  # height of the fixture below (x, y), relative to its top, m
+        geom = np.zeros(1, np.int32)
+        start = np.array([x, y, CONFIG.top + 0.01])
+        return CONFIG.top + 0.01 - mujoco.mj_ray(m, d, start, np.array([0, 0, -1.0]), None, 1, -1, geom) - CONFIG.top
+
+    half, ch = CONFIG.hole_side / 2, CONFIG.chamfer
+    for direction in (np.array([1.0, 0.0]), np.array([0.0, -1.0])):
+        x, y = episode.hole + direction * (half - 1e-4)
+        assert abs(surface(x, y) + (CONFIG.hole_depth)) < 1e-6  # inside: the hole's floor
+        x, y = episode.hole + direction * (half + ch / 2)
+        assert abs(surface(x, y) + ch / 2) < 1e-5  # halfway up the 45 degree chamfer
+        x, y = episode.hole + direction * (half + ch + 1e-3)
+        assert abs(surface(x, y)) < 1e-6  # the top
+    assert np.isclose(CONFIG.hole_side - TASK.tool.width, 0.0005)
+    assert np.linalg.norm(episode.hole - CONFIG.nominal_hole) <= CONFIG.offset_radius
+    assert np.allclose(TASK.episode(-1).hole, CONFIG.nominal_hole)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 9])
+def test_the_expert_finds_the_offset_hole_and_contact_stays_sane(seed):
+    result = run_expert(TASK, seed)
+    assert result.success, (result.score, result.phases)
+    assert result.phases[:2] == ["align", "descend"] and result.phases[-1] == "done"
+    assert result.score["lateral_m"] < CONFIG.clearance  # in the hole, on its axis
+    force = np.linalg.norm(result.contact_force_n, axis=1)
+    # pressing lightly (a few newtons) while searching and inserting; the peg never wedges hard
+    assert np.percentile(force, 95) < 20.0, np.percentile(force, 95)
+    assert np.all(np.isfinite(force))
+
+
+def test_a_malformed_task_config_names_the_field(tmp_path):
+    bad = tmp_path / "insert.yaml"
+    bad.write_text("insert:\n  peg: {length: 0.1, width: 0.02, mass: 0.1}\n  clearence: 0.001\n")
+    with pytest.raises(ValueError, match="unknown fields \\['clearence'\\]"):
+        load_insert_config(bad)
+    bad.write_text("insert:\n  offset_radius: 0.2\n")
+    with pytest.raises(ValueError, match="offset_radius"):
+        load_insert_config(bad)
+    with pytest.raises(ValueError, match="unknown task"):
+        load_task("stack")
