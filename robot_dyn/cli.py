@@ -16,6 +16,8 @@
   robot-dyn launch sim --mode realtime --task insert --teleop expert   the insert task's scripted expert at work
   robot-dyn recording recover DIR      a valid bag from what a killed recorder left
   robot-dyn recording info DIR...      episodes' task, success, duration and messages per topic
+  robot-dyn replay DIR                 play an episode's commands back; how closely the arm repeats it
+  robot-dyn export lerobot DIR... --out DATASET --fps 10   a LeRobot v3.0 dataset of recorded episodes
 """
 from __future__ import annotations
 
@@ -92,6 +94,12 @@ def _bench(args) -> int:
         from robot_dyn.bench.safety import bench_safety
 
         result = bench_safety(args.robots[0], scenarios=21 if args.quick else args.scenarios, log=progress)
+    elif args.what == "recording":
+        from robot_dyn.bench.recording import bench_recording
+
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        result = bench_recording(episodes=1 if args.quick else args.episodes_per_task,
+                                 in_process_seeds=4 if args.quick else 20, log=progress)
     elif args.what == "tracking":
         from robot_dyn.bench.tracking import bench_tracking
 
@@ -152,6 +160,33 @@ def _train(args) -> int:
 
     config = TrainConfig(kind=args.model, epochs=args.epochs, seed=args.seed, use_exact=args.exact, hidden=args.hidden)
     train_job(Path(args.dataset), config, Path(args.out) if args.out else None)
+    return 0
+
+
+def _export(args) -> int:
+    from robot_dyn.recording.episode_bag import RecordingError
+    from robot_dyn.recording.lerobot_export import export_lerobot
+
+    cameras = [c for c in args.cameras.split(",") if c] if args.cameras else None
+    try:
+        report = export_lerobot(args.episodes, Path(args.out), args.fps, cameras)
+    except RecordingError as exc:
+        raise SystemExit(f"export: {exc}")
+    print(f"{report.out}: {report.episodes} episodes, {report.frames} frames at {args.fps:g} fps "
+          f"({sum(report.seconds_per_episode) / report.episodes:.2f} s an episode)")
+    return 0
+
+
+def _replay(args) -> int:
+    from robot_dyn.jobs.replay import replay
+    from robot_dyn.recording.episode_bag import RecordingError
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        report = replay(Path(args.episode), args.mode)
+    except (RecordingError, ValueError) as exc:
+        raise SystemExit(f"replay: {exc}")
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -265,12 +300,13 @@ def main(argv=None) -> int:
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    p.add_argument("what", choices=["control", "inverse-dynamics", "safety", "tracking"])
+    p.add_argument("what", choices=["control", "inverse-dynamics", "safety", "tracking", "recording"])
     p.add_argument("--json", action="store_true", help="compact single-line JSON")
     p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"], help="inverse-dynamics and safety use the first")
     p.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")
     p.add_argument("--scenarios", type=int, default=210, help="safety: randomised scenarios (each run three ways)")
     p.add_argument("--episodes", default=None, help="tracking: a folder of recorded episodes (default: record held-out ones)")
+    p.add_argument("--episodes-per-task", type=int, default=3, help="recording: graph episodes per task")
     p.add_argument("--out", default=None, help="tracking: write a contact-sheet PNG per episode and metrics.json here")
     p.set_defaults(func=_bench)
 
@@ -327,6 +363,19 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="torch device: cpu | cuda")
     p.add_argument("--frames", type=int, default=None, help="track only the first N frames")
     p.set_defaults(func=_track)
+
+    p = sub.add_parser("export", help="recorded episodes -> a dataset for imitation learning")
+    p.add_argument("format", choices=["lerobot"])
+    p.add_argument("episodes", nargs="+", help="episode folders of the recorder node")
+    p.add_argument("--out", required=True, help="the dataset folder (must not exist)")
+    p.add_argument("--fps", type=float, default=10.0, help="frames per second of the dataset's fixed clock (an integer)")
+    p.add_argument("--cameras", default=None, help="comma-separated cameras to include (default: every camera recorded)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("replay", help="play a recorded episode's commands back into the graph; how closely the arm repeats it")
+    p.add_argument("episode", help="an episode folder of the recorder node")
+    p.add_argument("--mode", default=None, choices=["lockstep", "realtime"], help="default: the episode's")
+    p.set_defaults(func=_replay)
 
     p = sub.add_parser("recording", help="recorded demonstration episodes (rosbag2 folders of the recorder node)")
     p.add_argument("action", choices=["recover", "info"])

@@ -61,7 +61,9 @@ def test_the_scripted_operator_drives_the_arm_through_its_waypoints(tmp_path):
                     overrides={"teleop": {"script": str(script), "seed": 1}}) as s:
         c = s.client
         c.wait_for_event(c.teleop_events, "script started", wall_timeout=30)
-        p_start = _ee(s, c.states[-1][1])
+        # the script's offsets are from where it started: the first desired pose, the arm at home (by the
+        # time this client reads the event, the arm may be on its way)
+        p_start = _ee(s, s.robot.home)
         c.wait_for_event(c.teleop_events, "script done", wall_timeout=120)
         s.wait(0.5)
         p_end = _ee(s, c.states[-1][1])

@@ -134,6 +134,9 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     if recorder:
         if sim.get("cameras") and not nodes["recorder"].get("cameras"):
             nodes["recorder"]["cameras"] = ",".join(_scene_config(sim).cameras.build().names)
+        facts = {"robot": robot, "scene": sim.get("scene", ""), "task_seed": sim.get("task_seed", -1),
+                 "mode": sim.get("mode", schema.SIM["mode"][0])}
+        nodes["recorder"]["graph_facts"] = ",".join(f"{k}={v}" for k, v in facts.items())
         specs.append(NodeSpec("recorder", "recorder", "robot_dyn.nodes.recorder_node", nodes["recorder"]))
     return specs
 

@@ -121,6 +121,7 @@ RECORDER = {
     "task": ("demo", "the task name of episodes started without one (/recorder/start)"),
     "cameras": ("", "comma-separated camera names whose color, depth, info and pose topics are recorded (the graph fills it from the sim's rig)"),
     "extra_topics": ("", "comma-separated 'topic=package/msg/Type' recorded besides the defaults (joint states, references, twist commands, desired pose, events)"),
+    "graph_facts": ("", "comma-separated key=value facts of the graph stored with every episode (robot, scene, task_seed, mode: replay starts the same graph from them); the graph sets it"),
     "flush_period_s": (0.5, "the bag is flushed to disk this often: at most this much is lost if the recorder is killed, s"),
     "status_period_s": (1.0, "a progress line on /recorder/events this often while recording, s (wall)"),
 }

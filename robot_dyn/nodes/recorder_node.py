@@ -70,6 +70,7 @@ class RecorderNode(Node):
                 raise ValueError(f"parameter '{name}' must be positive, got {p[name]}")
         topics, latched = recorded_topics(p)
         self.default_task = p["task"]
+        self.facts = dict(item.split("=", 1) for item in p["graph_facts"].split(",") if "=" in item)
         self.recorder = Recorder(p["out_dir"], topics, latched, p["flush_period_s"])
         for topic, msgtype in topics.items():
             self.create_subscription(message_class(msgtype), topic, self._receiver(topic),
@@ -99,7 +100,7 @@ class RecorderNode(Node):
         return str(path)
 
     def stop(self, success: bool) -> str:
-        summary = self.recorder.stop(success, self._now())
+        summary = self.recorder.stop(success, self._now(), self.facts)
         self.summaries.append(summary)
         self.event(summary.line(), warn=bool(summary.dropped))
         return str(summary.path)

@@ -158,3 +158,10 @@ def episode_facts(path: Path) -> dict[str, str]:
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise RecordingError(f"{meta}: not a rosbag2 metadata file ({exc})") from None
     return dict(info.get("custom_data") or {})
+
+
+def message_time(log_ns: int, header) -> int:
+    """A recorded message's time (ns, the graph's clock): its header stamp, or when the recorder received
+    it where the sender left the stamp 0 (a twist command stamped 0 means 'now' to the controller)."""
+    stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+    return stamp if stamp else int(log_ns)
