@@ -57,7 +57,8 @@ setup(
         "pyarrow>=14",
         "rosbags>=0.10",
         "mcap>=1.1",  # reading what a killed recorder left (robot_dyn/recording/episode_bag.py)
-        "pandas>=2",  # LeRobot's tasks table is a pandas frame indexed by the task (robot_dyn/recording/lerobot_export.py)
+        "pandas>=2",
+        "shapely>=2",  # the Push-T coverage: polygon intersection (robot_dyn/tasks/pusht.py)  # LeRobot's tasks table is a pandas frame indexed by the task (robot_dyn/recording/lerobot_export.py)
         "safetensors>=0.4",
         # Safety filter (OSQP called directly), robust filter (Clarabel SOCP), MPC (cvxpy).
         "osqp>=1.0",

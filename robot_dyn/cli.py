@@ -290,7 +290,7 @@ def main(argv=None) -> int:
                    help="override a node parameter, e.g. controller.feedforward=hybrid (repeatable)")
     p.add_argument("--perception", action="store_true",
                    help="add the rope scene, the sim's cameras and the perception node (configs/perception_node.yaml)")
-    p.add_argument("--task", default=None, choices=["insert"],
+    p.add_argument("--task", default=None, choices=["insert", "pusht"],
                    help="an imitation task's scene in the sim (robot_dyn/tasks), its tool on the flange")
     p.add_argument("--teleop", default=None, choices=["joy", "spacemouse", "scripted", "expert"],
                    help="add the teleop node with this device (configs/teleop.yaml; scripted needs "

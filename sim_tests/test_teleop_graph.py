@@ -81,3 +81,29 @@ def test_the_scripted_operator_drives_the_arm_through_its_waypoints(tmp_path):
     assert controller["teleop_latency_count"] > 100
     assert controller["teleop_latency_ms_p99"] < 50, controller
     assert stats["sim"]["rejected_references"] == 0
+
+
+def test_a_gamepad_moves_the_arm_only_with_the_dead_man_held_and_a_silent_one_stops_it(tmp_path):
+    with SimSession("panda", tmp_path, mode="realtime", teleop="joy") as s:
+        c = s.client
+        c.wait_for_subscribers(c.joy_pub)
+        p0 = _ee(s, c.states[-1][1])
+        stick = [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]  # right stick forward: +z (joy_axes 4)
+        for held in (0, 1):
+            buttons = [0] * 11
+            buttons[4] = held  # the left bumper: the dead-man
+            t_end = c.sim_time + 0.6
+            while c.sim_time < t_end:  # joy_node's autorepeat, 20 Hz
+                c.send_joy(stick, buttons)
+                c.spin_until(lambda t=c.sim_time: c.sim_time >= t + 0.05, 10, "50 ms of sim time")
+            if not held:
+                assert np.linalg.norm(_ee(s, c.states[-1][1]) - p0) < 1e-3  # not without the dead-man
+        rise = _ee(s, c.states[-1][1])[2] - p0[2]
+        assert rise > 0.03, rise  # ~0.6 s at up to 0.15 m/s (less the deadband and the ramp)
+        # the gamepad goes silent with the stick pushed: the teleop node stops after joy_timeout_s (0.5 s),
+        # the controller's twist timeout then brakes the arm
+        c.spin_until(lambda t=c.sim_time: c.sim_time >= t + 1.5, 30, "1.5 s of sim time")
+        t, q, qd, _ = c.state_arrays(c.sim_time - 0.3)
+        assert np.max(np.abs(qd)) < 0.01, np.max(np.abs(qd))
+        travel_after = _ee(s, q[-1])[2] - p0[2] - rise
+        assert travel_after < 0.15 * (0.5 + 0.1 + 0.2) + 0.01, travel_after  # wall-clock timeout, twist timeout, braking

@@ -24,7 +24,7 @@ SIM = {
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
     "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
     # Scene and cameras (issue 5); off by default so the arm-only graph stays fast.
-    "scene": ("", "'' (the arm alone) | rope (table, rope and pusher of the scene config) | insert (an imitation task: robot_dyn/tasks, its tool on the flange)"),
+    "scene": ("", "'' (the arm alone) | rope (table, rope and pusher of the scene config) | insert | pusht (imitation tasks: robot_dyn/tasks, their tool on the flange)"),
     "task_config": ("", "a task scene's config file; empty = configs/tasks/<scene>.yaml"),
     "task_seed": (-1, "a task scene's episode: its randomisation drawn from this seed; -1 = the nominal scene"),
     "score_rate_hz": (10.0, "a task scene's /task/score, /task/success and /task/contact_wrench rate, Hz of sim time"),
@@ -108,6 +108,7 @@ TELEOP = {
     "deadband": (0.1, "device axes below this (unitless) give 0; above it the response starts from 0"),
     "axis_scales": ([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], "per axis (linear x y z, angular x y z), in [-1, 1]; negative flips it"),
     "joy_axes": ([1.0, 0.0, 4.0, -1.0, -1.0, 3.0], "joy: index into Joy.axes per axis (linear x y z, angular x y z), -1: none"),
+    "joy_timeout_s": (0.5, "joy: a joystick silent this long (wall s) stops the arm; joy_node repeats at autorepeat_rate (20 Hz) while held"),
     "deadman_button": (4, "joy and spacemouse: the button that must be held to move, -1: none (spacemouse default: set -1)"),
     "keyboard_hold_s": (0.6, "keyboard: a key moves its axis this long after its last press, s"),
     "script": ("", "scripted: the waypoints file (robot_dyn.teleop.scripted.load_script)"),

@@ -17,7 +17,7 @@ from geometry_msgs.msg import PoseStamped, Transform, Twist, TwistStamped
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
@@ -76,6 +76,7 @@ class GraphClient:
         self.pose_goal_pub = n.create_publisher(PoseStamped, "/controller/pose_goal", RELIABLE)
         self.path_pub = n.create_publisher(MultiDOFJointTrajectory, "/controller/cartesian_path", RELIABLE)
         self.twist_pub = n.create_publisher(TwistStamped, "/controller/twist_command", RELIABLE)
+        self.joy_pub = n.create_publisher(Joy, "/joy", 10)
         self.reference_pub = n.create_publisher(JointTrajectory, "/impedance_reference", RELIABLE)
         self.obstacle_pub = n.create_publisher(MarkerArray, "/safety/obstacles", RELIABLE)
 
@@ -172,6 +173,10 @@ class GraphClient:
         msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in linear)
         msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = (float(v) for v in angular)
         self.twist_pub.publish(msg)
+
+    def send_joy(self, axes, buttons) -> None:
+        """A sensor_msgs/Joy as joy_node publishes it (axes in [-1, 1], buttons 0/1)."""
+        self.joy_pub.publish(Joy(axes=[float(a) for a in axes], buttons=[int(b) for b in buttons]))
 
     def recorder(self, command: str, wall_timeout: float = 30.0) -> tuple[bool, str]:
         """Call the recorder's /recorder/<command> service (start, stop, stop_failure, discard):

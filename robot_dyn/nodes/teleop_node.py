@@ -9,6 +9,8 @@ message naming what to install or plug in.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
@@ -52,6 +54,8 @@ class TeleopNode(Node):
         self.device_name = p["device"]
         self.device = None  # SpaceMouse | Keyboard
         self.joy: DeviceInput | None = None  # the last /joy message, mapped
+        self.joy_received = -np.inf  # monotonic s: a silent joystick (joy_node gone) must not keep the arm moving
+        self.joy_timeout = p["joy_timeout_s"]
         self.operator: ScriptedOperator | None = None
         self.pose = None  # the controller's desired pose (position m, rotation), base frame
         self.enabled = False
@@ -92,6 +96,7 @@ class TeleopNode(Node):
         self.get_logger().info(f"teleop: {self.device_name} -> /controller/twist_command in '{self.frame_id}' at {p['rate_hz']:g} Hz")
 
     def on_joy(self, msg: Joy) -> None:
+        self.joy_received = time.monotonic()
         try:
             self.joy = self.mapping.read(msg.axes, msg.buttons)
         except ValueError as exc:
@@ -116,11 +121,19 @@ class TeleopNode(Node):
         """The device's axes now, already a command for the scripted operator; None: nothing to send."""
         now = self.get_clock().now().nanoseconds * 1e-9
         if self.device_name == "joy":
+            if self.joy is not None and time.monotonic() - self.joy_received > self.joy_timeout:
+                self.get_logger().warning(f"/joy silent for {self.joy_timeout:g} s: stopping (is joy_node running, "
+                                          "with autorepeat_rate > 0?)", throttle_duration_sec=5.0)
+                self.joy = None
             return self.joy
+        if self.device_name == "spacemouse":
+            try:
+                return self.device.read()
+            except OSError as exc:  # unplugged: stop, and say so
+                self.get_logger().error(f"SpaceMouse: {exc}", throttle_duration_sec=5.0)
+                return None
         if self.device_name == "keyboard":
             return self.device.read(now)
-        if self.device_name == "spacemouse":
-            return self.device.read()
         if self.device_name == "expert":
             return self._expert(now)
         if self.operator is None or self.operator.done:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TASK_NAMES = ("insert",)
+TASK_NAMES = ("insert", "pusht")
 
 
 def load_task(name: str, config: str | Path | None = None):
@@ -18,4 +18,8 @@ def load_task(name: str, config: str | Path | None = None):
         from robot_dyn.tasks.insert import InsertTask, load_insert_config
 
         return InsertTask(load_insert_config(config))
+    if name == "pusht":
+        from robot_dyn.tasks.pusht import PushTTask, load_pusht_config
+
+        return PushTTask(load_pusht_config(config))
     raise ValueError(f"unknown task '{name}'; known: {list(TASK_NAMES)}")

@@ -18,7 +18,7 @@ Frames and units: world = the arm's base frame, z up; m, kg, N. The peg is the f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mujoco
@@ -177,27 +177,10 @@ def contact_force(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
 
 def load_insert_config(path: str | Path | None = None) -> InsertConfig:
     """configs/tasks/insert.yaml (or `path`) as an InsertConfig; ValueError names the file and field."""
-    from robot_dyn import paths
+    from robot_dyn.tasks.config import floats, load_task_config
 
-    path = Path(path) if path else paths.config_path("tasks/insert.yaml")
-    raw = paths.read_yaml_mapping(path).get("insert")
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected an 'insert:' mapping")
-    known = {f.name for f in fields(InsertConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{path}: insert: unknown fields {unknown} (known: {sorted(known)})")
-    values = dict(raw)
-    try:
-        if "peg" in values:
-            values["peg"] = Tool("peg", shape="box", **values["peg"])
-        if "table" in values:
-            values["table"] = TableConfig(**values["table"])
-        if "nominal_hole" in values:
-            values["nominal_hole"] = tuple(float(v) for v in values["nominal_hole"])
-        return InsertConfig(**values).validated()
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: insert: {exc}") from None
+    return load_task_config(InsertConfig, "insert", path, {"peg": lambda v: Tool("peg", shape="box", **v),
+                                                            "table": lambda v: TableConfig(**v), "nominal_hole": floats})
 
 
 @dataclass
