@@ -18,6 +18,7 @@
   robot-dyn recording info DIR...      episodes' task, success, duration and messages per topic
   robot-dyn replay DIR                 play an episode's commands back; how closely the arm repeats it
   robot-dyn export lerobot DIR... --out DATASET --fps 10   a LeRobot v3.0 dataset of recorded episodes
+  robot-dyn demos --task insert --episodes 10   expert demonstrations, recorded through the real-time graph
 """
 from __future__ import annotations
 
@@ -160,6 +161,19 @@ def _train(args) -> int:
 
     config = TrainConfig(kind=args.model, epochs=args.epochs, seed=args.seed, use_exact=args.exact, hidden=args.hidden)
     train_job(Path(args.dataset), config, Path(args.out) if args.out else None)
+    return 0
+
+
+def _demos(args) -> int:
+    import tempfile
+
+    from robot_dyn.jobs.demos import record_expert_demo
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    work = Path(tempfile.mkdtemp(prefix="demos-"))
+    results = [record_expert_demo(args.task, args.seed + i, Path(args.out), work / str(i), not args.no_cameras,
+                                  log=lambda m: print(m, file=sys.stderr)) for i in range(args.episodes)]
+    print(f"{sum(r['success'] for r in results)} of {len(results)} succeeded; episodes in {args.out}/")
     return 0
 
 
@@ -363,6 +377,14 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="torch device: cpu | cuda")
     p.add_argument("--frames", type=int, default=None, help="track only the first N frames")
     p.set_defaults(func=_track)
+
+    p = sub.add_parser("demos", help="expert demonstrations of a task, recorded through the real-time graph")
+    p.add_argument("--task", required=True, choices=["insert"])
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i (the scene's randomisation and the expert's)")
+    p.add_argument("--out", default="recordings", help="the episodes' folder")
+    p.add_argument("--no-cameras", action="store_true", help="record without the sim's cameras")
+    p.set_defaults(func=_demos)
 
     p = sub.add_parser("export", help="recorded episodes -> a dataset for imitation learning")
     p.add_argument("format", choices=["lerobot"])

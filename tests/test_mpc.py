@@ -169,9 +169,8 @@ def test_planner_process_plans_like_the_mpc_in_process_and_never_blocks(robot, m
 
         mpc.reset()
         expected = mpc.plan(0.0, robot.home, np.zeros(7), motion)
-        t0 = time.perf_counter()
         assert planner.submit(0.0, robot.home, np.zeros(7), motion)
-        assert time.perf_counter() - t0 < 0.005  # sending a request does not wait for the solve
+        assert planner.poll() is None  # sending a request did not wait for the solve (milliseconds of work)
         assert not planner.submit(0.0, robot.home, np.zeros(7), motion)  # one at a time
         result = answer()
         assert result.status == expected.status

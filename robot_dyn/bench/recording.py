@@ -16,19 +16,17 @@ import os
 import platform
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from rosbags.rosbag2 import Reader
 
-from robot_dyn.jobs.session import SimSession
+from robot_dyn.jobs.demos import record_expert_demo
 from robot_dyn.recording.episode_bag import TYPESTORE, episode_facts
 from robot_dyn.recording.lerobot_export import export_lerobot, read_lerobot, resample_episode
 from robot_dyn.tasks import TASK_NAMES, load_task
 from robot_dyn.tasks.in_process import run_expert
 
-CAMERAS = {"cameras": True, "camera_width": 160, "camera_height": 120, "camera_shadow_size": 0}
 LEROBOT_PYTHON = os.environ.get("ROBOT_DYN_LEROBOT_PYTHON", ".venv-lerobot/bin/python")
 
 
@@ -49,29 +47,13 @@ def _lost(path: Path) -> dict:
 
 
 def _episode(task: str, seed: int, workdir: Path, out: Path, log) -> dict:
-    overrides = {"sim": {"task_seed": seed, **CAMERAS}, "teleop": {"seed": seed}, "recorder": {"out_dir": str(out), "task": task}}
-    with SimSession("panda", workdir, mode="realtime", task=task, teleop="expert", recorder=True, overrides=overrides) as s:
-        c = s.client
-        ok, path = c.recorder("start")
-        if not ok:
-            raise RuntimeError(f"recorder: {path}")
-        c.wait_for_event(c.teleop_events, "expert done", wall_timeout=240)
-        s.wait(0.5)
-        wall = time.monotonic()
-        ok, message = c.recorder("stop")
-        save_s = time.monotonic() - wall
-        if not ok:
-            raise RuntimeError(f"recorder: {message}")
-        stats = s.node_stats()
-    with Reader(path) as reader:
-        success = [TYPESTORE.deserialize_cdr(d, c.msgtype).data for c, _, d in
-                   reader.messages(connections=[c for c in reader.connections if c.topic == "/task/success"])]
-    controller = stats["controller"]
-    result = {"path": path, "success": bool(success and success[-1]), "save_s": save_s, "lost": _lost(Path(path)),
+    demo = record_expert_demo(task, seed, out, workdir)
+    controller, sim = demo["stats"]["controller"], demo["stats"]["sim"]
+    result = {"path": demo["path"], "success": demo["success"], "save_s": demo["save_s"], "lost": _lost(Path(demo["path"])),
               "teleop_latency_ms_p99": controller.get("teleop_latency_ms_p99", float("nan")),
               "teleop_latency_ms_p50": controller.get("teleop_latency_ms_p50", float("nan")),
-              "late_reference_rate": stats["sim"].get("late_reference_rate", float("nan"))}
-    log(f"bench recording: {task} seed {seed}: success {result['success']}, saved in {save_s * 1e3:.0f} ms, "
+              "late_reference_rate": sim.get("late_reference_rate", float("nan"))}
+    log(f"bench recording: {task} seed {seed}: success {result['success']}, saved in {result['save_s'] * 1e3:.0f} ms, "
         f"lost {result['lost'] or 'nothing'}")
     return result
 

@@ -58,6 +58,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # What a recorder keeps: a publisher's history is what it can resend to a reader that fell behind, so it
 # covers 2 s of the 500 Hz references (a depth of 10 lost some to a recorder busy starting an episode)
 RECORDED = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+BACKLOG_GAP = 0.25e-3  # s: a state event taken up sooner than this after a compute ended queued during it
 DIAGNOSTICS_WINDOW = 1000  # ticks (2 s at 500 Hz) of the timing percentiles in /diagnostics
 # Facts the rest of the graph was started with (robot, rates, gravity handling, the feedforward model).
 FIXED_AT_START = {"robot", "tool", "tool_config", "rate_hz", "feedforward", "feedforward_checkpoint", "robot_compensates_gravity",
@@ -178,7 +179,9 @@ class ControllerNode(Node):
         # the two messages of every tick go as bytes (robot_dyn/nodes/wire.py)
         self.state_decoder = wire.JointStateDecoder()
         self.reference_encoder = wire.ReferenceEncoder(self.robot.joint_names)
-        self.create_subscription(JointState, "/joint_states", self.on_joint_state, state_qos, raw=True)
+        self.state_sub = self.create_subscription(JointState, "/joint_states", self.on_joint_state, state_qos, raw=True)
+        self.states_skipped = 0  # real time: states passed over for a newer one, or as the backlog of a slow compute
+        self._compute_end = -np.inf  # perf_counter s when the last state's compute ended
         self.create_subscription(JointState, "/controller/joint_goal", self.on_joint_goal, RELIABLE)
         self.create_subscription(PoseStamped, "/controller/pose_goal", self.on_pose_goal, RELIABLE)
         # raw: a 500-point path took rclpy 12 ms to make into Python objects, and 9 more to read, in the loop's thread
@@ -261,7 +264,30 @@ class ControllerNode(Node):
             raise ValueError("joint_states has non-finite positions or velocities")
         return q, qd
 
+    def _newest_state(self, data: bytes) -> bytes | None:
+        """In real time, the newest state already waiting instead of `data`, or None to pass this event
+        by. The executor queues an event per arriving state; a controller slower than its rate (its
+        compute longer than the period) would answer every one of them in turn while the queue grew
+        without bound, and a goal or a twist command waited behind it (over 10 s after 5 s of an 8 ms
+        test_tick_delay_s). So an event taken up less than BACKLOG_GAP after the last compute ended is
+        one that queued during it: it is passed by, cheaply, and the compute that follows uses the
+        newest state. On time, states come a period apart and none is passed by. In lockstep every
+        state is answered."""
+        if self.lockstep:
+            return data
+        with self.state_sub.handle:
+            while (taken := self.state_sub.handle.take_message(self.state_sub.msg_type, True)) is not None:
+                data = taken[0]
+                self.states_skipped += 1
+        if self.loop.started and time.perf_counter() - self._compute_end < BACKLOG_GAP:
+            self.states_skipped += 1
+            return None
+        return data
+
     def on_joint_state(self, data: bytes) -> None:
+        data = self._newest_state(data)
+        if data is None:
+            return
         try:
             msg = self.state_decoder.decode(data)
         except wire.WireError as exc:
@@ -295,6 +321,7 @@ class ControllerNode(Node):
         # the callback's own time: a lockstep wait for a late plan (PlannerProcess) is the sim's, not the tick's
         waited = self.planner.waited_s - waited_before if self.planner is not None else 0.0
         self.tick_timer.add(time.perf_counter() - start - waited)
+        self._compute_end = time.perf_counter()
         for text in self.loop.events:
             self.event(text, warn=True)
         for text in self.loop.notices:
@@ -497,6 +524,7 @@ class ControllerNode(Node):
         return {**self.tick_timer.summary("outer_tick_", recent), **self.compute_timer.summary("outer_compute_", recent),
                 "reference_lead_ticks": self.lead, "time_scale": self.loop.clock.rate,
                 "motion_delay_s": self.loop.clock.delay, "twist_rejections": self.twist_rejections,
+                "states_skipped": self.states_skipped,
                 **{k.replace("_us_", "_ms_"): v / 1e3 if "_us_" in k else v
                    for k, v in self.twist_latency.summary("teleop_latency_", recent).items()},
                 **self.planner_stats(recent), **self.safety_stats(recent)}
