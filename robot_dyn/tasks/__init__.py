@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 TASK_NAMES = ("insert", "pusht")
+EXPERT_TASKS = ("insert",)  # the tasks with a scripted expert (pusht: drive it by hand for now)
 
 
 def load_task(name: str, config: str | Path | None = None):
