@@ -182,6 +182,7 @@ class ControllerNode(Node):
         self.state_sub = self.create_subscription(JointState, "/joint_states", self.on_joint_state, state_qos, raw=True)
         self.states_skipped = 0  # real time: states passed over for a newer one, or as the backlog of a slow compute
         self._compute_end = -np.inf  # perf_counter s when the last state's compute ended
+        self._compute_seconds = 0.0  # how long it took
         self.create_subscription(JointState, "/controller/joint_goal", self.on_joint_goal, RELIABLE)
         self.create_subscription(PoseStamped, "/controller/pose_goal", self.on_pose_goal, RELIABLE)
         # raw: a 500-point path took rclpy 12 ms to make into Python objects, and 9 more to read, in the loop's thread
@@ -269,17 +270,17 @@ class ControllerNode(Node):
         by. The executor queues an event per arriving state; a controller slower than its rate (its
         compute longer than the period) would answer every one of them in turn while the queue grew
         without bound, and a goal or a twist command waited behind it (over 10 s after 5 s of an 8 ms
-        test_tick_delay_s). So an event taken up less than BACKLOG_GAP after the last compute ended is
-        one that queued during it: it is passed by, cheaply, and the compute that follows uses the
-        newest state. On time, states come a period apart and none is passed by. In lockstep every
-        state is answered."""
+        test_tick_delay_s). So when the last compute took longer than a period, an event taken up less
+        than BACKLOG_GAP after it ended is one that queued during it: it is passed by, cheaply, and the
+        compute that follows uses the newest state. A controller within its period passes none by (it
+        catches up after a stall by answering each state). In lockstep every state is answered."""
         if self.lockstep:
             return data
         with self.state_sub.handle:
             while (taken := self.state_sub.handle.take_message(self.state_sub.msg_type, True)) is not None:
                 data = taken[0]
                 self.states_skipped += 1
-        if self.loop.started and time.perf_counter() - self._compute_end < BACKLOG_GAP:
+        if self._compute_seconds > self.period and time.perf_counter() - self._compute_end < BACKLOG_GAP:
             self.states_skipped += 1
             return None
         return data
@@ -322,6 +323,7 @@ class ControllerNode(Node):
         waited = self.planner.waited_s - waited_before if self.planner is not None else 0.0
         self.tick_timer.add(time.perf_counter() - start - waited)
         self._compute_end = time.perf_counter()
+        self._compute_seconds = self._compute_end - start
         for text in self.loop.events:
             self.event(text, warn=True)
         for text in self.loop.notices:
