@@ -203,7 +203,7 @@ def realtime_run(robot_name: str, workdir: Path, seconds: float, busy: bool, hol
 
 
 def bench_control(robots=("panda", "iiwa14"), quick: bool = False, log=lambda *_: None) -> dict:
-    from robot_dyn.bench.middleware import round_trips
+    from robot_dyn.nodes.middleware_probe import round_trips
 
     n_inner, physics_s, realtime_s = (5000, 2.0, 15.0) if quick else (50000, 10.0, 60.0)
     result = {"machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),

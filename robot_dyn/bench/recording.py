@@ -22,7 +22,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 
 from robot_dyn.jobs.demos import record_expert_demo
-from robot_dyn.recording.episode_bag import TYPESTORE, episode_facts
+from robot_dyn.recording.episode_bag import TYPESTORE, episode_facts, header_ns
 from robot_dyn.recording.lerobot_export import export_lerobot, read_lerobot, resample_episode
 from robot_dyn.tasks import EXPERT_TASKS, load_task
 from robot_dyn.tasks.in_process import run_expert
@@ -39,7 +39,7 @@ def _lost(path: Path) -> dict:
     with Reader(path) as reader:
         states = [c for c in reader.connections if c.topic == "/joint_states"]
         headers = [TYPESTORE.deserialize_cdr(d, c.msgtype).header for c, _, d in reader.messages(connections=states)]
-    stamps = np.array([h.stamp.sec * 1_000_000_000 + h.stamp.nanosec for h in headers])
+    stamps = np.array([header_ns(h) for h in headers])
     gaps = int(np.sum(np.diff(stamps) // 2_000_000 - 1))
     if gaps:
         lost["/joint_states (stamp gaps)"] = gaps

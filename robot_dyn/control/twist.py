@@ -111,10 +111,6 @@ class TwistFollowing:
         self.t_end = np.inf
         self.commands = 0
 
-    @property
-    def t0(self) -> float:
-        return self.t
-
     def command(self, expires: float, velocity: np.ndarray, angular_velocity: np.ndarray) -> None:
         """Follow (v m/s, w rad/s), base-frame axes, until motion time `expires`."""
         self.v_command, self.w_command = np.array(velocity, float), np.array(angular_velocity, float)

@@ -78,7 +78,7 @@ class TeleopNode(Node):
             task = load_task(p["task"], p["task_config"] or None)
             self.expert = task.expert(p["seed"], linear_scale=p["twist_linear_scale"], angular_scale=p["twist_angular_scale"])
             self.kinematics = RigidBody(with_tool(robot, task.tool))
-            self.tool_length = task.tool.length
+            self.tool = task.tool
             self.state_decoder = wire.JointStateDecoder()
             self.measured = None  # (flange position, rotation) of the last /joint_states
             self._order = None
@@ -148,7 +148,7 @@ class TeleopNode(Node):
         if self.measured is None or self.pose is None or self.expert.done:
             return None
         (p, R), (pd, Rd) = self.measured, self.pose
-        command = self.expert.command(now, p + R[:, 2] * self.tool_length, R, pd + Rd[:, 2] * self.tool_length)
+        command = self.expert.command(now, self.tool.tip(p, R), R, self.tool.tip(pd, Rd))
         if self.expert.done:
             self.event("expert done")
         return DeviceInput(command if command is not None else np.zeros(6), command is not None and not self.expert.done)

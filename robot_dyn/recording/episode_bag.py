@@ -160,8 +160,12 @@ def episode_facts(path: Path) -> dict[str, str]:
     return dict(info.get("custom_data") or {})
 
 
+def header_ns(header) -> int:
+    """A deserialised std_msgs/Header's stamp in integer nanoseconds (exact)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
 def message_time(log_ns: int, header) -> int:
     """A recorded message's time (ns, the graph's clock): its header stamp, or when the recorder received
     it where the sender left the stamp 0 (a twist command stamped 0 means 'now' to the controller)."""
-    stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-    return stamp if stamp else int(log_ns)
+    return header_ns(header) or int(log_ns)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_dyn.recording.episode_bag import TYPESTORE, RecordingError, episode_facts, message_time
+from robot_dyn.recording.episode_bag import TYPESTORE, RecordingError, episode_facts, header_ns, message_time
 
 CODEBASE_VERSION = "v3.0"
 CHUNK_SIZE = 1000
@@ -48,10 +48,6 @@ class EpisodeFrames:
     images: dict = field(default_factory=dict)  # camera -> (T, H, W, 3) uint8
     joint_names: tuple = ()
     robot: str = ""
-
-
-def _stamp(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 def _held(stamps: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -93,13 +89,13 @@ def resample_episode(path: Path, fps: float, cameras=None) -> EpisodeFrames:
         if frames[0].encoding != "rgb8":
             raise RecordingError(f"{path}: /cameras/{name}/color/image_raw: encoding '{frames[0].encoding}', expected rgb8")
     joint_names = tuple(states[0].name)
-    state_t = np.array([_stamp(m.header) for m in states])
+    state_t = np.array([header_ns(m.header) for m in states])
     if np.any(np.diff(state_t) <= 0):
         raise RecordingError(f"{path}: /joint_states stamps do not increase")
     # the first frame: the first image of the first camera once every camera and the states have begun
-    t0 = max([int(state_t[0])] + [_stamp(frames[0].header) for frames in images.values()])
+    t0 = max([int(state_t[0])] + [header_ns(frames[0].header) for frames in images.values()])
     if images:
-        first = np.array([_stamp(m.header) for m in next(iter(images.values()))])
+        first = np.array([header_ns(m.header) for m in next(iter(images.values()))])
         t0 = int(first[first >= t0][0])
     period_ns = 1e9 / fps
     count = int(np.floor((state_t[-1] - t0) / period_ns + 1e-6)) + 1
@@ -124,7 +120,7 @@ def resample_episode(path: Path, fps: float, cameras=None) -> EpisodeFrames:
         action[live] = values[held[live]]
     out = {}
     for name, frames in images.items():
-        stamps = np.array([_stamp(m.header) for m in frames])
+        stamps = np.array([header_ns(m.header) for m in frames])
         held = _held(stamps, grid)
         if np.any(held < 0):
             raise RecordingError(f"{path}: camera {name} has no image at the episode's start")

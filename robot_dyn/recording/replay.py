@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import Reader
 
-from robot_dyn.recording.episode_bag import TYPESTORE, RecordingError, message_time
+from robot_dyn.recording.episode_bag import TYPESTORE, RecordingError, header_ns, message_time
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,6 @@ class RecordedEpisode:
     q: np.ndarray  # (T, n) rad, in `joint_names` order
     joint_names: tuple
     commands: list  # TwistCommand, in time order
-
-
-def _stamp(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 def read_episode(path: Path, joint_names) -> RecordedEpisode:
@@ -60,8 +56,8 @@ def read_episode(path: Path, joint_names) -> RecordedEpisode:
     if missing:
         raise RecordingError(f"{path}: /joint_states lacks the joints {missing}")
     order = [names.index(j) for j in joint_names]
-    t0 = _stamp(states[0].header)
-    t = np.array([(_stamp(m.header) - t0) * 1e-9 for m in states])
+    t0 = header_ns(states[0].header)
+    t = np.array([(header_ns(m.header) - t0) * 1e-9 for m in states])
     q = np.array([np.asarray(m.position)[order] for m in states])
     commands = sorted((TwistCommand((message_time(t, m.header) - t0) * 1e-9,
                                     np.array([m.twist.linear.x, m.twist.linear.y, m.twist.linear.z]),

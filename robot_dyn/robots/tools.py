@@ -47,6 +47,10 @@ class Tool:
         a = self.width
         return np.array([m * (a**2 + h**2) / 12, m * (a**2 + h**2) / 12, m * a**2 / 6])
 
+    def tip(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """The tool's tip (3,), m, for the flange at (position m, rotation base <- flange)."""
+        return np.asarray(position) + np.asarray(rotation)[:, 2] * self.length
+
     def covering_spheres(self) -> list[tuple[float, float]]:
         """(z offset m, radius m) of spheres along the tool that cover it (for the safety filter)."""
         half_diagonal = self.width / 2 * (np.sqrt(2) if self.shape == "box" else 1.0)

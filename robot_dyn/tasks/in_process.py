@@ -43,7 +43,6 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
     loop = OuterLoop(arm_robot, OuterLoopConfig())
     loop.start(0.0, arm_robot.home)
     expert = task.expert(seed)
-    length = task.tool.length
     forces, phases = [], []
 
     def record(t, q):
@@ -53,7 +52,7 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
     while arm.time < time_limit and not expert.done:
         p, R = loop.model.ee_pose(arm.state()[1])
         pd, Rd = loop.desired_pose()
-        command = expert.command(arm.time, p + R[:, 2] * length, R, pd + Rd[:, 2] * length)
+        command = expert.command(arm.time, task.tool.tip(p, R), R, task.tool.tip(pd, Rd))
         if not phases or phases[-1] != expert.phase:
             phases.append(expert.phase)
         if command is None:

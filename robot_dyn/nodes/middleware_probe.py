@@ -2,7 +2,8 @@
 two processes over DDS, with the graph's executor and wire format (robot_dyn/nodes/wire.py) and
 no control in between. Its round trip is what every tick of the graph pays on top of its compute.
 
-`python -m robot_dyn.bench.middleware` is the echoing process; round_trips() starts it.
+`python -m robot_dyn.nodes.middleware_probe` is the echoing process; round_trips() starts it (robot-dyn bench
+control reports it). A node module because it is one: rclpy lives in robot_dyn/nodes.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def round_trips(count: int = 2000, warm_up: int = 200) -> dict:
 
     domain = random.randint(101, 200)
     env = dict(os.environ, **isolated_ros_env(domain))
-    child = subprocess.Popen([sys.executable, "-m", "robot_dyn.bench.middleware"], env=env,
+    child = subprocess.Popen([sys.executable, "-m", "robot_dyn.nodes.middleware_probe"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(isolated_ros_env(domain))
