@@ -166,3 +166,17 @@ def test_a_latched_message_opens_every_episode(tmp_path):
         assert summary.written["/cameras/front/pose"] == 1
     with pytest.raises(RecordingError, match="latched topics"):
         Recorder(tmp_path, TOPICS, latched=["/tf_static"])
+
+
+def test_an_episode_waits_for_its_required_streams(tmp_path):
+    recorder = Recorder(tmp_path, TOPICS, required=["/joint_states"])
+    with pytest.raises(RecordingError, match="not ready: no message on /joint_states"):
+        recorder.start("insert", 0.0)
+    assert not recorder.recording and not list(tmp_path.iterdir())  # nothing opened
+    recorder.offer("/joint_states", 1, state_bytes(1))  # heard once (outside an episode: not kept)
+    path = recorder.start("insert", 0.0)
+    recorder.offer("/joint_states", 2, state_bytes(2))
+    assert recorder.stop(True, 1.0).written["/joint_states"] == 1
+    assert [t for t, _, _ in read_bag(path)[0]] == ["/joint_states"]
+    with pytest.raises(RecordingError, match="required topics"):
+        Recorder(tmp_path, TOPICS, required=["/tf"])

@@ -122,6 +122,7 @@ RECORDER = {
     "task": ("demo", "the task name of episodes started without one (/recorder/start)"),
     "cameras": ("", "comma-separated camera names whose color, depth, info and pose topics are recorded (the graph fills it from the sim's rig)"),
     "extra_topics": ("", "comma-separated 'topic=package/msg/Type' recorded besides the defaults (joint states, references, twist commands, desired pose, events)"),
+    "required_topics": ("/joint_states,/impedance_reference", "comma-separated recorded topics that must have delivered a message before an episode may start (/recorder/start answers 'not ready' until then, so no episode misses the start of a stream still being discovered); the cameras' color, depth and info streams are added"),
     "graph_facts": ("", "comma-separated key=value facts of the graph stored with every episode (robot, scene, task_seed, mode: replay starts the same graph from them); the graph sets it"),
     "flush_period_s": (0.5, "the bag is flushed to disk this often: at most this much is lost if the recorder is killed, s"),
     "status_period_s": (1.0, "a progress line on /recorder/events this often while recording, s (wall)"),

@@ -180,16 +180,23 @@ class GraphClient:
 
     def recorder(self, command: str, wall_timeout: float = 30.0) -> tuple[bool, str]:
         """Call the recorder's /recorder/<command> service (start, stop, stop_failure, discard):
-        (success, the episode's folder or the reason it failed)."""
+        (success, the episode's folder or the reason it failed). A start the recorder is not ready
+        for (a required stream not heard yet) is asked again every 0.1 s, up to wall_timeout."""
         from std_srvs.srv import Trigger
 
         if command not in self._recorder_services:
             self._recorder_services[command] = self.node.create_client(Trigger, f"/recorder/{command}")
         service = self._recorder_services[command]
+        deadline = time.monotonic() + wall_timeout
         self.spin_until(service.service_is_ready, wall_timeout, f"the service /recorder/{command}")
-        future = service.call_async(Trigger.Request())
-        self.spin_until(future.done, wall_timeout, f"/recorder/{command}'s answer")
-        return future.result().success, future.result().message
+        while True:
+            future = service.call_async(Trigger.Request())
+            self.spin_until(future.done, max(deadline - time.monotonic(), 1.0), f"/recorder/{command}'s answer")
+            answer = future.result()
+            if answer.success or not answer.message.startswith("not ready") or time.monotonic() > deadline:
+                return answer.success, answer.message
+            pause = time.monotonic() + 0.1
+            self.spin_until(lambda: time.monotonic() > pause, 1.0, "a pause")
 
     def send_sphere_obstacles(self, spheres, stamp: float | None = None) -> None:
         """Publish sphere obstacles [(id, center m, radius m)] on /safety/obstacles, base frame."""

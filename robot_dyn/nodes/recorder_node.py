@@ -3,7 +3,8 @@
 Episodes are started, stopped (a success or a failure) and discarded through std_srvs/Trigger
 services, /recorder/start, /recorder/stop, /recorder/stop_failure and /recorder/discard, or the
 /recorder/command topic (std_msgs/String: 'start [TASK]', 'stop [success|failure]', 'discard').
-The services answer with the episode's folder or the reason it failed. Progress lines and the
+The services answer with the episode's folder or the reason it failed; a start answers 'not ready'
+until every required topic (required_topics, the cameras' streams) has delivered a message. Progress lines and the
 per-episode summary go to /recorder/events and the log.
 
 Every recorded topic is subscribed from the start, reliably, with a deep queue, as raw CDR bytes
@@ -45,19 +46,24 @@ def message_class(msgtype: str):
         raise ValueError(f"message type '{msgtype}' is not installed (its Python package '{package}')") from None
 
 
-def recorded_topics(p: dict) -> tuple[dict[str, str], list[str]]:
-    """(topic -> type, the latched topics) from the parameters."""
+def recorded_topics(p: dict) -> tuple[dict[str, str], list[str], list[str]]:
+    """(topic -> type, the latched topics, the required topics) from the parameters."""
     topics, latched = dict(DEFAULT_TOPICS), []
+    required = [t for t in (x.strip() for x in p["required_topics"].split(",")) if t]
     for camera in filter(None, (c.strip() for c in p["cameras"].split(","))):
         names = camera_topics(camera)
         topics.update({names[key]: msgtype for key, msgtype in CAMERA_STREAM_TYPES.items()})
         latched.append(names["pose"])
+        required += [names[key] for key in ("color", "depth", "info")]
     for item in filter(None, (x.strip() for x in p["extra_topics"].split(","))):
         topic, _, msgtype = item.partition("=")
         if not topic.startswith("/") or "/msg/" not in msgtype:
             raise ValueError(f"parameter 'extra_topics': expected '/topic=package/msg/Type', got '{item}'")
         topics[topic] = msgtype
-    return topics, latched
+    unknown = sorted(set(required) - set(topics))
+    if unknown:
+        raise ValueError(f"parameter 'required_topics': {unknown} are not recorded (the defaults, the cameras' or extra_topics)")
+    return topics, latched, required
 
 
 class RecorderNode(Node):
@@ -68,10 +74,10 @@ class RecorderNode(Node):
         for name in ("flush_period_s", "status_period_s"):
             if not p[name] > 0:
                 raise ValueError(f"parameter '{name}' must be positive, got {p[name]}")
-        topics, latched = recorded_topics(p)
+        topics, latched, required = recorded_topics(p)
         self.default_task = p["task"]
         self.facts = dict(item.split("=", 1) for item in p["graph_facts"].split(",") if "=" in item)
-        self.recorder = Recorder(p["out_dir"], topics, latched, p["flush_period_s"])
+        self.recorder = Recorder(p["out_dir"], topics, latched, p["flush_period_s"], required)
         for topic, msgtype in topics.items():
             self.create_subscription(message_class(msgtype), topic, self._receiver(topic),
                                      LATCHED if topic in latched else DEEP, raw=True)
@@ -95,6 +101,8 @@ class RecorderNode(Node):
 
     # --- commands ------------------------------------------------------------
     def start(self, task: str) -> str:
+        if self.get_parameter("use_sim_time").value and self._now() == 0.0:
+            raise RecordingError("not ready: no /clock yet (the graph's time, from the sim)")
         path = self.recorder.start(task, self._now())
         self.event(f"recording {path.name} ({task}) at t={self._now():.3f}")
         return str(path)

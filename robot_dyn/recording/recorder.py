@@ -80,17 +80,22 @@ class Recorder:
 
     out_dir: the episodes' folder; topics: topic -> message type; latched: those of them published once
     and kept for late joiners (transient local, e.g. camera poses): their last message goes into every
-    episode at its start, as the first of its topic. RecordingError (naming the path and
+    episode at its start, as the first of its topic; required: those of them that must have delivered a
+    message before an episode may start (a subscription still being matched by discovery would miss
+    the episode's first messages). RecordingError (naming the path and
     what failed) from start() when the folder cannot be written, and from stop() when writing failed
     on the way (the partial bag is then left for episode_bag.recover)."""
 
-    def __init__(self, out_dir: Path, topics: dict[str, str], latched=(), flush_period: float = FLUSH_PERIOD):
+    def __init__(self, out_dir: Path, topics: dict[str, str], latched=(), flush_period: float = FLUSH_PERIOD,
+                 required=()):
         self.out_dir = Path(out_dir)
         self.topics = dict(topics)
         self.latched = {topic: None for topic in latched}  # topic -> its last message (bytes), once one came
-        unknown = sorted(set(self.latched) - set(self.topics))
-        if unknown:
-            raise RecordingError(f"latched topics {unknown} are not among the recorded topics")
+        self.unheard = set(required)  # required topics that have not delivered a message yet
+        for kind, names in (("latched", self.latched), ("required", self.unheard)):
+            unknown = sorted(set(names) - set(self.topics))
+            if unknown:
+                raise RecordingError(f"{kind} topics {unknown} are not among the recorded topics")
         self.flush_period = flush_period
         self.episode: _Episode | None = None
         self._lock = threading.Lock()  # offer() against start/stop
@@ -111,6 +116,9 @@ class Recorder:
         if not TASK_NAME.match(task or ""):
             raise RecordingError(f"task name: letters, digits, '_' and '-' only, got {task!r}")
         with self._lock:
+            if self.unheard:
+                raise RecordingError(f"not ready: no message on {', '.join(sorted(self.unheard))} yet "
+                                     "(is its publisher running? a new one takes a moment to be discovered)")
             if self.episode is not None:
                 raise RecordingError(f"episode {self.episode.bag.path.name} is still recording: stop or discard it first")
             bag = EpisodeBag(self.next_path(task), self.topics)
@@ -129,6 +137,8 @@ class Recorder:
         with self._lock:
             if topic in self.latched:
                 self.latched[topic] = data
+            if self.unheard:
+                self.unheard.discard(topic)
             if self.episode is None or topic not in self.episode.received:
                 return
             self.episode.received[topic] += 1
