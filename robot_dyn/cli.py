@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from robot_dyn.tasks import TASK_NAMES
+
 
 def _overrides(pairs) -> dict:
     """--param node.name=value (value parsed as YAML) -> {node: {name: value}}."""
@@ -304,7 +306,7 @@ def main(argv=None) -> int:
                    help="override a node parameter, e.g. controller.feedforward=hybrid (repeatable)")
     p.add_argument("--perception", action="store_true",
                    help="add the rope scene, the sim's cameras and the perception node (configs/perception_node.yaml)")
-    p.add_argument("--task", default=None, choices=["insert", "pusht"],
+    p.add_argument("--task", default=None, choices=list(TASK_NAMES),
                    help="an imitation task's scene in the sim (robot_dyn/tasks), its tool on the flange")
     p.add_argument("--teleop", default=None, choices=["joy", "spacemouse", "scripted", "expert"],
                    help="add the teleop node with this device (configs/teleop.yaml; scripted needs "
@@ -379,7 +381,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=_track)
 
     p = sub.add_parser("demos", help="expert demonstrations of a task, recorded through the real-time graph")
-    p.add_argument("--task", required=True, choices=["insert"])
+    p.add_argument("--task", required=True, choices=list(TASK_NAMES))
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i (the scene's randomisation and the expert's)")
     p.add_argument("--out", default="recordings", help="the episodes' folder")

@@ -1,5 +1,5 @@
 """The pusht task: the coverage score, the scene (a block that rests, and moves when the pusher pushes it),
-the pusher as the flange's tool."""
+the pusher as the flange's tool, and its scripted expert."""
 import mujoco
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ from robot_dyn.robots.tools import with_tool
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.simulated_arm import SimulatedArm
 from robot_dyn.tasks import load_task
+from robot_dyn.tasks.in_process import run_expert
 from robot_dyn.tasks.pusht import block_pose, coverage, load_pusht_config
 
 TASK = load_task("pusht")
@@ -70,5 +71,20 @@ def test_a_malformed_config_names_the_field(tmp_path):
     bad.write_text("pusht:\n  start_x: [0.6, 0.4]\n")
     with pytest.raises(ValueError, match="start_x"):
         load_pusht_config(bad)
-    with pytest.raises(ValueError, match="no scripted expert yet"):
-        TASK.expert(0)
+
+
+def test_the_expert_pushes_the_t_onto_its_target_each_seed_its_own_way():
+    results = [run_expert(TASK, seed, time_limit=90.0) for seed in (4, 11)]
+    for result in results:
+        assert result.success and result.score["score"] > CONFIG.success_coverage, result
+        assert "push" in result.phases and "over" in result.phases  # it went round the block to push
+        assert result.duration_s < 90.0
+    # two seeds: different blocks, different pushes, different lengths
+    assert results[0].duration_s != results[1].duration_s
+    assert np.abs(results[0].contact_force_n).max() > 0.1  # it pushed (force on the rod)
+
+
+def test_the_expert_needs_to_see_the_block():
+    expert = TASK.expert(0)
+    with pytest.raises(ValueError, match="block_pose"):
+        expert.command(0.0, np.array([0.5, 0.0, 0.3]), np.diag([1.0, -1.0, -1.0]), np.array([0.5, 0.0, 0.3]), {})

@@ -24,7 +24,7 @@ from rosbags.rosbag2 import Reader
 from robot_dyn.jobs.demos import record_expert_demo
 from robot_dyn.recording.episode_bag import TYPESTORE, episode_facts, header_ns
 from robot_dyn.recording.lerobot_export import export_lerobot, read_lerobot, resample_episode
-from robot_dyn.tasks import EXPERT_TASKS, load_task
+from robot_dyn.tasks import TASK_NAMES, load_task
 from robot_dyn.tasks.in_process import run_expert
 
 LEROBOT_PYTHON = os.environ.get("ROBOT_DYN_LEROBOT_PYTHON", ".venv-lerobot/bin/python")
@@ -75,7 +75,7 @@ def _lerobot_loaded(dataset: Path, expected: dict, log) -> dict:
         return {"loaded": 0, "error": (out.stderr or out.stdout)[-500:]}
 
 
-def bench_recording(episodes: int = 3, in_process_seeds: int = 20, tasks=EXPERT_TASKS, log=lambda *_: None) -> dict:
+def bench_recording(episodes: int = 3, in_process_seeds: int = 20, tasks=TASK_NAMES, log=lambda *_: None) -> dict:
     result = {"machine": {"cpu_count": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()},
               "tasks": {}}
     work = Path(tempfile.mkdtemp(prefix="bench-recording-"))

@@ -5,7 +5,7 @@ import numpy as np
 import pinocchio as pin
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Pose
+from geometry_msgs.msg import Pose, PoseStamped
 
 from robot_dyn.control.trajectory import CartesianPath
 from robot_dyn.nodes.wire import CartesianPathData
@@ -40,6 +40,21 @@ def pose_to_arrays(pose: Pose) -> tuple[np.ndarray, np.ndarray]:
     if abs(norm - 1.0) > 1e-3:
         raise ValueError(f"pose.orientation: quaternion norm is {norm:.4f}, expected 1")
     return p, pin.Quaternion(quat / norm).toRotationMatrix()
+
+
+def planar_pose_msg(pose, z: float, stamp: float, frame_id: str) -> PoseStamped:
+    """A planar pose (x m, y m, yaw rad about z) at height z (m) as a PoseStamped."""
+    msg = PoseStamped()
+    msg.header.stamp, msg.header.frame_id = to_stamp(stamp), frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = float(pose[0]), float(pose[1]), float(z)
+    msg.pose.orientation.z, msg.pose.orientation.w = float(np.sin(pose[2] / 2)), float(np.cos(pose[2] / 2))
+    return msg
+
+
+def planar_pose(msg: PoseStamped) -> np.ndarray:
+    """(x m, y m, yaw rad) of a PoseStamped (the yaw of its rotation about z); ValueError if not finite."""
+    p, R = pose_to_arrays(msg.pose)
+    return np.array([p[0], p[1], np.arctan2(R[1, 0], R[0, 0])])
 
 
 def rotation_to_quaternion(rotation: np.ndarray):

@@ -17,8 +17,9 @@ Modes:
 Scene and cameras (parameters `scene`, `cameras`; both off by default): with scene 'rope' the
 table, rope and pusher of configs/perception.yaml are added; with cameras on, its rig is rendered
 every 1/camera_rate_hz s of sim time, between physics ticks (robot_dyn.perception.live.
-SimCameraCapture: physics is unchanged by it, and in lockstep the next tick waits until the
-images are out, so the run stays deterministic, only slower), and published with one stamp
+SimCameraCapture: physics is unchanged by it; in lockstep the next tick waits until the
+images are out, so the run stays deterministic, only slower; in realtime a worker thread renders a
+copy of the state, so the 500 Hz loop never waits for a camera set), and published with one stamp
 per capture (topics in robot_dyn/nodes/camera_messages.py and the README):
 /cameras/<name>/color/image_raw (rgb8), /cameras/<name>/depth/image_raw (32FC1 m, NaN = no
 return), /cameras/<name>/mask (mono8, 255 = rope), /cameras/<name>/color/camera_info, the
@@ -38,13 +39,13 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
-from geometry_msgs.msg import TransformStamped, WrenchStamped
+from geometry_msgs.msg import PoseStamped, TransformStamped, WrenchStamped
 from std_msgs.msg import Bool, Float64, String
 from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_dyn.control.impedance import ImpedanceSettings
-from robot_dyn.nodes.messages import diagnostics_msg, to_stamp
+from robot_dyn.nodes.messages import diagnostics_msg, planar_pose_msg, to_stamp
 from robot_dyn.bringup import schema
 from robot_dyn.nodes.parameters import (batch_scheduling, declare_parameters, parameter_values, realtime_priority, run,
                                         signed)
@@ -134,6 +135,8 @@ class SimNode(Node):
             self.score_pub = self.create_publisher(Float64, "/task/score", IMAGE_QOS)
             self.success_pub = self.create_publisher(Bool, "/task/success", IMAGE_QOS)
             self.wrench_pub = self.create_publisher(WrenchStamped, "/task/contact_wrench", IMAGE_QOS)
+            self.object_pubs = {name: self.create_publisher(PoseStamped, f"/task/{name}", IMAGE_QOS)
+                                for name in task.object_names}
 
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         # realtime: once a tick, on the ticks' own grid (the pacer starts with the timer), so states go out
@@ -215,18 +218,26 @@ class SimNode(Node):
             self.tf_static_pub = None
         self.truth_pub = self.create_publisher(PointCloud2, "/sim/rope_vertices", RELIABLE) if p["publish_ground_truth"] else None
         self.render_timer, self.camera_set_timer = TickTimer(), TickTimer()  # rendering; rendering + publishing
+        if p["mode"] != "lockstep":
+            capture.start_background(self.publish_capture)
         self.get_logger().info(f"cameras {[c.name for c in capture.calibrations]}: "
                                f"{capture.calibrations[0].width}x{capture.calibrations[0].height} at "
                                f"{p['camera_rate_hz']:g} Hz sim time")
         return capture
 
     def capture_cameras(self) -> None:
-        """Render and publish one camera set if one is due (between physics ticks)."""
+        """One camera set if one is due (between physics ticks): rendered and published now in lockstep,
+        handed to the capture's worker thread in realtime."""
         if self.cameras is None or not self.cameras.due(self.arm.time):
             return
+        if self.mode == "lockstep":
+            self.publish_capture(self.cameras.capture(self.arm.backend.data))
+        else:
+            self.cameras.submit(self.arm.backend.data)
+
+    def publish_capture(self, capture) -> None:
+        """A rendered camera set on its topics, all stamped with its sim time (any thread)."""
         start = time.perf_counter()
-        capture = self.cameras.capture(self.arm.backend.data)
-        self.render_timer.add(capture.seconds)
         for frame, cal in zip(capture.frames, self.cameras.calibrations):
             pubs = self.camera_pubs[frame.name]
             color, depth, mask = cm.frame_msgs(frame, capture.time)
@@ -238,7 +249,8 @@ class SimNode(Node):
             for vertices in capture.vertices.values():
                 self.truth_pub.publish(cm.particles_msg(vertices, np.zeros(len(vertices), np.uint32), capture.time,
                                                         self.world_frame))
-        self.camera_set_timer.add(time.perf_counter() - start)
+        self.render_timer.add(capture.seconds)
+        self.camera_set_timer.add(capture.seconds + time.perf_counter() - start)
 
     def _settings(self, p: dict) -> ImpedanceSettings:
         overrides = {field: p[name] for name, field in GAIN_PARAMETERS.items() if p[name] != []}
@@ -296,7 +308,8 @@ class SimNode(Node):
             self.publish_state()  # nobody has answered yet: repeat the unchanged state
 
     def publish_score(self) -> None:
-        """A task scene's score, success and tool contact force, every score period of sim time."""
+        """A task scene's score, success, tool contact force and objects' planar poses (z 0), every score
+        period of sim time."""
         if self.episode is None or self.arm.time < self.next_score - 1e-9:
             return
         self.next_score += self.score_period
@@ -307,6 +320,8 @@ class SimNode(Node):
         wrench.header.stamp, wrench.header.frame_id = to_stamp(self.arm.time), self.robot.base_link
         wrench.wrench.force.x, wrench.wrench.force.y, wrench.wrench.force.z = (float(v) for v in score["contact_force_n"])
         self.wrench_pub.publish(wrench)
+        for name, pose in self.episode.objects(self.arm.backend.model, self.arm.backend.data).items():
+            self.object_pubs[name].publish(planar_pose_msg(pose, 0.0, self.arm.time, self.robot.base_link))
 
     def advance_tick(self) -> None:
         self.arm.advance(self.steps_per_tick)
@@ -363,6 +378,7 @@ class SimNode(Node):
         if self.cameras is not None:
             out.update(self.render_timer.summary("camera_render_", recent))
             out.update(self.camera_set_timer.summary("camera_set_", recent))
+            out["camera_sets_skipped"] = self.cameras.skipped
         return out
 
     def publish_diagnostics(self) -> None:

@@ -21,7 +21,7 @@ from robot_dyn.bringup import schema
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.nodes import wire
 from robot_dyn.nodes.events import Events
-from robot_dyn.nodes.messages import pose_to_arrays
+from robot_dyn.nodes.messages import planar_pose, pose_to_arrays
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
@@ -84,6 +84,10 @@ class TeleopNode(Node):
             self._order = None
             self.create_subscription(JointState, "/joint_states", self.on_joint_state, 10, raw=True)
             self.create_subscription(PoseStamped, "/controller/desired_pose", self.on_desired_pose, 10)
+            self.objects = {}  # name -> the last planar pose (x, y, yaw) the sim published of the scene's objects
+            self.object_names = task.object_names
+            for name in task.object_names:
+                self.create_subscription(PoseStamped, f"/task/{name}", self._object_receiver(name), 10)
             self.event(f"expert for '{p['task']}' ready (seed {p['seed']})")
         else:
             if not p["script"]:
@@ -108,6 +112,11 @@ class TeleopNode(Node):
         if self._order is None:
             self._order = [list(msg.name).index(j) for j in self.kinematics.robot.joint_names]
         self.measured = self.kinematics.ee_pose(np.asarray(msg.position)[self._order])
+
+    def _object_receiver(self, name: str):
+        def receive(msg: PoseStamped) -> None:
+            self.objects[name] = planar_pose(msg)
+        return receive
 
     def on_desired_pose(self, msg: PoseStamped) -> None:
         self.pose = pose_to_arrays(msg.pose)
@@ -144,11 +153,11 @@ class TeleopNode(Node):
         return DeviceInput(command if command is not None else np.zeros(6), command is not None and not self.operator.done)
 
     def _expert(self, now: float) -> DeviceInput | None:
-        """The task's expert, looking at the measured peg (tool tip) and the desired pose."""
-        if self.measured is None or self.pose is None or self.expert.done:
+        """The task's expert, looking at the measured tool tip, the desired pose and the scene's objects."""
+        if self.measured is None or self.pose is None or self.expert.done or len(self.objects) < len(self.object_names):
             return None
         (p, R), (pd, Rd) = self.measured, self.pose
-        command = self.expert.command(now, self.tool.tip(p, R), R, self.tool.tip(pd, Rd))
+        command = self.expert.command(now, self.tool.tip(p, R), R, self.tool.tip(pd, Rd), self.objects)
         if self.expert.done:
             self.event("expert done")
         return DeviceInput(command if command is not None else np.zeros(6), command is not None and not self.expert.done)

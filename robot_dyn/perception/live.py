@@ -268,9 +268,12 @@ class Capture:
 class SimCameraCapture:
     """Renders a rig every 1/rate_hz s of sim time, between physics steps.
 
-    Rendering only reads the state: ``mj_forward`` refreshes the derived quantities (body and
-    flex vertex positions) for the current qpos, which mj_step recomputes anyway, so the
-    physics trajectory is bit-for-bit the same with or without cameras (checked by
+    capture(data) renders at once, on the caller's thread. start_background(on_capture) moves the
+    rendering to a worker thread instead: submit(data) then only copies the state (a few us) and
+    returns; the worker renders the copy and hands each Capture to on_capture. A real-time sim loop
+    uses that, so its 2 ms period never waits for a camera set (tens of ms on a CPU renderer;
+    MuJoCo releases the GIL while it renders). Rendering only reads the state: the physics
+    trajectory is bit-for-bit the same with or without cameras (checked by
     tests/test_camera_messages.py)."""
 
     def __init__(self, model, rig, objects=("rope",), rate_hz: float = 10.0, start_time: float = 0.0):
@@ -283,14 +286,25 @@ class SimCameraCapture:
 
         present = [o for o in objects if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_FLEX, o) >= 0]
         self.objects = tuple(present)
-        self.renderer = RigRenderer(model, rig, objects=self.objects)
+        self.renderer = RigRenderer(model, rig, objects=self.objects)  # its GL contexts open at the first render
         self.calibrations = self.renderer.calibrations
         self.start, self.count = float(start_time), 0
+        self._queue = None  # the worker's: state copies to render, None to stop
+        self._worker = None
+        self._free = []  # MjData copies not in use
+        self.skipped = 0  # captures not submitted because the worker still had QUEUE_DEPTH waiting
+        self.error = None  # what stopped the worker
+
+    QUEUE_DEPTH = 3
 
     def due(self, t: float) -> bool:
         return t >= self.start + self.count * self.period - 1e-9
 
-    def capture(self, data) -> Capture:
+    def _advance(self, t: float) -> None:
+        # the next capture: the first period boundary after now (a late capture is not repeated)
+        self.count = max(self.count + 1, int(np.floor((t - self.start) / self.period + 1e-9)) + 1)
+
+    def _render(self, data) -> Capture:
         import mujoco
 
         from robot_dyn.sim.deformables import flex_vertices
@@ -299,9 +313,50 @@ class SimCameraCapture:
         mujoco.mj_forward(self.model, data)
         frames = self.renderer.render(data)
         vertices = {name: flex_vertices(self.model, data, name) for name in self.objects}
-        # the next capture: the first period boundary after now (a late capture is not repeated)
-        self.count = max(self.count + 1, int(np.floor((data.time - self.start) / self.period + 1e-9)) + 1)
         return Capture(float(data.time), frames, vertices, time.perf_counter() - wall)
 
+    def capture(self, data) -> Capture:
+        """Render now (data's derived quantities are refreshed by mj_forward, as mj_step would)."""
+        capture = self._render(data)
+        self._advance(float(data.time))
+        return capture
+
+    def start_background(self, on_capture: Callable[[Capture], None]) -> None:
+        """Render on a worker thread from now on; on_capture(capture) is called on that thread."""
+        import queue
+
+        self._queue = queue.Queue()
+        self._worker = threading.Thread(target=self._work, args=(on_capture,), name="camera-capture", daemon=True)
+        self._worker.start()
+
+    def submit(self, data) -> None:
+        """A copy of data's state for the worker to render (the capture counts as done now)."""
+        import mujoco
+
+        if self.error is not None:
+            raise RuntimeError(f"camera capture failed: {self.error}") from self.error
+        self._advance(float(data.time))
+        if self._queue.qsize() >= self.QUEUE_DEPTH:
+            self.skipped += 1
+            return
+        copy = self._free.pop() if self._free else mujoco.MjData(self.model)
+        mujoco.mj_copyData(copy, self.model, data)
+        self._queue.put(copy)
+
+    def _work(self, on_capture) -> None:
+        try:
+            while (data := self._queue.get()) is not None:
+                on_capture(self._render(data))
+                self._free.append(data)
+        except Exception as exc:  # handed to the sim's thread at its next submit()
+            self.error = exc
+        finally:
+            self.renderer.close()  # its GL contexts belong to this thread
+
     def close(self) -> None:
-        self.renderer.close()
+        if self._worker is None:
+            self.renderer.close()
+            return
+        self._queue.put(None)
+        self._worker.join()
+        self._worker = None

@@ -34,6 +34,7 @@ DEFAULT_TOPICS = {
     "/task/score": "std_msgs/msg/Float64",
     "/task/success": "std_msgs/msg/Bool",
     "/task/contact_wrench": "geometry_msgs/msg/WrenchStamped",
+    "/task/block_pose": "geometry_msgs/msg/PoseStamped",  # pusht's block (planar: x, y, yaw)
 }
 # The types of a camera's recorded streams, keyed as robot_dyn.nodes.camera_messages.camera_topics names
 # them (the masks are the sim's ground truth, not something a real camera gives: left out)

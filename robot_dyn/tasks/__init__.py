@@ -3,14 +3,14 @@ drive the arm through the teleop interface.
 
 load_task(name) gives a task: its `tool` (part of the robot for controller, sim and safety filter
 alike, robot_dyn/robots/tools.py), `episode(seed)` (the scene extension for MuJoCo and the score
-of a state), and `expert(seed)` (the scripted expert).
+of a state, the objects an operator sees), `expert(seed)` (the scripted expert), `teleop_rate_hz`
+(the expert's command rate) and `object_names` (the objects' planar poses, /task/<name> in the graph).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 TASK_NAMES = ("insert", "pusht")
-EXPERT_TASKS = ("insert",)  # the tasks with a scripted expert (pusht: drive it by hand for now)
 
 
 def load_task(name: str, config: str | Path | None = None):

@@ -1,5 +1,5 @@
 """A task episode run in one process: the scene in MuJoCo, the robot layer, the outer loop and the
-task's expert at the teleop rate, with no ROS in between.
+task's expert at its teleop rate, with no ROS in between.
 
 The same parts as the graph (robot_dyn.sim.simulated_arm, robot_dyn.control.outer_loop with its
 twist mode, the expert's unitless commands), in lockstep: what the tests use to check a task and
@@ -19,8 +19,6 @@ from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.simulated_arm import SimulatedArm
-
-TELEOP_RATE_HZ = 50.0
 
 
 @dataclass
@@ -48,11 +46,12 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
     def record(t, q):
         forces.append(episode.score(backend.model, backend.data)["contact_force_n"])
 
-    period = 1.0 / TELEOP_RATE_HZ
+    period = 1.0 / task.teleop_rate_hz
     while arm.time < time_limit and not expert.done:
         p, R = loop.model.ee_pose(arm.state()[1])
         pd, Rd = loop.desired_pose()
-        command = expert.command(arm.time, task.tool.tip(p, R), R, task.tool.tip(pd, Rd))
+        objects = episode.objects(backend.model, backend.data)
+        command = expert.command(arm.time, task.tool.tip(p, R), R, task.tool.tip(pd, Rd), objects)
         if not phases or phases[-1] != expert.phase:
             phases.append(expert.phase)
         if command is None:

@@ -202,9 +202,16 @@ class InsertEpisode:
         result["contact_force_n"] = contact_force(model, data)
         return result
 
+    def objects(self, model: mujoco.MjModel, data: mujoco.MjData) -> dict:
+        """What an operator sees of the scene besides the arm: nothing here (the fixture is fixed, and
+        its hole's offset is what the operator must find)."""
+        return {}
+
 
 class InsertTask:
     name = "insert"
+    teleop_rate_hz = 50.0  # the expert's (and a person's device's) command rate
+    object_names = ()  # the episode's objects(): none
 
     def __init__(self, config: InsertConfig | None = None):
         self.config = (config or InsertConfig()).validated()

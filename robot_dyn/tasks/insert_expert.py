@@ -81,9 +81,11 @@ class InsertExpert:
         target = self.hole_yaw + np.round((yaw - self.hole_yaw) / (np.pi / 2)) * (np.pi / 2)
         return _down(target)
 
-    def command(self, t: float, tip: np.ndarray, flange_rotation: np.ndarray, desired_tip: np.ndarray) -> np.ndarray | None:
+    def command(self, t: float, tip: np.ndarray, flange_rotation: np.ndarray, desired_tip: np.ndarray,
+                objects: dict | None = None) -> np.ndarray | None:
         """The stick at time t: tip (3,) the measured peg tip, flange_rotation (3, 3) the measured
-        flange orientation, desired_tip (3,) where the desired pose puts the tip."""
+        flange orientation, desired_tip (3,) where the desired pose puts the tip; objects: the scene's
+        (none for insert)."""
         s, c = self.settings, self.config
         if self.done:
             return None

@@ -74,7 +74,8 @@ class PushTConfig:
         return np.array([[-b, 0], [-v, 0], [-v, -s], [v, -s], [v, 0], [b, 0], [b, w], [-b, w]])
 
 
-def _placed(points: np.ndarray, pose) -> np.ndarray:
+def placed(points: np.ndarray, pose) -> np.ndarray:
+    """Points (N, 2) of the T frame placed at pose (x, y, yaw): world (N, 2), m."""
     x, y, yaw = pose
     c, s = np.cos(yaw), np.sin(yaw)
     return points @ np.array([[c, s], [-s, c]]) + np.array([x, y])
@@ -85,7 +86,7 @@ def coverage(config: PushTConfig, pose) -> float:
     from shapely.geometry import Polygon
 
     outline = config.outline()
-    block, target = Polygon(_placed(outline, pose)), Polygon(_placed(outline, config.target))
+    block, target = Polygon(placed(outline, pose)), Polygon(placed(outline, config.target))
     return float(block.intersection(target).area / target.area)
 
 
@@ -153,6 +154,10 @@ class PushTEpisode:
         return {"score": value, "success": bool(value > self.config.success_coverage), "block_pose": pose,
                 "contact_force_n": _pusher_force(model, data)}
 
+    def objects(self, model: mujoco.MjModel, data: mujoco.MjData) -> dict:
+        """What an operator sees of the scene besides the arm: {'block_pose': (x, y, yaw)}, m and rad."""
+        return {"block_pose": block_pose(model, data)}
+
 
 def _pusher_force(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
     """Total contact force (3,) the block exerts on the arm (the pusher), world frame, N."""
@@ -171,6 +176,8 @@ def _pusher_force(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
 
 class PushTTask:
     name = "pusht"
+    teleop_rate_hz = 10.0  # Push-T's control rate: the expert's (and a policy's) commands
+    object_names = ("block_pose",)  # the episode's objects(): planar poses, on /task/<name> in the graph
 
     def __init__(self, config: PushTConfig | None = None):
         self.config = (config or PushTConfig()).validated()
@@ -187,7 +194,9 @@ class PushTTask:
         return PushTEpisode(self.config, np.array([tx, ty + 0.12, tyaw + np.pi / 2]))
 
     def expert(self, seed: int, **settings):
-        raise ValueError("pusht has no scripted expert yet: drive it with a teleop device (joy, spacemouse, keyboard)")
+        from robot_dyn.tasks.pusht_expert import PushTExpert, PushTExpertSettings
+
+        return PushTExpert(self.config, self.config.pusher.width / 2, PushTExpertSettings(**settings), seed=seed)
 
 
 def load_pusht_config(path: str | Path | None = None) -> PushTConfig:
