@@ -12,7 +12,7 @@ from pathlib import Path
 
 from robot_dyn import paths
 from robot_dyn.bringup import schema
-from robot_dyn.tasks import TASK_NAMES, load_task
+from robot_dyn.tasks import TASK_NAMES, camera_rig, load_task
 
 
 class ConfigError(ValueError):
@@ -135,7 +135,8 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
         specs.append(NodeSpec("teleop", "teleop", "robot_dyn.nodes.teleop_node", nodes["teleop"]))
     if recorder:
         if sim.get("cameras") and not nodes["recorder"].get("cameras"):
-            nodes["recorder"]["cameras"] = ",".join(_scene_config(sim).cameras.build().names)
+            rig = camera_rig(_scene_config(sim), sim.get("scene", schema.SIM["scene"][0]), sim.get("task_config") or None)
+            nodes["recorder"]["cameras"] = ",".join(rig.names)
         facts = {"robot": robot, "scene": sim.get("scene", ""), "task_seed": sim.get("task_seed", -1),
                  "mode": sim.get("mode", schema.SIM["mode"][0])}
         nodes["recorder"]["graph_facts"] = ",".join(f"{k}={v}" for k, v in facts.items())

@@ -24,7 +24,7 @@ per capture (topics in robot_dyn/nodes/camera_messages.py and the README):
 /cameras/<name>/color/image_raw (rgb8), /cameras/<name>/depth/image_raw (32FC1 m, NaN = no
 return), /cameras/<name>/mask (mono8, 255 = rope), /cameras/<name>/color/camera_info, the
 camera poses once on /cameras/<name>/pose (transient local; also /tf_static where tf2_msgs
-exists), and the rope's ground-truth vertices on /sim/rope_vertices (PointCloud2).
+exists; a task scene's wrist camera, on the flange, with every capture), and the rope's ground-truth vertices on /sim/rope_vertices (PointCloud2).
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ from robot_dyn.nodes import camera_messages as cm
 from robot_dyn.nodes import wire
 from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
-from robot_dyn.tasks import TASK_NAMES, load_task
+from robot_dyn.tasks import TASK_NAMES, camera_rig, load_task
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.effects import load_profile
 from robot_dyn.sim.pacing import Pacer
@@ -179,7 +179,7 @@ class SimNode(Node):
         if self.episode is not None:
             extensions.append(self.episode.scene)
         if p["cameras"]:
-            self.rig = config.cameras.build()
+            self.rig = camera_rig(config, p["scene"], p["task_config"] or None)
             extensions.append(self.rig)
         return extensions, config
 
@@ -201,12 +201,14 @@ class SimNode(Node):
                 "info": self.create_publisher(CameraInfo, topics["info"], IMAGE_QOS),
             }
             pose = self.create_publisher(TransformStamped, topics["pose"], LATCHED)
-            pose.publish(cm.camera_pose_msg(cal, self.arm.time, self.world_frame))
+            if cal.name not in capture.renderer.moving:  # a wrist camera's pose goes out with each capture
+                pose.publish(cm.camera_pose_msg(cal, self.arm.time, self.world_frame))
             self.camera_pubs[cal.name]["pose"] = pose
         try:  # the standard place for static transforms, where the message package exists (a ROS 2 install)
             from tf2_msgs.msg import TFMessage
 
-            transforms = [cm.camera_pose_msg(c, self.arm.time, self.world_frame) for c in capture.calibrations]
+            transforms = [cm.camera_pose_msg(c, self.arm.time, self.world_frame) for c in capture.calibrations
+                          if c.name not in capture.renderer.moving]
             if self.robot.base_link != self.world_frame:  # in sim the world frame is the arm's base frame
                 base = TransformStamped(child_frame_id=self.robot.base_link)
                 base.header.stamp, base.header.frame_id = to_stamp(self.arm.time), self.world_frame
@@ -238,9 +240,11 @@ class SimNode(Node):
     def publish_capture(self, capture) -> None:
         """A rendered camera set on its topics, all stamped with its sim time (any thread)."""
         start = time.perf_counter()
-        for frame, cal in zip(capture.frames, self.cameras.calibrations):
+        for frame, cal in zip(capture.frames, capture.calibrations):
             pubs = self.camera_pubs[frame.name]
             color, depth, mask = cm.frame_msgs(frame, capture.time)
+            if frame.name in self.cameras.renderer.moving:
+                pubs["pose"].publish(cm.camera_pose_msg(cal, capture.time, self.world_frame))
             pubs["color"].publish(color)
             pubs["depth"].publish(depth)
             pubs["mask"].publish(mask)

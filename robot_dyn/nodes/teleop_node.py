@@ -80,7 +80,7 @@ class TeleopNode(Node):
             self.kinematics = RigidBody(with_tool(robot, task.tool))
             self.tool = task.tool
             self.state_decoder = wire.JointStateDecoder()
-            self.measured = None  # (flange position, rotation) of the last /joint_states
+            self.measured = None  # the last /joint_states (CDR bytes)
             self._order = None
             self.create_subscription(JointState, "/joint_states", self.on_joint_state, 10, raw=True)
             self.create_subscription(PoseStamped, "/controller/desired_pose", self.on_desired_pose, 10)
@@ -108,10 +108,14 @@ class TeleopNode(Node):
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
 
     def on_joint_state(self, data: bytes) -> None:
-        msg = self.state_decoder.decode(data)
+        self.measured = data  # decoded when the expert looks (at rate_hz, not the states' 500 Hz)
+
+    def _measured_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The flange's (position m, rotation) in the last /joint_states, base frame."""
+        msg = self.state_decoder.decode(self.measured)
         if self._order is None:
             self._order = [list(msg.name).index(j) for j in self.kinematics.robot.joint_names]
-        self.measured = self.kinematics.ee_pose(np.asarray(msg.position)[self._order])
+        return self.kinematics.ee_pose(np.asarray(msg.position)[self._order])
 
     def _object_receiver(self, name: str):
         def receive(msg: PoseStamped) -> None:
@@ -156,7 +160,7 @@ class TeleopNode(Node):
         """The task's expert, looking at the measured tool tip, the desired pose and the scene's objects."""
         if self.measured is None or self.pose is None or self.expert.done or len(self.objects) < len(self.object_names):
             return None
-        (p, R), (pd, Rd) = self.measured, self.pose
+        (p, R), (pd, Rd) = self._measured_pose(), self.pose
         command = self.expert.command(now, self.tool.tip(p, R), R, self.tool.tip(pd, Rd), self.objects)
         if self.expert.done:
             self.event("expert done")

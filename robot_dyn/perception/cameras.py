@@ -41,6 +41,13 @@ def intrinsics(fovy_deg: float, width: int, height: int) -> np.ndarray:
     return np.array([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
 
 
+def wrist_camera(tool_length: float, width: int, height: int, fovy: float = 60.0, name: str = "wrist") -> CameraConfig:
+    """A camera on the flange, 6.5 cm off the tool's axis and 2 cm past the flange, looking along the tool
+    at a point 6 cm beyond its tip (tool_length m from the flange): what a hand-mounted camera sees."""
+    return CameraConfig(name, (-0.065, 0.0, 0.02), (0.0, 0.0, tool_length + 0.06), fovy, width, height,
+                        body="flange", up=(1.0, 0.0, 0.0))
+
+
 def world_to_cam_from_mujoco(cam_xpos, cam_xmat) -> np.ndarray:
     """4x4 world -> OpenCV-camera transform from MuJoCo's camera position and 3x3 (or 9) rotation."""
     R = OPENCV_FROM_MUJOCO @ np.asarray(cam_xmat, float).reshape(3, 3).T
@@ -51,7 +58,9 @@ def world_to_cam_from_mujoco(cam_xpos, cam_xmat) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """One camera: where it is, what it looks at (world, m), vertical fov (deg), image size (px)."""
+    """One camera: where it is, what it looks at (m, in the frame of `body`), vertical fov (deg), image size
+    (px). body: '' = fixed in the world; 'flange' = on the robot's end-effector frame (a wrist camera);
+    else a body of the MuJoCo model. up: the direction (same frame) that is up in the image."""
 
     name: str
     position: tuple
@@ -59,13 +68,17 @@ class CameraConfig:
     fovy: float = 45.0
     width: int = 160
     height: int = 120
+    body: str = ""
+    up: tuple = (0.0, 0.0, 1.0)
 
     def __post_init__(self):
-        for key in ("position", "target"):
+        for key in ("position", "target", "up"):
             value = np.asarray(getattr(self, key), float)
             if value.shape != (3,) or not np.all(np.isfinite(value)):
                 raise ValueError(f"camera '{self.name}': '{key}' must be 3 finite numbers, got {getattr(self, key)!r}")
             object.__setattr__(self, key, tuple(float(v) for v in value))
+        if not np.linalg.norm(self.up) > 0:
+            raise ValueError(f"camera '{self.name}': 'up' must not be zero")
         if not (isinstance(self.fovy, (int, float)) and 0 < self.fovy < 180):
             raise ValueError(f"camera '{self.name}': 'fovy' must be in (0, 180) degrees, got {self.fovy!r}")
         for key in ("width", "height"):
@@ -133,7 +146,7 @@ class CameraFrame:
 
 
 class CameraRig:
-    """N fixed cameras in the world. ``apply(spec, robot)`` adds them to a MuJoCo spec (a scene
+    """N cameras, fixed in the world or mounted on a body (a wrist camera). ``apply(spec, robot)`` adds them to a MuJoCo spec (a scene
     extension for MujocoBackend); the calibration then comes from the compiled model."""
 
     def __init__(self, cameras, shadow_size: int = 2048):
@@ -167,10 +180,20 @@ class CameraRig:
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.cameras)
 
+    def with_cameras(self, *cameras: CameraConfig) -> "CameraRig":
+        """This rig and more cameras."""
+        return CameraRig(self.cameras + tuple(cameras), self.shadow_size)
+
     def apply(self, spec: mujoco.MjSpec, robot=None) -> None:
         for cam in self.cameras:
-            spec.worldbody.add_camera(name=cam.name, pos=list(cam.position), quat=look_at_quat(cam.position, cam.target),
-                                      fovy=cam.fovy)
+            body = spec.worldbody
+            if cam.body:
+                name = robot.ee_frame if cam.body == "flange" and robot is not None else cam.body
+                body = spec.body(name)
+                if body is None:
+                    raise ValueError(f"camera '{cam.name}': the model has no body '{name}' to mount it on")
+            body.add_camera(name=cam.name, pos=list(cam.position), quat=look_at_quat(cam.position, cam.target, cam.up),
+                            fovy=cam.fovy)
         g = spec.visual.global_
         g.offwidth = max(g.offwidth, *(c.width for c in self.cameras))
         g.offheight = max(g.offheight, *(c.height for c in self.cameras))
@@ -208,7 +231,11 @@ class RigRenderer:
 
     def __init__(self, model: mujoco.MjModel, rig: CameraRig, objects=("rope",)):
         self.model, self.rig = model, rig
-        self.calibrations = rig.calibration(model)
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)
+        self.calibrations = rig.calibration(model, data)  # a moving camera's pose: at the model's qpos0
+        ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, cam.name) for cam in rig.cameras]
+        self.moving = {cam.name for cam, i in zip(rig.cameras, ids) if model.cam_bodyid[i] != 0}  # calibrated per capture
         self._targets = []  # (objtype, objid)
         for name in objects:
             fid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_FLEX, name)

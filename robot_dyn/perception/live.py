@@ -263,6 +263,7 @@ class Capture:
     frames: list  # CameraFrame per camera, the rig's order
     vertices: dict  # object name -> ground-truth vertices (V, 3), world frame
     seconds: float  # wall time the rendering took
+    calibrations: list  # CameraCalibration per camera at the capture (a wrist camera's pose moves)
 
 
 class SimCameraCapture:
@@ -313,7 +314,8 @@ class SimCameraCapture:
         mujoco.mj_forward(self.model, data)
         frames = self.renderer.render(data)
         vertices = {name: flex_vertices(self.model, data, name) for name in self.objects}
-        return Capture(float(data.time), frames, vertices, time.perf_counter() - wall)
+        calibrations = self.rig.calibration(self.model, data) if self.renderer.moving else self.calibrations
+        return Capture(float(data.time), frames, vertices, time.perf_counter() - wall, calibrations)
 
     def capture(self, data) -> Capture:
         """Render now (data's derived quantities are refreshed by mj_forward, as mj_step would)."""

@@ -24,3 +24,15 @@ def load_task(name: str, config: str | Path | None = None):
 
         return PushTTask(load_pusht_config(config))
     raise ValueError(f"unknown task '{name}'; known: {list(TASK_NAMES)}")
+
+
+def camera_rig(scene_config, scene: str, task_config: str | Path | None = None):
+    """The sim's camera rig for `scene`: the scene config's cameras (robot_dyn.perception.episodes), and for
+    a task a wrist camera looking along its tool (robot_dyn.perception.cameras.wrist_camera)."""
+    from robot_dyn.perception.cameras import wrist_camera
+
+    rig = scene_config.cameras.build()
+    if scene not in TASK_NAMES:
+        return rig
+    cameras = scene_config.cameras
+    return rig.with_cameras(wrist_camera(load_task(scene, task_config).tool.length, cameras.width, cameras.height_px))
