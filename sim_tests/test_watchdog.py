@@ -41,3 +41,39 @@ def test_controller_killed_mid_motion_arm_holds(tmp_path):
               f"end-effector drift {1e3 * drift:.2f} mm")
         assert drift < 0.01, f"end-effector drifted {drift * 1e3:.1f} mm"
         assert np.linalg.norm(qd[-1]) < 1e-2  # and it has come to rest
+
+
+def test_a_controller_stalled_mid_teleop_is_held_and_then_drives_again_from_where_the_arm_is(tmp_path):
+    """A stalled controller (a process descheduled for 0.6 s) while the stick is held: the robot layer
+    holds the arm, the controller's reference runs on beyond the layer's guard, and the controller
+    must drop that motion and follow the next command from the arm, not fight the layer forever."""
+    import os
+    import signal
+    import time
+
+    with SimSession("panda", tmp_path, mode="realtime") as s:
+        c = s.client
+        pid = s.graph.procs["controller"].pid
+
+        def stick(duration):
+            t_end = c.sim_time + duration
+            while c.sim_time < t_end:
+                c.send_twist([0.0, 1.0, 0.0], stamp=0.0)  # 0.15 m/s along y
+                c.spin_until(lambda t=c.sim_time: c.sim_time >= t + 0.02, 10, "20 ms of sim time")
+
+        stick(0.6)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.6)  # its reference runs on ~0.1 m meanwhile: well beyond the layer's 0.05 rad guard
+        os.kill(pid, signal.SIGCONT)
+        stall_end = c.sim_time
+        stick(1.0)
+        events = list(c.controller_events)
+        robot_events = list(c.robot_events)
+        t, q, _, _ = c.state_arrays()
+    assert any("held" in e or "stale" in e for e in robot_events), robot_events[-5:]
+    assert any("twist aborted" in e for e in events), events
+    # it drives again after the stall: the end-effector moves on along y in the last half second
+    y = [s.model.ee_pose(qi)[0][1] for qi in q[t > stall_end + 0.5]]
+    assert y[-1] - y[0] > 0.03, (y[0], y[-1])
+    rejected = [e for e in robot_events if "rejected" in e]
+    assert len(rejected) < 200, len(rejected)  # a few ticks refused, not every one from the stall on

@@ -117,9 +117,28 @@ def test_goal_preempting_a_fast_motion_respects_the_limits():
 
 def test_idle_arm_far_from_the_reference_is_resynced():
     robot, arm, loop = setup("panda")
-    assert not loop.resync(0.0, robot.home + 0.01, 0.05)
-    assert loop.resync(0.0, robot.home + 0.2, 0.05)
+    assert loop.resync(0.0, robot.home + 0.01, 0.05) is None
+    assert loop.resync(0.0, robot.home + 0.2, 0.05) == ""  # idle: nothing dropped
     np.testing.assert_allclose(loop.q_d, robot.home + 0.2)
+
+
+def test_a_motion_whose_arm_was_held_far_behind_is_dropped_and_the_loop_restarts_from_the_arm():
+    # the robot layer held the arm while this loop stalled; the twist's reference ran on, beyond the
+    # layer's guard: the layer would refuse every reference from here, so the motion is dropped
+    robot, arm, loop = setup("panda")
+    held = robot.home.copy()  # the arm never moves
+    for k in range(1, 200):
+        if k % 25 == 1:  # the stick held: a command every 50 ms
+            loop.command_twist(loop.time, loop.time, [1.0, 0.0, 0.0], [0.0, 0.0, 0.0], "base")
+        loop.tick(k * 0.002)
+    assert loop.busy(0.4) and np.max(np.abs(loop.q_d - held)) > 0.05
+    assert loop.resync(0.4, held, 0.05) == "twist"
+    assert loop.motion is None and not loop.busy(0.4)
+    np.testing.assert_allclose(loop.q_d, held)
+    assert not loop.qd_d.any()
+    # the next command starts from the arm: its first reference is next to it
+    loop.command_twist(0.4, 0.4, [1.0, 0.0, 0.0], [0.0, 0.0, 0.0], "base")
+    assert np.max(np.abs(loop.tick(0.402).q - held)) < 0.01
 
 
 def test_ik_gains_are_validated():

@@ -88,3 +88,11 @@ def test_the_expert_needs_to_see_the_block():
     expert = TASK.expert(0)
     with pytest.raises(ValueError, match="block_pose"):
         expert.command(0.0, np.array([0.5, 0.0, 0.3]), np.diag([1.0, -1.0, -1.0]), np.array([0.5, 0.0, 0.3]), {})
+
+
+def test_the_expert_gives_up_after_its_time():
+    expert = TASK.expert(0, give_up_s=1.0)
+    look = (np.array([0.5, 0.0, 0.3]), np.diag([1.0, -1.0, -1.0]), np.array([0.5, 0.0, 0.3]),
+            {"block_pose": TASK.episode(0).start})
+    assert expert.command(5.0, *look) is not None
+    assert expert.command(6.5, *look) is None and expert.done

@@ -66,7 +66,7 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "ik_velocity_gain": (40.0, "differential IK twist-error gain, 1/s"),
     "ik_nullspace_stiffness": (10.0, "posture task stiffness in the IK nullspace, 1/s^2"),
     "ik_nullspace_damping": (6.3, "posture task damping in the IK nullspace, 1/s"),
-    "resync_threshold": (0.05, "rad: when idle and the arm is this far from the desired state, restart from it"),
+    "resync_threshold": (0.05, "rad: when the arm is this far from the desired state, restart from it (a motion under way is aborted: the robot layer refuses references that far, at its max_position_error_rad)"),
     "slowdown_lag_rad": (0.015, "time scaling: the motion's clock slows once the reference leads the measured arm by this much (any joint), rad"),
     "pause_lag_rad": (0.03, "time scaling: ... and pauses from this lead on, rad (less than the robot layer's max_position_error)"),
     "reference_lead_ticks": (4, "after the state at t, the reference for t + lead / rate_hz is computed and sent at once; the robot layer applies it at its stamp. 0: the reference for the state's own time, on its arrival (hardware adapters forward on receipt). At most 10 ms ahead (the robot layer's limit)"),

@@ -243,13 +243,17 @@ class OuterLoop:
         self.motion.command(stamp + settings.timeout - self.clock.delay, velocity, angular_velocity)
         return not following
 
-    def resync(self, t: float, q: np.ndarray, threshold: float) -> bool:
-        """When idle and the arm is more than `threshold` rad from the desired state (it was moved,
-        or held by the watchdog), restart from the measured position. Returns True if it did."""
-        if self.busy(t) or np.max(np.abs(q - self.q_d)) <= threshold:
-            return False
+    def resync(self, t: float, q: np.ndarray, threshold: float) -> str | None:
+        """When the arm is more than `threshold` rad from the desired state, restart from the measured
+        position: idle, the arm was moved or held by the watchdog; during a motion, the robot layer
+        held the arm (this loop stalled past its stale-reference horizon) and refuses references that
+        far from it (its guard), so the motion can never catch up: it is dropped. Returns None if it
+        did not restart, else what it dropped ('' when idle)."""
+        if np.max(np.abs(q - self.q_d)) <= threshold:
+            return None
+        dropped = self.motion.kind if self.busy(t) else ""
         self.start(t, q)
-        return True
+        return dropped
 
     def _require_started(self) -> None:
         if not self.started:

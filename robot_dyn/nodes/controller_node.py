@@ -351,17 +351,23 @@ class ControllerNode(Node):
 
     def _restart_if_needed(self, t: float, q: np.ndarray, previous: float) -> bool:
         """Start the loop from the measured position at the first state, after time went back (a sim
-        restart) and when idle far from the desired state; True if it (re)started."""
+        restart) and when far from the desired state (OuterLoop.resync); True if it (re)started."""
         if not self.loop.started:
             self.loop.start(t, q)
             self.event(f"started from the measured position at t={t:.3f}")
         elif t < previous:
             self.loop.start(t, q)
             self.event(f"time went back from {previous:.3f} to {t:.3f} s (sim restart?): restarted", warn=True)
-        elif self.loop.resync(t, q, self.resync_threshold):
-            self.event("arm is far from the desired state while idle: restarted from the measured position", warn=True)
         else:
-            return False
+            lag = float(np.max(np.abs(q - self.loop.q_d)))
+            dropped = self.loop.resync(t, q, self.resync_threshold)
+            if dropped is None:
+                return False
+            if dropped:
+                self.event(f"{dropped} aborted at t={t:.3f}: the arm is {lag:.3f} rad from its reference (held by the "
+                           "robot layer, which refuses a reference that far): restarted from the measured position", warn=True)
+            else:
+                self.event("arm is far from the desired state while idle: restarted from the measured position", warn=True)
         return True
 
     def _compute(self, t: float):

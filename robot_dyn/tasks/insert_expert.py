@@ -47,6 +47,7 @@ class InsertExpertSettings:
     wiggle: float = 0.05  # rad/s, amplitude of the twist about the vertical while inserting
     noise: float = 0.03  # unitless std of the stick's unsteadiness
     noise_time_constant: float = 0.3  # s
+    give_up_s: float = 120.0  # s after the first command
 
 
 class InsertExpert:
@@ -63,6 +64,7 @@ class InsertExpert:
         self._pause = {p: self.rng.uniform(0.0, 0.4) for p in PHASES}
         self._noise = np.zeros(6)
         self._t = None
+        self._began = None  # s, the first command's time
         self._spiral_s = 0.0  # arc length travelled along the spiral, m
 
     @property
@@ -91,6 +93,11 @@ class InsertExpert:
             return None
         if self.phase_since is None:
             self.phase_since = t
+        if self._began is None:
+            self._began = t
+        if t - self._began > self.settings.give_up_s:  # a person gives up too (the episode is a failure)
+            self._enter("done", t)
+            return None
         h = 0.0 if self._t is None else max(t - self._t, 0.0)
         self._t = t
         decay = np.exp(-h / s.noise_time_constant)

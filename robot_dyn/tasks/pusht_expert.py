@@ -49,6 +49,7 @@ class PushTExpertSettings:
     contact_spacing: float = 0.004  # m between candidate contacts along the outline
     noise: float = 0.03  # unitless std of the stick's unsteadiness
     noise_time_constant: float = 0.3  # s
+    give_up_s: float = 120.0  # s after the first command
 
 
 class PushTExpert:
@@ -61,6 +62,7 @@ class PushTExpert:
         self._pace = self.rng.uniform(0.75, 1.0)
         self._noise = np.zeros(6)
         self._t = None
+        self._began = None  # s, the first command's time
         self._plan = None  # (start point (2,), push direction (2,), contact in the T frame (2,), stroke m)
         self._pushed_from = None
         self._pause_until = -np.inf
@@ -130,6 +132,11 @@ class PushTExpert:
         pose = np.asarray(objects["block_pose"], float)
         if self.phase_since is None:
             self.phase_since = t
+        if self._began is None:
+            self._began = t
+        if t - self._began > self.settings.give_up_s:  # a person gives up too (the episode is a failure)
+            self._enter("done", t)
+            return None
         h = 0.0 if self._t is None else max(t - self._t, 0.0)
         self._t = t
         decay = np.exp(-h / s.noise_time_constant)
