@@ -19,6 +19,7 @@
   robot-dyn replay DIR                 play an episode's commands back; how closely the arm repeats it
   robot-dyn export lerobot DIR... --out DATASET --fps 10   a LeRobot v3.0 dataset of recorded episodes
   robot-dyn demos --task insert --episodes 10   expert demonstrations, recorded through the real-time graph
+  robot-dyn demos --task pusht --episodes 200 --in-process   the same, generated in one process (bulk)
 """
 from __future__ import annotations
 
@@ -169,12 +170,17 @@ def _train(args) -> int:
 def _demos(args) -> int:
     import tempfile
 
-    from robot_dyn.jobs.demos import record_expert_demo
+    from robot_dyn.jobs.demos import record_expert_demo, record_expert_demo_in_process
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    work = Path(tempfile.mkdtemp(prefix="demos-"))
-    results = [record_expert_demo(args.task, args.seed + i, Path(args.out), work / str(i), not args.no_cameras,
-                                  log=lambda m: print(m, file=sys.stderr)) for i in range(args.episodes)]
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if args.in_process:
+        results = [record_expert_demo_in_process(args.task, args.seed + i, Path(args.out), not args.no_cameras, log=log)
+                   for i in range(args.episodes)]
+    else:
+        work = Path(tempfile.mkdtemp(prefix="demos-"))
+        results = [record_expert_demo(args.task, args.seed + i, Path(args.out), work / str(i), not args.no_cameras, log=log)
+                   for i in range(args.episodes)]
     print(f"{sum(r['success'] for r in results)} of {len(results)} succeeded; episodes in {args.out}/")
     return 0
 
@@ -386,6 +392,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i (the scene's randomisation and the expert's)")
     p.add_argument("--out", default="recordings", help="the episodes' folder")
     p.add_argument("--no-cameras", action="store_true", help="record without the sim's cameras")
+    p.add_argument("--in-process", action="store_true",
+                   help="bulk generation: the same scene, controller and expert in one process, written in the "
+                        "recorder's format (no ROS graph; several times faster than real time)")
     p.set_defaults(func=_demos)
 
     p = sub.add_parser("export", help="recorded episodes -> a dataset for imitation learning")

@@ -4,7 +4,8 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 
 from robot_dyn.jobs.session import SimSession
-from robot_dyn.recording.episode_bag import TYPESTORE
+from robot_dyn.recording.episode_bag import TYPESTORE, episode_facts
+from robot_dyn.recording.lerobot_export import resample_episode
 
 
 def test_the_insert_expert_puts_the_peg_in_through_the_teleop_path_and_the_episode_records_it(tmp_path):
@@ -39,7 +40,10 @@ def test_the_insert_expert_puts_the_peg_in_through_the_teleop_path_and_the_episo
     assert twists > 100  # the expert drove through /controller/twist_command
 
 
-def test_the_pusht_expert_pushes_the_block_home_seeing_it_on_its_topic_and_the_wrist_camera_moves_with_the_arm(tmp_path):
+def pusht_in_the_graph(tmp_path):
+    """Seed 7 of pusht by its expert through the teleop node in the real-time graph, with cameras: the block
+    pushed home, seen on its topic, at the task's 10 Hz, the wrist camera moving with the arm. The
+    episode's folder."""
     out = tmp_path / "recordings"
     sim = {"task_seed": 7, "cameras": True, "camera_width": 64, "camera_height": 48, "camera_shadow_size": 0}
     overrides = {"sim": sim, "teleop": {"seed": 7}, "recorder": {"out_dir": str(out), "task": "pusht"}}
@@ -77,3 +81,55 @@ def test_the_pusht_expert_pushes_the_block_home_seeing_it_on_its_topic_and_the_w
     path_length = sum(np.hypot(a.transform.translation.x - b.transform.translation.x,
                                a.transform.translation.y - b.transform.translation.y) for a, b in zip(wrist, wrist[1:]))
     assert path_length > 0.1
+    return path
+
+
+def test_the_pusht_expert_in_the_graph_and_bulk_generation_in_process_give_the_same_episodes(tmp_path):
+    """The same seed through the real-time graph (pusht_in_the_graph) and in one process (robot_dyn.jobs.demos):
+    the same topics,
+    types and message layouts, the same fixed facts (joint names, frames, image sizes, intrinsics, the
+    fixed cameras' poses bit for bit), both solved, and the same dataset features once exported."""
+    from robot_dyn.jobs.demos import record_expert_demo_in_process
+
+    graph = pusht_in_the_graph(tmp_path / "graph")
+    bulk = record_expert_demo_in_process("pusht", 7, tmp_path / "bulk", camera_size=(64, 48))
+    assert bulk["success"]
+    episodes = {}
+    for name, path in (("graph", graph), ("bulk", bulk["path"])):
+        with Reader(path) as reader:
+            connections = {c.topic: c for c in reader.connections}
+            first, stamps = {}, {}
+            for c, _, data in reader.messages():
+                msg = TYPESTORE.deserialize_cdr(data, c.msgtype)
+                first.setdefault(c.topic, msg)
+                if c.topic in ("/joint_states", "/cameras/wrist/color/image_raw"):
+                    stamps.setdefault(c.topic, []).append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+        episodes[name] = ({t: c.msgtype for t, c in connections.items()}, first, episode_facts(path))
+        # the same clocks: a state every 2 ms, a camera set every 0.1 s
+        assert set(np.diff(stamps["/joint_states"])) == {2_000_000}, name
+        assert set(np.diff(stamps["/cameras/wrist/color/image_raw"][1:])) == {100_000_000}, name
+    (graph_types, graph_first, graph_facts), (bulk_types, bulk_first, bulk_facts) = episodes["graph"], episodes["bulk"]
+    assert graph_types == bulk_types
+    events = {"/controller/events", "/robot_layer/events", "/teleop/events"}  # the nodes' logs: graph only
+    assert set(graph_first) - events == set(bulk_first), set(graph_first) ^ set(bulk_first)
+    for topic, g in graph_first.items():
+        if topic in events:
+            continue
+        b = bulk_first[topic]
+        if hasattr(g, "header"):
+            assert g.header.frame_id == b.header.frame_id, topic
+        if topic == "/joint_states" or topic == "/impedance_reference":
+            assert list(g.name if hasattr(g, "name") else g.joint_names) == list(b.name if hasattr(b, "name") else b.joint_names)
+        if topic.endswith("/image_raw"):
+            assert (g.width, g.height, g.encoding, g.step) == (b.width, b.height, b.encoding, b.step), topic
+        if topic.endswith("/camera_info"):
+            assert np.array_equal(g.k, b.k) and (g.width, g.height) == (b.width, b.height), topic
+        if topic.endswith("/pose") and "wrist" not in topic and topic.startswith("/cameras/"):
+            assert g.transform == b.transform, topic  # the fixed cameras: the same calibration
+    for facts in (graph_facts, bulk_facts):
+        assert facts["task"] == "pusht" and facts["success"] == "true" and facts["task_seed"] == "7"
+    # the same dataset features
+    g, b = resample_episode(graph, 10), resample_episode(bulk["path"], 10)
+    assert g.state.shape[1] == b.state.shape[1] and g.action.shape[1] == b.action.shape[1]
+    assert {k: v.shape[1:] for k, v in g.images.items()} == {k: v.shape[1:] for k, v in b.images.items()}
+    assert 0.5 < len(b.state) / len(g.state) < 2.0, (len(g.state), len(b.state))  # one seed, one expert: a like length

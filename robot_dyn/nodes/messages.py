@@ -5,7 +5,8 @@ import numpy as np
 import pinocchio as pin
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Pose, PoseStamped
+from geometry_msgs.msg import Pose, PoseStamped, TwistStamped, WrenchStamped
+from std_msgs.msg import Bool, Float64
 
 from robot_dyn.control.trajectory import CartesianPath
 from robot_dyn.nodes.wire import CartesianPathData
@@ -40,6 +41,34 @@ def pose_to_arrays(pose: Pose) -> tuple[np.ndarray, np.ndarray]:
     if abs(norm - 1.0) > 1e-3:
         raise ValueError(f"pose.orientation: quaternion norm is {norm:.4f}, expected 1")
     return p, pin.Quaternion(quat / norm).toRotationMatrix()
+
+
+def pose_msg(position, rotation, stamp: float, frame_id: str) -> PoseStamped:
+    """A pose (position m, rotation matrix) as a PoseStamped."""
+    msg = PoseStamped()
+    msg.header.stamp, msg.header.frame_id = to_stamp(stamp), frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in position)
+    o = msg.pose.orientation
+    o.x, o.y, o.z, o.w = (float(v) for v in rotation_to_quaternion(rotation))
+    return msg
+
+
+def twist_msg(command, stamp: float, frame_id: str) -> TwistStamped:
+    """A twist command (6,): linear x y z, angular x y z, in the message's units, as a TwistStamped."""
+    msg = TwistStamped()
+    msg.header.stamp, msg.header.frame_id = to_stamp(stamp), frame_id
+    msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in command[:3])
+    msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = (float(v) for v in command[3:])
+    return msg
+
+
+def task_score_msgs(score: dict, stamp: float, frame_id: str) -> tuple[Float64, Bool, WrenchStamped]:
+    """A task's score (robot_dyn.tasks: 'score', 'success', 'contact_force_n' N) as /task/score, /task/success
+    and /task/contact_wrench messages."""
+    wrench = WrenchStamped()
+    wrench.header.stamp, wrench.header.frame_id = to_stamp(stamp), frame_id
+    wrench.wrench.force.x, wrench.wrench.force.y, wrench.wrench.force.z = (float(v) for v in score["contact_force_n"])
+    return Float64(data=float(score["score"])), Bool(data=bool(score["success"])), wrench
 
 
 def planar_pose_msg(pose, z: float, stamp: float, frame_id: str) -> PoseStamped:

@@ -45,7 +45,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_dyn.control.impedance import ImpedanceSettings
-from robot_dyn.nodes.messages import diagnostics_msg, planar_pose_msg, to_stamp
+from robot_dyn.nodes.messages import diagnostics_msg, planar_pose_msg, task_score_msgs, to_stamp
 from robot_dyn.bringup import schema
 from robot_dyn.nodes.parameters import (batch_scheduling, declare_parameters, parameter_values, realtime_priority, run,
                                         signed)
@@ -318,12 +318,9 @@ class SimNode(Node):
             return
         self.next_score += self.score_period
         score = self.episode.score(self.arm.backend.model, self.arm.backend.data)
-        self.score_pub.publish(Float64(data=score["score"]))
-        self.success_pub.publish(Bool(data=score["success"]))
-        wrench = WrenchStamped()
-        wrench.header.stamp, wrench.header.frame_id = to_stamp(self.arm.time), self.robot.base_link
-        wrench.wrench.force.x, wrench.wrench.force.y, wrench.wrench.force.z = (float(v) for v in score["contact_force_n"])
-        self.wrench_pub.publish(wrench)
+        for pub, msg in zip((self.score_pub, self.success_pub, self.wrench_pub),
+                            task_score_msgs(score, self.arm.time, self.robot.base_link)):
+            pub.publish(msg)
         for name, pose in self.episode.objects(self.arm.backend.model, self.arm.backend.data).items():
             self.object_pubs[name].publish(planar_pose_msg(pose, 0.0, self.arm.time, self.robot.base_link))
 

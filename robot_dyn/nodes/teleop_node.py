@@ -21,7 +21,7 @@ from robot_dyn.bringup import schema
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.nodes import wire
 from robot_dyn.nodes.events import Events
-from robot_dyn.nodes.messages import planar_pose, pose_to_arrays
+from robot_dyn.nodes.messages import planar_pose, pose_to_arrays, twist_msg
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
@@ -177,12 +177,7 @@ class TeleopNode(Node):
         self.publish(reading.axes if self.device_name in ("scripted", "expert") else shape(reading.axes, self.shaping))
 
     def publish(self, command: np.ndarray) -> None:
-        msg = TwistStamped()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = self.frame_id
-        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in command[:3])
-        msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = (float(v) for v in command[3:])
-        self.twist_pub.publish(msg)
+        self.twist_pub.publish(twist_msg(command, self.get_clock().now().nanoseconds * 1e-9, self.frame_id))
         self.commands += 1
 
     def on_shutdown(self) -> None:

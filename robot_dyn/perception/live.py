@@ -24,6 +24,7 @@ from robot_dyn.perception.cameras import CameraCalibration, CameraFrame
 from robot_dyn.perception.particles import sample_particles
 
 OBJECT_LABEL, TOOL_LABEL = 0, 1
+RENDER_NICENESS = 10  # the background camera thread's (SimCameraCapture.start_background)
 
 
 # --- synchronisation -------------------------------------------------------------
@@ -346,8 +347,13 @@ class SimCameraCapture:
         self._queue.put(copy)
 
     def _work(self, on_capture) -> None:
+        import os
+
         try:
             while (data := self._queue.get()) is not None:
+                # below the loop's threads (a real-time sim raises them all): a camera set may come later,
+                # the next state may not (set each time, as raising the process's threads resets it)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICENESS)
                 on_capture(self._render(data))
                 self._free.append(data)
         except Exception as exc:  # handed to the sim's thread at its next submit()

@@ -1,20 +1,25 @@
 """A task episode run in one process: the scene in MuJoCo, the robot layer, the outer loop and the
 task's expert at its teleop rate, with no ROS in between.
 
-The same parts as the graph (robot_dyn.sim.simulated_arm, robot_dyn.control.outer_loop with its
-twist mode, the expert's unitless commands), in lockstep: what the tests use to check a task and
+The same parts as the graph (robot_dyn.sim.simulated_arm; the controller's outer loop, safety filter and
+goal planner built from configs/controller.yaml by robot_dyn.control.configured, as the controller node
+builds them; the expert's unitless commands), in lockstep: what the tests use to check a task and
 its expert deterministically, and what bulk demonstration generation runs. The expert sees the
 measured tool tip (forward kinematics of the measured joints) and the desired pose, as in the graph.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_dyn import paths
+from robot_dyn.bringup import schema
+from robot_dyn.bringup.graph import load_node_parameters
+from robot_dyn.control.configured import controller_loop
 from robot_dyn.control.impedance import ImpedanceSettings
-from robot_dyn.control.outer_loop import OuterLoop, OuterLoopConfig
 from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
 from robot_dyn.sim.backend import make_backend
@@ -31,20 +36,47 @@ class EpisodeResult:
     phases: list = field(default_factory=list)  # the expert's phases, in order
 
 
-def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, settle: float = 0.5) -> EpisodeResult:
-    """Episode `seed` of `task` (robot_dyn.tasks.load_task) solved by its expert; `settle` s after it is done."""
+def controller_parameters() -> dict:
+    """The graph's controller parameters: the schema's defaults and configs/controller.yaml."""
+    return {**schema.defaults(schema.CONTROLLER), **load_node_parameters(paths.config_path("controller.yaml"), "controller")}
+
+
+def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, settle: float = 0.5,
+               observer=None, scene_extensions=()) -> EpisodeResult:
+    """Episode `seed` of `task` (robot_dyn.tasks.load_task) solved by its expert; `settle` s after it is done.
+
+    observer (optional) sees what the graph's nodes would publish: observer.start(arm, loop, episode) once,
+    then per outer tick observer.state(t, q, qd, tau) (the measured state the tick answers, as the sim
+    sends it) and observer.reference(ref), observer.after_tick(t) after the tick's physics, and
+    observer.command(t, command) per expert command. scene_extensions: more MuJoCo scene extensions
+    (a camera rig)."""
     start = time.perf_counter()
     arm_robot = with_tool(load_robot(robot), task.tool)
     episode = task.episode(seed)
-    backend = make_backend("mujoco", arm_robot, scene=episode.scene)
+    backend = make_backend("mujoco", arm_robot, scene=[episode.scene, *scene_extensions])
     arm = SimulatedArm(arm_robot, backend, ImpedanceSettings.from_robot(arm_robot), arm_robot.home)
-    loop = OuterLoop(arm_robot, OuterLoopConfig())
+    loop = controller_loop(arm_robot, controller_parameters(), logging.getLogger("robot_dyn.in_process"))
     loop.start(0.0, arm_robot.home)
     expert = task.expert(seed)
     forces, phases = [], []
+    if observer is not None:
+        observer.start(arm, loop, episode)
 
-    def record(t, q):
+    def observe(t, q, qd):
+        loop.observe(t, q, qd)
+        if observer is not None:
+            observer.state(t, q, qd, arm.tau.copy())
+
+    def tick(t):
+        reference = loop.tick(t)
+        if observer is not None:
+            observer.reference(reference)
+        return reference
+
+    def after_tick(t, q):
         forces.append(episode.score(backend.model, backend.data)["contact_force_n"])
+        if observer is not None:
+            observer.after_tick(t)
 
     period = 1.0 / task.teleop_rate_hz
     while arm.time < time_limit and not expert.done:
@@ -57,8 +89,10 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
         if command is None:
             break
         loop.command_twist(loop.time, loop.time, command[:3], command[3:], "base")
-        arm.follow(loop.tick, period, observe=loop.observe, after_tick=record)
+        if observer is not None:
+            observer.command(arm.time, command)
+        arm.follow(tick, period, observe=observe, after_tick=after_tick)
     duration = arm.time
-    arm.follow(loop.tick, settle, observe=loop.observe, after_tick=record)
+    arm.follow(tick, settle, observe=observe, after_tick=after_tick)
     score = episode.score(backend.model, backend.data)
     return EpisodeResult(bool(score["success"]), duration, score, np.array(forces), time.perf_counter() - start, phases)
