@@ -3,26 +3,15 @@ driving through the teleop node (seeing what the sim publishes), the score recor
 import numpy as np
 from rosbags.rosbag2 import Reader
 
-from robot_dyn.jobs.session import SimSession
+from robot_dyn.jobs.demos import record_expert_demo
 from robot_dyn.recording.episode_bag import TYPESTORE, episode_facts
 from robot_dyn.recording.lerobot_export import resample_episode
 
 
 def test_the_insert_expert_puts_the_peg_in_through_the_teleop_path_and_the_episode_records_it(tmp_path):
-    out = tmp_path / "recordings"
-    overrides = {"sim": {"task_seed": 9}, "teleop": {"seed": 9}, "recorder": {"out_dir": str(out), "task": "insert"}}
-    with SimSession("panda", tmp_path, mode="realtime", task="insert", teleop="expert", recorder=True,
-                    overrides=overrides) as s:
-        c = s.client
-        ok, path = c.recorder("start")
-        assert ok, path
-        c.wait_for_event(c.teleop_events, "expert done", wall_timeout=180)
-        s.wait(0.5)
-        ok, _ = c.recorder("stop")
-        assert ok
-        events = list(c.controller_events)
-        stats = s.node_stats()
-    assert stats["controller"]["twist_rejections"] == 0, events
+    demo = record_expert_demo("insert", 9, tmp_path / "recordings", tmp_path, cameras=False)
+    path, stats = demo["path"], demo["stats"]
+    assert stats["controller"]["twist_rejections"] == 0, demo["events"]
     assert stats["sim"]["rejected_references"] == 0
     with Reader(path) as reader:
         topics = {c.topic: c for c in reader.connections}
@@ -44,20 +33,9 @@ def pusht_in_the_graph(tmp_path):
     """Seed 7 of pusht by its expert through the teleop node in the real-time graph, with cameras: the block
     pushed home, seen on its topic, at the task's 10 Hz, the wrist camera moving with the arm. The
     episode's folder."""
-    out = tmp_path / "recordings"
-    sim = {"task_seed": 7, "cameras": True, "camera_width": 64, "camera_height": 48, "camera_shadow_size": 0}
-    overrides = {"sim": sim, "teleop": {"seed": 7}, "recorder": {"out_dir": str(out), "task": "pusht"}}
-    with SimSession("panda", tmp_path, mode="realtime", task="pusht", teleop="expert", recorder=True,
-                    overrides=overrides) as s:
-        c = s.client
-        ok, path = c.recorder("start")
-        assert ok, path
-        c.wait_for_event(c.teleop_events, "expert done", wall_timeout=240)
-        s.wait(0.5)
-        ok, _ = c.recorder("stop")
-        assert ok
-        stats = s.node_stats()
-    assert stats["controller"]["twist_rejections"] == 0
+    demo = record_expert_demo("pusht", 7, tmp_path / "recordings", tmp_path, camera_size=(64, 48))
+    path = demo["path"]
+    assert demo["stats"]["controller"]["twist_rejections"] == 0, demo["events"]
     with Reader(path) as reader:
         topics = {c.topic: c for c in reader.connections}
 

@@ -19,10 +19,13 @@ from robot_dyn.recording.episode_bag import TYPESTORE
 CAMERAS = {"cameras": True, "camera_width": 160, "camera_height": 120, "camera_shadow_size": 0}
 
 
-def record_expert_demo(task: str, seed: int, out: Path, workdir: Path, cameras: bool = True, log=lambda *_: None) -> dict:
+def record_expert_demo(task: str, seed: int, out: Path, workdir: Path, cameras: bool = True,
+                       camera_size: tuple = (CAMERAS["camera_width"], CAMERAS["camera_height"]), log=lambda *_: None) -> dict:
     """Episode `seed` of `task` solved by its expert and recorded into `out`: {'path', 'success', 'save_s'
-    (the /recorder/stop round trip, wall s), 'stats' (the nodes' statistics)}."""
-    sim = {"task_seed": seed, **(CAMERAS if cameras else {})}
+    (the /recorder/stop round trip, wall s), 'stats' (the nodes' statistics), 'events' (the controller's)}.
+    camera_size: (width, height) px of the cameras, without shadows."""
+    size = {"camera_width": camera_size[0], "camera_height": camera_size[1]}
+    sim = {"task_seed": seed, **({**CAMERAS, **size} if cameras else {})}
     overrides = {"sim": sim, "teleop": {"seed": seed}, "recorder": {"out_dir": str(out), "task": task}}
     with SimSession("panda", workdir, mode="realtime", task=task, teleop="expert", recorder=True, overrides=overrides) as s:
         c = s.client
@@ -37,10 +40,11 @@ def record_expert_demo(task: str, seed: int, out: Path, workdir: Path, cameras: 
         if not ok:
             raise RuntimeError(f"recorder: {message}")
         stats = s.node_stats()
+        events = list(c.controller_events)
     with Reader(path) as reader:
         success = [TYPESTORE.deserialize_cdr(d, c.msgtype).data for c, _, d in
                    reader.messages(connections=[c for c in reader.connections if c.topic == "/task/success"])]
-    result = {"path": path, "success": bool(success and success[-1]), "save_s": save_s, "stats": stats}
+    result = {"path": path, "success": bool(success and success[-1]), "save_s": save_s, "stats": stats, "events": events}
     log(f"{task} seed {seed}: {'success' if result['success'] else 'FAILURE'}, saved in {save_s * 1e3:.0f} ms: {path}")
     return result
 

@@ -85,3 +85,10 @@ def with_tool(robot: RobotDescription, tool: Tool) -> RobotDescription:
                               f'<child link="{TIP_LINK}"/><origin xyz="0 0 {tool.length!r}" rpy="0 0 0"/></joint>')
     root.extend([link, joint, tip, tip_joint])
     return replace(robot, urdf_xml=ET.tostring(root, encoding="unicode"), tool=tool)
+
+
+def pointing_down(yaw: float) -> np.ndarray:
+    """base <- flange with the flange's z (a tool's axis) straight down and its x at `yaw` (rad) about the
+    base's z: how the tasks' experts hold a tool."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])

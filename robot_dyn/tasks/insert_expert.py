@@ -26,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pinocchio as pin
 
+from robot_dyn.robots.tools import pointing_down
 from robot_dyn.tasks.insert import InsertConfig
+from robot_dyn.teleop.scripted import Hand
 
 PHASES = ("align", "descend", "search", "insert", "done")
 
@@ -58,12 +60,10 @@ class InsertExpert:
         self.hole_yaw = hole_yaw  # rad about z of the hole's square (its sides along x, y when 0)
         self.phase = "align"
         self.phase_since = None
-        self._pace = self.rng.uniform(0.7, 1.0)
+        self.hand = Hand(self.rng, self.settings.noise, self.settings.noise_time_constant, pace=self.rng.uniform(0.7, 1.0))
         self._direction = self.rng.choice([-1.0, 1.0])
         self._phase0 = self.rng.uniform(0, 2 * np.pi)
         self._pause = {p: self.rng.uniform(0.0, 0.4) for p in PHASES}
-        self._noise = np.zeros(6)
-        self._t = None
         self._began = None  # s, the first command's time
         self._spiral_s = 0.0  # arc length travelled along the spiral, m
 
@@ -81,7 +81,7 @@ class InsertExpert:
         yaw = np.arctan2(rotation[1, 0], rotation[0, 0])
         # the peg is square: any of four yaws fits; take the one closest to the current
         target = self.hole_yaw + np.round((yaw - self.hole_yaw) / (np.pi / 2)) * (np.pi / 2)
-        return _down(target)
+        return pointing_down(target)
 
     def command(self, t: float, tip: np.ndarray, flange_rotation: np.ndarray, desired_tip: np.ndarray,
                 objects: dict | None = None) -> np.ndarray | None:
@@ -98,10 +98,7 @@ class InsertExpert:
         if t - self._began > self.settings.give_up_s:  # a person gives up too (the episode is a failure)
             self._enter("done", t)
             return None
-        h = 0.0 if self._t is None else max(t - self._t, 0.0)
-        self._t = t
-        decay = np.exp(-h / s.noise_time_constant)
-        self._noise = decay * self._noise + s.noise * np.sqrt(1 - decay**2) * self.rng.standard_normal(6)
+        h = self.hand.step(t)
         if t - self.phase_since < self._pause[self.phase]:
             return np.zeros(6)  # a person's pause between phases
         nominal = np.asarray(c.nominal_hole, float)
@@ -121,11 +118,11 @@ class InsertExpert:
             elif desired_tip[2] < tip[2] - s.press:  # the reference goes on, the peg does not: it rests on the top
                 self._enter("search", t)
         elif self.phase == "search":
-            self._spiral_s += h * s.search_speed * self._pace
+            self._spiral_s += h * s.search_speed * self.hand.pace
             target = nominal + self._spiral(self._spiral_s)
             if np.linalg.norm(target - nominal) > s.max_search_radius:
                 self._spiral_s = 0.0
-            lateral = s.gain * (target - tip[:2]) + self._spiral_velocity(self._spiral_s) * s.search_speed * self._pace
+            lateral = s.gain * (target - tip[:2]) + self._spiral_velocity(self._spiral_s) * s.search_speed * self.hand.pace
             velocity = np.array([*lateral, self._pressing(tip, desired_tip, s.press)])
             if tip[2] < c.top - s.entered:
                 self._enter("insert", t)
@@ -152,12 +149,7 @@ class InsertExpert:
             if c.top - tip[2] >= c.success_depth + 0.002:
                 self._enter("done", t)
                 return np.zeros(6)
-        stick = np.concatenate([velocity / s.linear_scale, angular / s.angular_scale])
-        for part in (slice(0, 3), slice(3, 6)):
-            norm = np.linalg.norm(stick[part])
-            if norm > self._pace:
-                stick[part] *= self._pace / norm
-        return np.clip(stick + self._noise * (np.abs(stick) > 0.02), -1.0, 1.0)
+        return self.hand.stick(np.concatenate([velocity / s.linear_scale, angular / s.angular_scale]))
 
     def _pressing(self, tip: np.ndarray, desired_tip: np.ndarray, press: float) -> float:
         """Vertical speed (m/s) that holds the desired tip `press` below the peg's: a light, steady push
@@ -181,9 +173,3 @@ class InsertExpert:
     def _theta(self, arc: float) -> float:
         """The spiral's angle after `arc` m (arc ~ pitch theta^2 / 4 pi for an Archimedean spiral)."""
         return float(np.sqrt(4 * np.pi * arc / self.settings.spiral_pitch))
-
-
-def _down(yaw: float) -> np.ndarray:
-    """base <- flange with the flange's z straight down and its x at `yaw` about the base's z."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])

@@ -26,7 +26,9 @@ import numpy as np
 import pinocchio as pin
 from shapely.geometry import LineString, Point, Polygon
 
+from robot_dyn.robots.tools import pointing_down
 from robot_dyn.tasks.pusht import PushTConfig, coverage, placed
+from robot_dyn.teleop.scripted import Hand
 
 PHASES = ("reach", "travel", "over", "push", "done")
 
@@ -59,9 +61,7 @@ class PushTExpert:
         self.radius = pusher_radius  # m, the rod's
         self.rng = np.random.default_rng(seed)
         self.phase, self.phase_since = "reach", None
-        self._pace = self.rng.uniform(0.75, 1.0)
-        self._noise = np.zeros(6)
-        self._t = None
+        self.hand = Hand(self.rng, self.settings.noise, self.settings.noise_time_constant, pace=self.rng.uniform(0.75, 1.0))
         self._began = None  # s, the first command's time
         self._plan = None  # (start point (2,), push direction (2,), contact in the T frame (2,), stroke m)
         self._pushed_from = None
@@ -137,10 +137,7 @@ class PushTExpert:
         if t - self._began > self.settings.give_up_s:  # a person gives up too (the episode is a failure)
             self._enter("done", t)
             return None
-        h = 0.0 if self._t is None else max(t - self._t, 0.0)
-        self._t = t
-        decay = np.exp(-h / s.noise_time_constant)
-        self._noise = decay * self._noise + s.noise * np.sqrt(1 - decay**2) * self.rng.standard_normal(6)
+        self.hand.step(t)
         if coverage(c, pose) >= s.done_coverage:
             self._enter("done", t)
             return np.zeros(6)
@@ -184,12 +181,8 @@ class PushTExpert:
                 self._replan(pose, tip, t)
                 velocity = np.zeros(3)
         # keep the rod straight down
-        angular = s.gain * pin.log3(_down_like(flange_rotation) @ flange_rotation.T)
-        stick = np.concatenate([velocity / s.linear_scale, angular / s.angular_scale])
-        norm = np.linalg.norm(stick[:3])
-        if norm > self._pace:
-            stick[:3] *= self._pace / norm
-        return np.clip(stick + self._noise * (np.abs(stick) > 0.02), -1.0, 1.0)
+        angular = s.gain * pin.log3(pointing_down(np.arctan2(flange_rotation[1, 0], flange_rotation[0, 0])) @ flange_rotation.T)
+        return self.hand.stick(np.concatenate([velocity / s.linear_scale, angular / s.angular_scale]))
 
     def _replan(self, pose: np.ndarray, tip: np.ndarray, t: float) -> None:
         backed_off = tip[:2] - (self._plan[1] * 0.004 if self.phase == "push" else 0.0)  # off the block first
@@ -240,10 +233,3 @@ def _rotate(v: np.ndarray, yaw: float) -> np.ndarray:
 
 def _wrap(angle: float) -> float:
     return float((angle + np.pi) % (2 * np.pi) - np.pi)
-
-
-def _down_like(rotation: np.ndarray) -> np.ndarray:
-    """base <- flange with the flange's z straight down, its yaw kept."""
-    yaw = np.arctan2(rotation[1, 0], rotation[0, 0])
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])

@@ -37,6 +37,35 @@ class OperatorSettings:
     pause: tuple = (0.0, 0.3)  # s, an extra pause drawn per waypoint
 
 
+class Hand:
+    """A person's hand on the stick: a pace (the largest deflection it gives each part, linear and angular)
+    and unsteadiness, Ornstein-Uhlenbeck noise (6,) of std `noise` and correlation time `time_constant`
+    (s) on the axes it moves. Shared by the scripted operator and the tasks' experts."""
+
+    def __init__(self, rng: np.random.Generator, noise: float, time_constant: float, pace: float = 1.0):
+        self.rng, self.noise, self.time_constant, self.pace = rng, noise, time_constant, pace
+        self._noise = np.zeros(6)
+        self._t = None
+
+    def step(self, t: float) -> float:
+        """Advance the unsteadiness to time t (s); returns the time since the last step (0 at the first)."""
+        h = 0.0 if self._t is None else max(t - self._t, 0.0)
+        self._t = t
+        decay = np.exp(-h / self.time_constant)
+        self._noise = decay * self._noise + self.noise * np.sqrt(1 - decay**2) * self.rng.standard_normal(6)
+        return h
+
+    def stick(self, wanted: np.ndarray) -> np.ndarray:
+        """The deflection (6,) for a wanted unitless command: each part capped at the pace, keeping its
+        direction, the unsteadiness added where an axis moves, clipped to [-1, 1]."""
+        stick = np.array(wanted, float)
+        for part in (slice(0, 3), slice(3, 6)):
+            norm = np.linalg.norm(stick[part])
+            if norm > self.pace:
+                stick[part] *= self.pace / norm
+        return np.clip(stick + self._noise * (np.abs(stick) > 0.02), -1.0, 1.0)
+
+
 class ScriptedOperator:
     """Drives through `waypoints` in order; command() gives the unitless base-frame command (6,) for the
     current pose, and None once the last waypoint is reached and its pause is over."""
@@ -48,8 +77,7 @@ class ScriptedOperator:
         self.rng = np.random.default_rng(seed)
         self.index = 0
         self._arrived_at = None  # s, when the current waypoint was reached
-        self._noise = np.zeros(6)
-        self._t = None
+        self.hand = Hand(self.rng, self.settings.noise, self.settings.noise_time_constant)
         self._draw()
 
     @property
@@ -58,7 +86,7 @@ class ScriptedOperator:
 
     def _draw(self) -> None:
         s = self.settings
-        self._pace = self.rng.uniform(*s.pace)
+        self.hand.pace = self.rng.uniform(*s.pace)
         self._extra_pause = self.rng.uniform(*s.pause)
 
     def command(self, t: float, position, rotation) -> np.ndarray | None:
@@ -66,11 +94,7 @@ class ScriptedOperator:
         if self.done:
             return None
         s = self.settings
-        h = 0.0 if self._t is None else max(t - self._t, 0.0)
-        self._t = t
-        # Ornstein-Uhlenbeck unsteadiness: std `noise`, correlation time noise_time_constant
-        decay = np.exp(-h / s.noise_time_constant)
-        self._noise = decay * self._noise + s.noise * np.sqrt(1 - decay**2) * self.rng.standard_normal(6)
+        self.hand.step(t)
         target = self.waypoints[self.index]
         error = np.concatenate([target.position - np.asarray(position, float),
                                 np.zeros(3) if target.rotation is None else pin.log3(target.rotation @ np.asarray(rotation).T)])
@@ -83,12 +107,7 @@ class ScriptedOperator:
             self.index, self._arrived_at = self.index + 1, None
             self._draw()
             return np.zeros(6) if self.done else self.command(t, position, rotation)
-        stick = np.concatenate([error[:3] / s.linear_scale, error[3:] / s.angular_scale]) * s.gain
-        for part in (slice(0, 3), slice(3, 6)):  # the pace caps each part's deflection, keeping its direction
-            norm = np.linalg.norm(stick[part])
-            if norm > self._pace:
-                stick[part] *= self._pace / norm
-        return np.clip(stick + self._noise * (np.abs(stick) > 0.02), -1.0, 1.0)
+        return self.hand.stick(np.concatenate([error[:3] / s.linear_scale, error[3:] / s.angular_scale]) * s.gain)
 
 
 def load_script(path) -> list[dict]:
