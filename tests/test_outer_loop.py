@@ -35,7 +35,7 @@ def figure_eight_errors(name, feedforward):
     return np.array(errors)
 
 
-@pytest.mark.parametrize("name", ["panda", "iiwa14"])
+@pytest.mark.parametrize("name", ["panda", "fr3", "iiwa14"])
 def test_figure_eight_tracking_with_nominal_feedforward(name):
     errors = figure_eight_errors(name, "nominal")
     # Same model in controller and sim: only discretisation error is left (~0.01 mm seen).

@@ -11,7 +11,7 @@ from robot_dyn.dynamics import RigidBody
 from robot_dyn.robots import RobotModelError, load_robot
 from robot_dyn.robots.engines import mujoco_arm_spec, pybullet_body, pybullet_joint_indices
 
-ROBOTS = ["panda", "iiwa14"]
+ROBOTS = ["panda", "fr3", "iiwa14"]
 
 
 def _random_configurations(robot, n=25, seed=0):
@@ -141,3 +141,31 @@ def test_robot_config_wrong_length_names_the_field(robot_copy):
 def test_unknown_robot_lists_the_known_ones():
     with pytest.raises(RobotModelError, match=r"no robot config .* for robot 'ur5'"):
         load_robot("ur5")
+
+
+def test_the_fr3_is_its_own_robot_with_its_narrower_limits():
+    """franka_description robots/fr3/joint_limits.yaml, not the Panda's: a goal and a reference the Panda can
+    reach are refused for the FR3 (its joint 6 starts at 0.5445 rad, the Panda's at -0.0175)."""
+    from robot_dyn.control.impedance import ReferenceRejected, validate_reference
+    from robot_dyn.control.outer_loop import GoalRejected, OuterLoop
+
+    panda, fr3 = load_robot("panda"), load_robot("fr3")
+    assert fr3.joint_names[0] == "fr3_joint1" and fr3.ee_frame == "fr3_link8"
+    np.testing.assert_allclose(fr3.q_min, [-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159])
+    np.testing.assert_allclose(fr3.q_max, [2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
+    np.testing.assert_allclose(fr3.qd_max, [2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26])
+    # the same kinematics as the Panda
+    q = fr3.home + 0.1
+    np.testing.assert_allclose(RigidBody(fr3).ee_pose(q)[0], RigidBody(panda).ee_pose(q)[0], atol=1e-12)
+    goal = panda.home.copy()
+    goal[5] = 0.2  # fine for a Panda
+    for robot, refused in ((panda, False), (fr3, True)):
+        loop = OuterLoop(robot)
+        loop.start(0.0, robot.home)
+        if refused:
+            with pytest.raises(GoalRejected, match="joint6"):
+                loop.command_joint_goal(0.0, goal)
+            with pytest.raises(ReferenceRejected, match="joint6"):
+                validate_reference(robot, 0.0, robot.joint_names, goal)
+        else:
+            loop.command_joint_goal(0.0, goal)

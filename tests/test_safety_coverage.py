@@ -24,7 +24,7 @@ BOUND = 0.01  # m
 SPACING = 0.004  # m
 
 
-@pytest.mark.parametrize("name", ["panda", "iiwa14"])
+@pytest.mark.parametrize("name", ["panda", "fr3", "iiwa14"])
 def test_link_spheres_cover_the_guarded_links(name):
     robot = load_robot(name)
     sets = load_safe_sets(robot, CONFIG)

@@ -10,7 +10,7 @@ from robot_dyn.sim.simulated_arm import SimulatedArm
 
 
 @pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
-@pytest.mark.parametrize("name", ["panda", "iiwa14"])
+@pytest.mark.parametrize("name", ["panda", "fr3", "iiwa14"])
 def test_arm_holds_with_robot_side_gravity_compensation(backend, name):
     robot = load_robot(name)
     arm = SimulatedArm(robot, make_backend(backend, robot), ImpedanceSettings.from_robot(robot), robot.home)

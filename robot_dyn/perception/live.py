@@ -24,7 +24,10 @@ from robot_dyn.perception.cameras import CameraCalibration, CameraFrame
 from robot_dyn.perception.particles import sample_particles
 
 OBJECT_LABEL, TOOL_LABEL = 0, 1
-RENDER_NICENESS = 10  # the background camera thread's (SimCameraCapture.start_background)
+# The background camera thread's niceness (SimCameraCapture.start_background): below a real-time sim's
+# loop (-10), level with other processes. At 10 a core kept busy by another process starved it, and
+# captures were skipped.
+RENDER_NICENESS = 0
 
 
 # --- synchronisation -------------------------------------------------------------
@@ -297,7 +300,7 @@ class SimCameraCapture:
         self.skipped = 0  # captures not submitted because the worker still had QUEUE_DEPTH waiting
         self.error = None  # what stopped the worker
 
-    QUEUE_DEPTH = 3
+    QUEUE_DEPTH = 10  # captures waiting to be rendered (1 s at 10 Hz) before one is skipped
 
     def due(self, t: float) -> bool:
         return t >= self.start + self.count * self.period - 1e-9

@@ -27,6 +27,7 @@ from robot_dyn.safety.sets import SafeSets
 
 GUARDED_LINKS = {
     "panda": tuple(f"panda_link{i}" for i in range(3, 8)),
+    "fr3": tuple(f"fr3_link{i}" for i in range(3, 8)),
     "iiwa14": tuple(f"lbr_link_{i}" for i in range(3, 8)),
 }
 
