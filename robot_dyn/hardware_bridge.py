@@ -6,8 +6,9 @@ project reference (topic /impedance_reference, trajectory_msgs/JointTrajectory,
 one point) into:
 
 * Franka FR3: the fields of a JointTrajectory for joint_trajectory_controller
-  (JTC) with the `effort` command interface, joint names renamed
-  panda_jointN -> fr3_jointN, one point `horizon_s` ahead of the reference stamp;
+  (JTC) with the `effort` command interface, joint names fr3_jointN (the FR3 model's own,
+  urdf/fr3.urdf; a prefix map renames another model's, e.g. panda_jointN), one point
+  `horizon_s` ahead of the reference stamp;
 * KUKA LBR: the fields of an lbr_fri_idl/msg/LBRTorqueCommand (joint_position,
   torque) for lbr_ros2_control's LBRTorqueCommandController (FRI TORQUE mode).
 
@@ -34,7 +35,7 @@ from robot_dyn.joint_arrays import joint_vector
 
 FR3_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
 LBR_JOINTS = tuple(f"lbr_A{i}" for i in range(1, 8))
-FRANKA_PREFIX_MAP = {"panda_joint": "fr3_joint"}
+FRANKA_PREFIX_MAP = {"fr3_joint": "fr3_joint"}  # the FR3 model (urdf/fr3.urdf) has the arm's names
 KUKA_PREFIX_MAP = {"lbr_A": "lbr_A"}
 
 

@@ -1,4 +1,5 @@
-"""The Franka adapter over DDS: a project reference comes out as a JTC trajectory for fr3_joint*."""
+"""The Franka adapter over DDS: a project reference (the FR3 model) comes out as a JTC trajectory for
+fr3_joint*; NaN, jumps and what the FR3 cannot reach are refused before they reach JTC."""
 import time
 
 from sensor_msgs.msg import JointState
@@ -18,7 +19,7 @@ def _drain(client, seconds):
 
 
 def test_franka_adapter_forwards_a_reference(tmp_path):
-    robot = load_robot("panda")
+    robot = load_robot("fr3")
     spec = NodeSpec("hardware_adapter", "hardware_adapter", "robot_dyn.nodes.hardware_adapter_node", {"target": "franka"})
     with GraphProcesses([spec], tmp_path) as graph:
         client = GraphClient(graph.domain_id)
@@ -62,6 +63,11 @@ def test_franka_adapter_forwards_a_reference(tmp_path):
             client.spin_until(lambda: "positions: NaN" in graph.log_tail("hardware_adapter"), 10, "the NaN rejection")
             client.reference_pub.publish(reference(robot.home + 0.3))
             client.spin_until(lambda: "discontinuity" in graph.log_tail("hardware_adapter"), 10, "the jump rejection")
+            panda_only = robot.home.copy()
+            panda_only[5] = 0.3  # inside the Panda's joint 6 range, outside the FR3's [0.5445, 4.5169]
+            client.reference_pub.publish(reference(panda_only))
+            client.spin_until(lambda: "fr3_joint6=0.3000 not in [0.5445" in graph.log_tail("hardware_adapter"), 10,
+                              "the FR3's joint limit")
             _drain(client, 0.3)
             assert len(received) == n
         finally:

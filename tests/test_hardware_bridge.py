@@ -16,9 +16,10 @@ STAMP = 1_700_000_000_250_000_000  # ns
 
 
 def franka(**kw):
+    """A Panda-model reference to an FR3's JTC (the renaming the prefix map does), unless told otherwise."""
     args = dict(joint_names=PANDA, positions=Q, velocities=QD, accelerations=QDD, effort=TAU, stamp_ns=STAMP)
     args.update({k: v for k, v in kw.items() if k in args})
-    options = {k: v for k, v in kw.items() if k not in args}
+    options = {"prefix_map": {"panda_joint": "fr3_joint"}, **{k: v for k, v in kw.items() if k not in args}}
     return hb.franka_jtc_command(**args, **options)
 
 
@@ -39,6 +40,13 @@ def test_franka_renames_panda_joints_to_fr3_in_controller_order():
     assert cmd.velocities == pytest.approx(QD.tolist())
     assert cmd.accelerations == pytest.approx(QDD.tolist())
     assert cmd.effort == pytest.approx(TAU.tolist())
+
+
+def test_the_fr3_models_names_pass_through_by_default():
+    cmd = hb.franka_jtc_command(list(hb.FR3_JOINTS), Q, QD, QDD, TAU, STAMP, extrapolate=False)
+    assert cmd.joint_names == hb.FR3_JOINTS and cmd.positions == pytest.approx(Q.tolist())
+    with pytest.raises(ValueError, match=r"^joint_names: unknown joint 'panda_joint1'"):
+        hb.franka_jtc_command(PANDA, Q, QD, QDD, TAU, STAMP)  # a Panda model needs its prefix map
 
 
 def test_franka_reorders_a_shuffled_reference_into_controller_order():
@@ -251,6 +259,8 @@ def test_joint_state_is_renamed_back_and_fingers_are_dropped():
     pos = np.concatenate([[0.04], Q])
     vel = np.concatenate([[0.0], QD])
     names_out, p, v, e = hb.joint_state_to_project(names, pos, vel, [], hb.FRANKA_PREFIX_MAP)
+    assert names_out == list(hb.FR3_JOINTS)
+    names_out, _, _, _ = hb.joint_state_to_project(names, pos, vel, [], {"panda_joint": "fr3_joint"})
     assert names_out == PANDA
     assert p == pytest.approx(Q.tolist()) and v == pytest.approx(QD.tolist()) and e == []
 

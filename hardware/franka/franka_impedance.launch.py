@@ -7,7 +7,7 @@ Starts franka_bringup's franka.launch.py with fr3_impedance_controllers.yaml (co
 manager at 1 kHz, fr3_arm_controller = joint_trajectory_controller on the effort
 interface), loads fr3_arm_controller INACTIVE unless activate:=true, and runs
 robot_dyn's hardware_adapter (/impedance_reference -> /fr3_arm_controller/joint_trajectory,
-/franka/joint_states -> /robot_dyn/joint_states with Panda joint names) and controller
+/franka/joint_states -> /robot_dyn/joint_states, fingers dropped) and controller
 (the 100-500 Hz outer loop). Read hardware/README.md before the first run.
 """
 import os
@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # configs/ and hardware/ there with the same layout).
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CONTROLLER = "fr3_arm_controller"
-FR3_EFFORT_LIMIT = [87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0]  # Nm, as urdf/panda.urdf
+FR3_EFFORT_LIMIT = [87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0]  # Nm, as urdf/fr3.urdf
 
 
 def generate_launch_description():
@@ -87,7 +87,7 @@ def generate_launch_description():
             "target": "franka",
             "input_topic": "/impedance_reference",
             "output_topic": f"/{CONTROLLER}/joint_trajectory",
-            "joint_prefix_map": "panda_joint:fr3_joint",
+            "robot": "fr3",
             "effort_limit": FR3_EFFORT_LIMIT,
             "horizon_s": ParameterValue(arg("horizon_s"), value_type=float),
             "extrapolate": True,
@@ -105,9 +105,9 @@ def generate_launch_description():
         parameters=[
             arg("controller_params"),
             # The FR3 compensates gravity: tau_ff must exclude it. 'robot' names
-            # configs/robots/<robot>.yaml and urdf/<robot>.urdf (the FR3 runs on the Panda model).
+            # configs/robots/<robot>.yaml and urdf/<robot>.urdf: the FR3's own model, limits and names.
             # The adapter forwards a reference as it comes: each state is answered for its own time.
-            {"robot_compensates_gravity": True, "robot": "panda", "reference_lead_ticks": 0},
+            {"robot_compensates_gravity": True, "robot": "fr3", "reference_lead_ticks": 0},
         ],
         remappings=[("/joint_states", "/robot_dyn/joint_states")],
         condition=IfCondition(arg("start_controller")),

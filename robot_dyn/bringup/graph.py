@@ -12,7 +12,7 @@ from pathlib import Path
 
 from robot_dyn import paths
 from robot_dyn.bringup import schema
-from robot_dyn.tasks import TASK_NAMES, camera_rig, load_task
+from robot_dyn.tasks import TASK_NAMES, camera_rig
 
 
 class ConfigError(ValueError):
@@ -113,8 +113,6 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
         controller["tool"], controller["tool_config"] = scene, sim.get("task_config", "")
         if teleop:
             nodes["teleop"]["task"], nodes["teleop"]["task_config"] = scene, sim.get("task_config", "")
-        if teleop == "expert" and "rate_hz" not in (overrides or {}).get("teleop", {}):  # the task's control rate
-            nodes["teleop"]["rate_hz"] = load_task(scene, sim.get("task_config") or None).teleop_rate_hz
     for scale in ("twist_linear_scale", "twist_angular_scale"):  # the scripted operator aims at the speeds it gets
         if teleop:
             nodes["teleop"][scale] = controller.get(scale, schema.CONTROLLER[scale][0])

@@ -103,7 +103,7 @@ TELEOP = {
     "device": ("joy", "joy (sensor_msgs/Joy on /joy, e.g. from joy_node) | spacemouse (pyspacemouse) | keyboard (this terminal) | scripted (waypoints of `script`) | expert (the task's scripted expert)"),
     "task": ("", "expert: the task (robot_dyn/tasks) whose expert drives; the graph sets it from the sim's scene"),
     "task_config": ("", "expert: the task's config file; empty = configs/tasks/<task>.yaml"),
-    "rate_hz": (50.0, "command rate while enabled, Hz"),
+    "rate_hz": (50.0, "command rate while enabled, Hz (an expert decides at its task's rate, e.g. pusht 10 Hz, and its latest decision goes out at this rate)"),
     "frame": ("base", "base | ee: the frame the device's axes move the end-effector in"),
     "deadband": (0.1, "device axes below this (unitless) give 0; above it the response starts from 0"),
     "axis_scales": ([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], "per axis (linear x y z, angular x y z), in [-1, 1]; negative flips it"),
@@ -130,10 +130,10 @@ RECORDER = {
 
 HARDWARE_ADAPTER = {
     "target": ("franka", "franka (joint_trajectory_controller, effort) | kuka (lbr_fri_ros2_stack torque command)"),
-    "robot": ("", "robot whose limits references are checked against; empty = panda (franka), iiwa14 (kuka)"),
+    "robot": ("", "robot whose limits references are checked against; empty = fr3 (franka), iiwa14 (kuka)"),
     "input_topic": ("/impedance_reference", "the project's impedance reference (trajectory_msgs/JointTrajectory)"),
     "output_topic": ("", "the arm controller's command topic; empty = the target's default"),
-    "joint_prefix_map": ("", "'from:to[,from:to]' joint-name prefixes; empty = panda_joint:fr3_joint (franka), lbr_A:lbr_A (kuka)"),
+    "joint_prefix_map": ("", "'from:to[,from:to]' joint-name prefixes; empty = fr3_joint:fr3_joint (franka), lbr_A:lbr_A (kuka); e.g. panda_joint:fr3_joint for a graph on the Panda model"),
     "effort_limit": ([], "Nm per joint (or one value); references with a larger feedforward are rejected"),
     "horizon_s": (0.02, "franka: time_from_start of the forwarded point, s"),
     "extrapolate": (True, "franka: forward the reference predicted to stamp + horizon_s"),

@@ -26,7 +26,7 @@ from builtin_interfaces.msg import Time
 DEFAULTS = schema.defaults(schema.HARDWARE_ADAPTER)
 TARGETS = {
     "franka": {"output": "/fr3_arm_controller/joint_trajectory", "state": "/franka/joint_states",
-               "prefix": bridge.FRANKA_PREFIX_MAP, "robot": "panda"},
+               "prefix": bridge.FRANKA_PREFIX_MAP, "robot": "fr3"},
     "kuka": {"output": "/lbr/command/torque", "state": "/lbr/joint_states", "prefix": bridge.KUKA_PREFIX_MAP,
              "robot": "iiwa14"},
 }

@@ -79,6 +79,10 @@ class TeleopNode(Node):
             self.expert = task.expert(p["seed"], linear_scale=p["twist_linear_scale"], angular_scale=p["twist_angular_scale"])
             self.kinematics = RigidBody(with_tool(robot, task.tool))
             self.tool = task.tool
+            # the expert decides at its task's rate; the node repeats its latest decision at rate_hz, as a
+            # device streams its state (the controller stops a command older than its twist timeout)
+            self.decision_period = 1.0 / task.teleop_rate_hz
+            self.decided_at, self.decision = -float("inf"), None
             self.state_decoder = wire.JointStateDecoder()
             self.measured = None  # the last /joint_states (CDR bytes)
             self._order = None
@@ -160,11 +164,15 @@ class TeleopNode(Node):
         """The task's expert, looking at the measured tool tip, the desired pose and the scene's objects."""
         if self.measured is None or self.pose is None or self.expert.done or len(self.objects) < len(self.object_names):
             return None
+        if now - self.decided_at < self.decision_period - 1e-9:
+            return self.decision
         (p, R), (pd, Rd) = self._measured_pose(), self.pose
         command = self.expert.command(now, self.tool.tip(p, R), R, self.tool.tip(pd, Rd), self.objects)
+        self.decided_at = now
         if self.expert.done:
             self.event("expert done")
-        return DeviceInput(command if command is not None else np.zeros(6), command is not None and not self.expert.done)
+        self.decision = DeviceInput(command if command is not None else np.zeros(6), command is not None and not self.expert.done)
+        return self.decision
 
     def tick(self) -> None:
         reading = self._read()

@@ -24,10 +24,6 @@ from robot_dyn.perception.cameras import CameraCalibration, CameraFrame
 from robot_dyn.perception.particles import sample_particles
 
 OBJECT_LABEL, TOOL_LABEL = 0, 1
-# The background camera thread's niceness (SimCameraCapture.start_background): below a real-time sim's
-# loop (-10), level with other processes. At 10 a core kept busy by another process starved it, and
-# captures were skipped.
-RENDER_NICENESS = 0
 
 
 # --- synchronisation -------------------------------------------------------------
@@ -350,13 +346,12 @@ class SimCameraCapture:
         self._queue.put(copy)
 
     def _work(self, on_capture) -> None:
-        import os
-
+        # The thread keeps the loop's priority (a real-time sim raises all its threads). Rendered at
+        # niceness 10 or 0 instead, it fell behind whenever another process kept a core busy, and
+        # camera sets were skipped or came too late for the episode they belong to: a recording must
+        # hold every frame, so the cameras compete on equal terms, on the other core.
         try:
             while (data := self._queue.get()) is not None:
-                # below the loop's threads (a real-time sim raises them all): a camera set may come later,
-                # the next state may not (set each time, as raising the process's threads resets it)
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICENESS)
                 on_capture(self._render(data))
                 self._free.append(data)
         except Exception as exc:  # handed to the sim's thread at its next submit()

@@ -25,6 +25,8 @@ from robot_dyn.robots.tools import with_tool
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.simulated_arm import SimulatedArm
 
+TELEOP_RATE_HZ = schema.TELEOP["rate_hz"][0]  # the teleop node's command rate
+
 
 @dataclass
 class EpisodeResult:
@@ -78,16 +80,21 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
         if observer is not None:
             observer.after_tick(t)
 
-    period = 1.0 / task.teleop_rate_hz
+    period = 1.0 / TELEOP_RATE_HZ  # the teleop node's rate: each decision is repeated until the next
+    decisions = max(1, int(round(TELEOP_RATE_HZ / task.teleop_rate_hz)))
+    published = 0  # commands sent
+    command = None
     while arm.time < time_limit and not expert.done:
-        p, R = loop.model.ee_pose(arm.state()[1])
-        pd, Rd = loop.desired_pose()
-        objects = episode.objects(backend.model, backend.data)
-        command = expert.command(arm.time, task.tool.tip(p, R), R, task.tool.tip(pd, Rd), objects)
-        if not phases or phases[-1] != expert.phase:
-            phases.append(expert.phase)
-        if command is None:
-            break
+        if published % decisions == 0:  # the expert decides at its task's rate
+            p, R = loop.model.ee_pose(arm.state()[1])
+            pd, Rd = loop.desired_pose()
+            objects = episode.objects(backend.model, backend.data)
+            command = expert.command(arm.time, task.tool.tip(p, R), R, task.tool.tip(pd, Rd), objects)
+            if not phases or phases[-1] != expert.phase:
+                phases.append(expert.phase)
+            if command is None:
+                break
+        published += 1
         loop.command_twist(loop.time, loop.time, command[:3], command[3:], "base")
         if observer is not None:
             observer.command(arm.time, command)
