@@ -27,6 +27,7 @@ import numpy as np
 import pinocchio as pin
 
 from robot_dyn.robots.tools import pointing_down
+from robot_dyn.tasks.expert import Phased
 from robot_dyn.tasks.insert import InsertConfig
 from robot_dyn.teleop.scripted import Hand
 
@@ -52,27 +53,21 @@ class InsertExpertSettings:
     give_up_s: float = 120.0  # s after the first command
 
 
-class InsertExpert:
+class InsertExpert(Phased):
     def __init__(self, config: InsertConfig, settings: InsertExpertSettings | None = None, seed: int = 0,
                  hole_yaw: float = 0.0):
         self.config, self.settings = config, settings or InsertExpertSettings()
+        super().__init__("align", self.settings.give_up_s)
         self.rng = np.random.default_rng(seed)
         self.hole_yaw = hole_yaw  # rad about z of the hole's square (its sides along x, y when 0)
-        self.phase = "align"
-        self.phase_since = None
         self.hand = Hand(self.rng, self.settings.noise, self.settings.noise_time_constant, pace=self.rng.uniform(0.7, 1.0))
         self._direction = self.rng.choice([-1.0, 1.0])
         self._phase0 = self.rng.uniform(0, 2 * np.pi)
         self._pause = {p: self.rng.uniform(0.0, 0.4) for p in PHASES}
-        self._began = None  # s, the first command's time
         self._spiral_s = 0.0  # arc length travelled along the spiral, m
 
-    @property
-    def done(self) -> bool:
-        return self.phase == "done"
-
     def _enter(self, phase: str, t: float) -> None:
-        self.phase, self.phase_since = phase, t
+        super()._enter(phase, t)
         self._deepest, self._progress_at, self._stuck_at = -np.inf, t, None
 
     def aligned_rotation(self, rotation: np.ndarray) -> np.ndarray:
@@ -91,12 +86,7 @@ class InsertExpert:
         s, c = self.settings, self.config
         if self.done:
             return None
-        if self.phase_since is None:
-            self.phase_since = t
-        if self._began is None:
-            self._began = t
-        if t - self._began > self.settings.give_up_s:  # a person gives up too (the episode is a failure)
-            self._enter("done", t)
+        if self.gives_up(t):
             return None
         h = self.hand.step(t)
         if t - self.phase_since < self._pause[self.phase]:

@@ -27,6 +27,7 @@ import pinocchio as pin
 from shapely.geometry import LineString, Point, Polygon
 
 from robot_dyn.robots.tools import pointing_down
+from robot_dyn.tasks.expert import Phased
 from robot_dyn.tasks.pusht import PushTConfig, coverage, placed
 from robot_dyn.teleop.scripted import Hand
 
@@ -54,28 +55,20 @@ class PushTExpertSettings:
     give_up_s: float = 120.0  # s after the first command
 
 
-class PushTExpert:
+class PushTExpert(Phased):
     def __init__(self, config: PushTConfig, pusher_radius: float, settings: PushTExpertSettings | None = None,
                  seed: int = 0):
         self.config, self.settings = config, settings or PushTExpertSettings()
+        super().__init__("reach", self.settings.give_up_s)
         self.radius = pusher_radius  # m, the rod's
         self.rng = np.random.default_rng(seed)
-        self.phase, self.phase_since = "reach", None
         self.hand = Hand(self.rng, self.settings.noise, self.settings.noise_time_constant, pace=self.rng.uniform(0.75, 1.0))
-        self._began = None  # s, the first command's time
         self._plan = None  # (start point (2,), push direction (2,), contact in the T frame (2,), stroke m)
         self._pushed_from = None
         self._pause_until = -np.inf
         self.centroid, self.gyration = _mass_properties(config)
         self.candidates = _outline_contacts(config, self.settings.contact_spacing, pusher_radius)
         self.table = config.table.height
-
-    @property
-    def done(self) -> bool:
-        return self.phase == "done"
-
-    def _enter(self, phase: str, t: float) -> None:
-        self.phase, self.phase_since = phase, t
 
     # --- what to do ---------------------------------------------------------------------------
     def wanted_twist(self, pose: np.ndarray) -> np.ndarray:
@@ -130,12 +123,7 @@ class PushTExpert:
         if objects is None or "block_pose" not in objects:
             raise ValueError("pusht expert: needs the block's pose (objects['block_pose'])")
         pose = np.asarray(objects["block_pose"], float)
-        if self.phase_since is None:
-            self.phase_since = t
-        if self._began is None:
-            self._began = t
-        if t - self._began > self.settings.give_up_s:  # a person gives up too (the episode is a failure)
-            self._enter("done", t)
+        if self.gives_up(t):
             return None
         self.hand.step(t)
         if coverage(c, pose) >= s.done_coverage:
