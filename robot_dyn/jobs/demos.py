@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import Reader
 
 from robot_dyn.jobs.session import SimSession
@@ -87,8 +88,6 @@ class GraphMessages:
         self.path = self.recorder.start(self.task.name, arm.time)
 
     def _offer(self, topic: str, t: float, msg) -> None:
-        from rclpy.serialization import serialize_message
-
         self.recorder.offer(topic, int(round(t * 1e9)), bytes(serialize_message(msg)))
 
     def state(self, t, q, qd, tau) -> None:
@@ -137,19 +136,19 @@ def record_expert_demo_in_process(task_name: str, seed: int, out: Path, cameras:
     recorder's format (the graph's topics and messages; robot_dyn.jobs.demos.GraphMessages): {'path',
     'success', 'wall_s'}. Cameras as record_expert_demo's (the scene's rig and the wrist camera, without
     shadows), camera_size (width, height) px."""
+    from robot_dyn.nodes.recorder_node import recorded_topics
     from robot_dyn.perception.episodes import load_config
-    from robot_dyn.recording.recorder import CAMERA_STREAM_TYPES, DEFAULT_TOPICS, Recorder
+    from robot_dyn.recording.recorder import Recorder
     from robot_dyn.tasks import camera_rig, load_task
     from robot_dyn.tasks.in_process import run_expert
 
     task = load_task(task_name)
-    topics, latched, rig = dict(DEFAULT_TOPICS), [], None
+    rig = None
     if cameras:
         rig = camera_rig(load_config().with_images(*camera_size, CAMERAS["camera_shadow_size"]), task_name)
-        for name in rig.names:
-            names = camera_topics(name)
-            topics.update({names[key]: msgtype for key, msgtype in CAMERA_STREAM_TYPES.items()})
-            latched.append(names["pose"])
+    # the recorder node's topics for this rig (nothing to wait for: every message is offered in order)
+    topics, latched, _ = recorded_topics({"cameras": ",".join(rig.names) if rig else "", "extra_topics": "",
+                                          "required_topics": ""})
     recorder = Recorder(out, topics, latched)
     messages = GraphMessages(recorder, task, rig)
     try:
