@@ -126,6 +126,7 @@ class ControllerNode(Node):
         self.twist_rejections = 0
         self._twist_faults: dict[str, int] = {}  # rejections per field at fault
         self.twist_latency = TickTimer()  # a twist command's stamp -> the first reference computed after it went out
+        self.twist_age = TickTimer()  # its part before arrival: the stamp -> the newest state when it arrived
         self._twist_stamp = None  # the stamp of a twist command no reference has followed yet
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -439,6 +440,7 @@ class ControllerNode(Node):
             return self._reject_twist(str(exc))
         if self._twist_stamp is None:
             self._twist_stamp = stamp if stamp else self.t_now
+            self.twist_age.add(max(self.t_now - self._twist_stamp, 0.0))
         for text in self.loop.notices:  # the motion it preempted
             self.event(text)
         self.loop.notices.clear()
@@ -462,7 +464,8 @@ class ControllerNode(Node):
                 "motion_delay_s": self.loop.clock.delay, "twist_rejections": self.twist_rejections,
                 "states_skipped": self.states_skipped,
                 **{k.replace("_us_", "_ms_"): v / 1e3 if "_us_" in k else v
-                   for k, v in self.twist_latency.summary("teleop_latency_", recent).items()},
+                   for k, v in {**self.twist_latency.summary("teleop_latency_", recent),
+                                **self.twist_age.summary("teleop_age_on_arrival_", recent)}.items()},
                 **self.planner_stats(recent), **self.safety_stats(recent)}
 
     def publish_diagnostics(self) -> None:

@@ -18,9 +18,10 @@ Scene and cameras (parameters `scene`, `cameras`; both off by default): with sce
 table, rope and pusher of configs/perception.yaml are added; with cameras on, its rig is rendered
 every 1/camera_rate_hz s of sim time, between physics ticks (robot_dyn.perception.live.
 SimCameraCapture: physics is unchanged by it; in lockstep the next tick waits until the
-images are out, so the run stays deterministic, only slower; in realtime a worker thread renders a
-copy of the state, so the 500 Hz loop never waits for a camera set), and published with one stamp
-per capture (topics in robot_dyn/nodes/camera_messages.py and the README):
+images are out, so the run stays deterministic, only slower; in realtime a child process, the node
+`sim_cameras`, renders and publishes a snapshot of the state, so the 500 Hz loop never waits for a
+camera set: robot_dyn.nodes.sim_cameras), and published with one stamp per capture (topics in
+robot_dyn/nodes/camera_messages.py and the README):
 /cameras/<name>/color/image_raw (rgb8), /cameras/<name>/depth/image_raw (32FC1 m, NaN = no
 return), /cameras/<name>/mask (mono8, 255 = rope), /cameras/<name>/color/camera_info, the
 camera poses once on /cameras/<name>/pose (transient local; also /tf_static where tf2_msgs
@@ -35,10 +36,10 @@ import time
 import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from sensor_msgs.msg import JointState
 from geometry_msgs.msg import PoseStamped, TransformStamped, WrenchStamped
 from std_msgs.msg import Bool, Float64, String
 from diagnostic_msgs.msg import DiagnosticArray
@@ -50,6 +51,7 @@ from robot_dyn.bringup import schema
 from robot_dyn.nodes.parameters import (batch_scheduling, declare_parameters, parameter_values, realtime_priority, run,
                                         signed)
 from robot_dyn.nodes import camera_messages as cm
+from robot_dyn.nodes.sim_cameras import LATCHED, CameraProcess, CameraPublishers
 from robot_dyn.nodes import wire
 from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
@@ -72,7 +74,6 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # behind for a moment (a loaded machine) gets every state rather than a gap.
 STATE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 IMAGE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)  # 5 s at 10 Hz, resent to a reader (a recorder) that fell behind
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SCENES = ("", "rope", *TASK_NAMES)
 DIAGNOSTICS_WINDOW = 1000  # ticks of the timing percentiles in /diagnostics (the whole window took 0.3 ms a timer)
 
@@ -184,31 +185,23 @@ class SimNode(Node):
         return extensions, config
 
     def _cameras(self, p: dict):
-        """The capture core, the camera publishers, and the camera poses published once (latched)."""
+        """The capture core, the camera publishers (in realtime: the camera process), and the fixed
+        camera poses published once (latched)."""
         from robot_dyn.perception.live import SimCameraCapture
 
         backend = self.arm.backend
         capture = SimCameraCapture(backend.model, self.rig, objects=(self.scene_config.rope.name,),
                                    rate_hz=p["camera_rate_hz"], start_time=self.arm.time)
         self.world_frame = p["world_frame"]
-        self.camera_pubs = {}
-        for cal in capture.calibrations:
-            topics = cm.camera_topics(cal.name)
-            self.camera_pubs[cal.name] = {
-                "color": self.create_publisher(Image, topics["color"], IMAGE_QOS),
-                "depth": self.create_publisher(Image, topics["depth"], IMAGE_QOS),
-                "mask": self.create_publisher(Image, topics["mask"], IMAGE_QOS),
-                "info": self.create_publisher(CameraInfo, topics["info"], IMAGE_QOS),
-            }
-            pose = self.create_publisher(TransformStamped, topics["pose"], LATCHED)
-            if cal.name not in capture.renderer.moving:  # a wrist camera's pose goes out with each capture
-                pose.publish(cm.camera_pose_msg(cal, self.arm.time, self.world_frame))
-            self.camera_pubs[cal.name]["pose"] = pose
+        moving = capture.renderer.moving
+        fixed = [c for c in capture.calibrations if c.name not in moving]
+        for cal in fixed:
+            pose = self.create_publisher(TransformStamped, cm.camera_topics(cal.name)["pose"], LATCHED)
+            pose.publish(cm.camera_pose_msg(cal, self.arm.time, self.world_frame))
         try:  # the standard place for static transforms, where the message package exists (a ROS 2 install)
             from tf2_msgs.msg import TFMessage
 
-            transforms = [cm.camera_pose_msg(c, self.arm.time, self.world_frame) for c in capture.calibrations
-                          if c.name not in capture.renderer.moving]
+            transforms = [cm.camera_pose_msg(c, self.arm.time, self.world_frame) for c in fixed]
             if self.robot.base_link != self.world_frame:  # in sim the world frame is the arm's base frame
                 base = TransformStamped(child_frame_id=self.robot.base_link)
                 base.header.stamp, base.header.frame_id = to_stamp(self.arm.time), self.world_frame
@@ -218,10 +211,17 @@ class SimNode(Node):
             self.tf_static_pub.publish(TFMessage(transforms=transforms))
         except ImportError:  # the PyPI wheels have no tf2_msgs: the per-camera pose topics carry the same
             self.tf_static_pub = None
-        self.truth_pub = self.create_publisher(PointCloud2, "/sim/rope_vertices", RELIABLE) if p["publish_ground_truth"] else None
-        self.render_timer, self.camera_set_timer = TickTimer(), TickTimer()  # rendering; rendering + publishing
-        if p["mode"] != "lockstep":
-            capture.start_background(self.publish_capture)
+        if p["mode"] == "lockstep":
+            self.camera_publishers = CameraPublishers(self, capture.calibrations, moving, self.world_frame,
+                                                      p["publish_ground_truth"])
+            for name in moving:
+                self.camera_publishers.set_pose_publisher(
+                    name, self.create_publisher(TransformStamped, cm.camera_topics(name)["pose"], LATCHED))
+            self.render_timer, self.camera_set_timer = TickTimer(), TickTimer()  # rendering; rendering + publishing
+        else:
+            self.camera_process = CameraProcess(backend.model, self.rig, capture.objects, self.world_frame,
+                                                p["publish_ground_truth"])
+            self.render_timer, self.camera_set_timer = self.camera_process.render_timer, self.camera_process.set_timer
         self.get_logger().info(f"cameras {[c.name for c in capture.calibrations]}: "
                                f"{capture.calibrations[0].width}x{capture.calibrations[0].height} at "
                                f"{p['camera_rate_hz']:g} Hz sim time")
@@ -229,32 +229,15 @@ class SimNode(Node):
 
     def capture_cameras(self) -> None:
         """One camera set if one is due (between physics ticks): rendered and published now in lockstep,
-        handed to the capture's worker thread in realtime."""
+        its state handed to the camera process in realtime."""
         if self.cameras is None or not self.cameras.due(self.arm.time):
             return
         if self.mode == "lockstep":
-            self.publish_capture(self.cameras.capture(self.arm.backend.data))
+            capture = self.cameras.capture(self.arm.backend.data)
+            self.render_timer.add(capture.seconds)
+            self.camera_set_timer.add(capture.seconds + self.camera_publishers.publish(capture))
         else:
-            self.cameras.submit(self.arm.backend.data)
-
-    def publish_capture(self, capture) -> None:
-        """A rendered camera set on its topics, all stamped with its sim time (any thread)."""
-        start = time.perf_counter()
-        for frame, cal in zip(capture.frames, capture.calibrations):
-            pubs = self.camera_pubs[frame.name]
-            color, depth, mask = cm.frame_msgs(frame, capture.time)
-            if frame.name in self.cameras.renderer.moving:
-                pubs["pose"].publish(cm.camera_pose_msg(cal, capture.time, self.world_frame))
-            pubs["color"].publish(color)
-            pubs["depth"].publish(depth)
-            pubs["mask"].publish(mask)
-            pubs["info"].publish(cm.camera_info_msg(cal, capture.time))
-        if self.truth_pub is not None:
-            for vertices in capture.vertices.values():
-                self.truth_pub.publish(cm.particles_msg(vertices, np.zeros(len(vertices), np.uint32), capture.time,
-                                                        self.world_frame))
-        self.render_timer.add(capture.seconds)
-        self.camera_set_timer.add(capture.seconds + time.perf_counter() - start)
+            self.camera_process.submit(self.cameras.snapshot(self.arm.backend.data))
 
     def _settings(self, p: dict) -> ImpedanceSettings:
         overrides = {field: p[name] for name, field in GAIN_PARAMETERS.items() if p[name] != []}
@@ -377,9 +360,11 @@ class SimNode(Node):
         out.update(self.round_trip_timer.summary("reference_round_trip_", recent))
         out.update(self.arm.inner_timer.summary("inner_tick_", recent))
         if self.cameras is not None:
+            if self.mode != "lockstep":
+                self.camera_process.poll()
             out.update(self.render_timer.summary("camera_render_", recent))
             out.update(self.camera_set_timer.summary("camera_set_", recent))
-            out["camera_sets_skipped"] = self.cameras.skipped
+            out["camera_sets_skipped"] = 0 if self.mode == "lockstep" else self.camera_process.skipped
         return out
 
     def publish_diagnostics(self) -> None:
@@ -390,6 +375,8 @@ class SimNode(Node):
             with open(self.stats_file, "w") as f:
                 json.dump(self.stats(), f, indent=2)
         if self.cameras is not None:
+            if self.mode != "lockstep":
+                self.camera_process.close()
             self.cameras.close()
         self.arm.backend.close()
 

@@ -269,12 +269,11 @@ class Capture:
 class SimCameraCapture:
     """Renders a rig every 1/rate_hz s of sim time, between physics steps.
 
-    capture(data) renders at once, on the caller's thread. start_background(on_capture) moves the
-    rendering to a worker thread instead: submit(data) then only copies the state (a few us) and
-    returns; the worker renders the copy and hands each Capture to on_capture. A real-time sim loop
-    uses that, so its 2 ms period never waits for a camera set (tens of ms on a CPU renderer;
-    MuJoCo releases the GIL while it renders). Rendering only reads the state: the physics
-    trajectory is bit-for-bit the same with or without cameras (checked by
+    capture(data) renders at once, on the caller's thread. A real-time sim renders elsewhere instead
+    (robot_dyn.nodes.sim_cameras, a process of its own): snapshot(data) takes the due capture's state
+    (MuJoCo's full physics state, a few us), and render_state(state) there renders it, so the sim's
+    2 ms period never waits for a camera set (tens of ms on a CPU renderer). Rendering only reads
+    the state: the physics trajectory is bit-for-bit the same with or without cameras (checked by
     tests/test_camera_messages.py)."""
 
     def __init__(self, model, rig, objects=("rope",), rate_hz: float = 10.0, start_time: float = 0.0):
@@ -290,13 +289,8 @@ class SimCameraCapture:
         self.renderer = RigRenderer(model, rig, objects=self.objects)  # its GL contexts open at the first render
         self.calibrations = self.renderer.calibrations
         self.start, self.count = float(start_time), 0
-        self._queue = None  # the worker's: state copies to render, None to stop
-        self._worker = None
-        self._free = []  # MjData copies not in use
-        self.skipped = 0  # captures not submitted because the worker still had QUEUE_DEPTH waiting
-        self.error = None  # what stopped the worker
-
-    QUEUE_DEPTH = 10  # captures waiting to be rendered (1 s at 10 Hz) before one is skipped
+        self._state = mujoco.mjtState.mjSTATE_FULLPHYSICS  # time, qpos, qvel, act, mocap: all a render derives from
+        self._data = None  # render_state's MjData
 
     def due(self, t: float) -> bool:
         return t >= self.start + self.count * self.period - 1e-9
@@ -323,46 +317,24 @@ class SimCameraCapture:
         self._advance(float(data.time))
         return capture
 
-    def start_background(self, on_capture: Callable[[Capture], None]) -> None:
-        """Render on a worker thread from now on; on_capture(capture) is called on that thread."""
-        import queue
-
-        self._queue = queue.Queue()
-        self._worker = threading.Thread(target=self._work, args=(on_capture,), name="camera-capture", daemon=True)
-        self._worker.start()
-
-    def submit(self, data) -> None:
-        """A copy of data's state for the worker to render (the capture counts as done now)."""
+    def snapshot(self, data) -> np.ndarray:
+        """The due capture's state, to render elsewhere with render_state (the capture counts as done now)."""
         import mujoco
 
-        if self.error is not None:
-            raise RuntimeError(f"camera capture failed: {self.error}") from self.error
         self._advance(float(data.time))
-        if self._queue.qsize() >= self.QUEUE_DEPTH:
-            self.skipped += 1
-            return
-        copy = self._free.pop() if self._free else mujoco.MjData(self.model)
-        mujoco.mj_copyData(copy, self.model, data)
-        self._queue.put(copy)
+        state = np.empty(mujoco.mj_stateSize(self.model, self._state))
+        mujoco.mj_getState(self.model, data, state, self._state)
+        return state
 
-    def _work(self, on_capture) -> None:
-        # The thread keeps the loop's priority (a real-time sim raises all its threads). Rendered at
-        # niceness 10 or 0 instead, it fell behind whenever another process kept a core busy, and
-        # camera sets were skipped or came too late for the episode they belong to: a recording must
-        # hold every frame, so the cameras compete on equal terms, on the other core.
-        try:
-            while (data := self._queue.get()) is not None:
-                on_capture(self._render(data))
-                self._free.append(data)
-        except Exception as exc:  # handed to the sim's thread at its next submit()
-            self.error = exc
-        finally:
-            self.renderer.close()  # its GL contexts belong to this thread
+    def render_state(self, state: np.ndarray) -> Capture:
+        """Render a snapshot() of the same model."""
+        import mujoco
+
+        if self._data is None:
+            self._data = mujoco.MjData(self.model)
+        mujoco.mj_setState(self.model, self._data, np.asarray(state, float), self._state)
+        return self._render(self._data)
 
     def close(self) -> None:
-        if self._worker is None:
-            self.renderer.close()
-            return
-        self._queue.put(None)
-        self._worker.join()
-        self._worker = None
+        """Free the renderer's GL contexts (on the thread that rendered: they belong to it)."""
+        self.renderer.close()
