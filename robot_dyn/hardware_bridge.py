@@ -37,6 +37,9 @@ FR3_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
 LBR_JOINTS = tuple(f"lbr_A{i}" for i in range(1, 8))
 FRANKA_PREFIX_MAP = {"fr3_joint": "fr3_joint"}  # the FR3 model (urdf/fr3.urdf) has the arm's names
 KUKA_PREFIX_MAP = {"lbr_A": "lbr_A"}
+# The vendors' topics (franka_bringup with hardware/franka/fr3_impedance_controllers.yaml; lbr_bringup)
+FRANKA_COMMAND_TOPIC, FRANKA_STATE_TOPIC = "/fr3_arm_controller/joint_trajectory", "/franka/joint_states"
+KUKA_COMMAND_TOPIC, KUKA_STATE_TOPIC = "/lbr/command/torque", "/lbr/joint_states"
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,7 @@ def franka_jtc_command(
     include_effort: bool = True,
     use_reference_stamp: bool = True,
     effort_limit=None,
+    position_limits=None,
 ) -> JtcCommand:
     """One-point JointTrajectory for JTC (effort interface) on the FR3.
 
@@ -216,7 +220,8 @@ def franka_jtc_command(
     smooth 1 kHz reference. With extrapolate the point holds the reference predicted
     to stamp + horizon_s (no lag); without it the reference arrives horizon_s late.
     effort = tau_ff (gravity excluded: the FR3 adds gravity itself). With
-    use_reference_stamp=False the stamp is 0 and JTC starts the point on receipt.
+    use_reference_stamp=False the stamp is 0 and JTC starts the point on receipt. position_limits:
+    (lower, upper) rad in target_joints order; the forwarded point (extrapolated or not) must lie inside.
     """
     h = _seconds("horizon_s", horizon_s, positive=True)
     ref = prepare_reference(
@@ -224,6 +229,7 @@ def franka_jtc_command(
         prefix_map=prefix_map, target_joints=target_joints, effort_limit=effort_limit,
     )
     q, qd, qdd = ref.predict(h) if extrapolate else (ref.q, ref.qd, ref.qdd)
+    _check_position_limits(q, ref.joint_names, position_limits, f"the point {h:g} s ahead")
     return JtcCommand(
         stamp=_time(ref.stamp_ns) if use_reference_stamp else (0, 0),
         joint_names=ref.joint_names,
@@ -248,6 +254,7 @@ def kuka_torque_command(
     lookahead_s: float = 0.0,
     damping_ff=None,
     effort_limit=None,
+    position_limits=None,
 ) -> LbrTorqueCommand:
     """LBRTorqueCommand for FRI TORQUE mode (KUKA joint impedance control mode).
 
@@ -255,7 +262,9 @@ def kuka_torque_command(
     joint impedance controller (stiffness and damping are set in the robot-side
     LBRServer application). torque = tau_ff + damping_ff * qd_d, superposed on that
     controller's output; KUKA compensates gravity. qd_d and qdd_d reach the arm only
-    through the prediction and damping_ff.
+    through the prediction and damping_ff. position_limits: (lower, upper) rad in target_joints
+    order; the predicted setpoint must lie inside (lbr_fri_ros2's command guard would end the FRI
+    session over it).
     """
     dt = _seconds("lookahead_s", lookahead_s, positive=False)
     ref = prepare_reference(
@@ -263,10 +272,32 @@ def kuka_torque_command(
         prefix_map=prefix_map, target_joints=target_joints, effort_limit=effort_limit,
     )
     q, qd, _ = ref.predict(dt)
+    _check_position_limits(q, ref.joint_names, position_limits, f"the setpoint {dt:g} s ahead")
     torque = ref.tau_ff.copy()
     if damping_ff is not None and np.size(damping_ff) > 0:
         torque += _per_joint("damping_ff", damping_ff, len(ref.joint_names)) * qd
     return LbrTorqueCommand(joint_position=q.tolist(), torque=torque.tolist())
+
+
+def limits_in_target_order(joint_names, lower, upper, prefix_map: Mapping[str, str],
+                           target_joints: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A robot's position limits (rad, in its joint_names' order) as (lower, upper) in target_joints order."""
+    mapped = [_map_name(str(j), prefix_map) for j in joint_names]
+    missing = [t for t in target_joints if t not in mapped]
+    if missing:
+        raise ValueError(f"joint_prefix_map: the robot's joints {list(joint_names)} give no limits for {missing}")
+    order = [mapped.index(t) for t in target_joints]
+    return np.asarray(lower, float)[order], np.asarray(upper, float)[order]
+
+
+def _check_position_limits(q: np.ndarray, joints: Sequence[str], limits, what: str) -> None:
+    if limits is None:
+        return
+    lower, upper = limits
+    outside = np.flatnonzero((q < lower) | (q > upper))
+    if outside.size:
+        details = ", ".join(f"{joints[i]}={q[i]:.4f} not in [{lower[i]:.4f}, {upper[i]:.4f}]" for i in outside)
+        raise ValueError(f"positions: {what} leaves the position limits: {details}")
 
 
 def kuka_hold_command(measured_position) -> LbrTorqueCommand:
@@ -279,9 +310,16 @@ def kuka_hold_command(measured_position) -> LbrTorqueCommand:
     return LbrTorqueCommand(joint_position=q.tolist(), torque=[0.0] * len(LBR_JOINTS))
 
 
-def is_stale(stamp_ns: int, now_ns: int, timeout_s: float = 0.05) -> bool:
+def is_stale(stamp_ns: int, now_ns: int, timeout_s: float = 0.015) -> bool:
     """True when the reference stamped stamp_ns is older than timeout_s at now_ns."""
     return (now_ns - stamp_ns) > _seconds("stale_timeout_s", timeout_s, positive=True) * 1e9
+
+
+def freshness_stamp_ns(stamp_ns: int, arrival_ns: int, use_reference_stamp: bool = True) -> int:
+    """The time (ns, the adapter's clock) from which a reference's age counts: its stamp, or its
+    arrival when the stamp is 0 (apply on receipt, JTC's convention: a reference published by hand)
+    or when use_reference_stamp is off (the stamps are another machine's clock, not comparable)."""
+    return int(stamp_ns) if use_reference_stamp and stamp_ns != 0 else int(arrival_ns)
 
 
 def joint_state_to_project(

@@ -1,5 +1,6 @@
 """The Franka adapter over DDS: a project reference (the FR3 model) comes out as a JTC trajectory for
-fr3_joint*; NaN, jumps and what the FR3 cannot reach are refused before they reach JTC."""
+fr3_joint*; NaN, jumps, stale stamps and what the FR3 cannot reach (now or at the extrapolated point)
+are refused before they reach JTC; a zero stamp (published by hand) goes on as 'start on receipt'."""
 import time
 
 from sensor_msgs.msg import JointState
@@ -68,7 +69,27 @@ def test_franka_adapter_forwards_a_reference(tmp_path):
             client.reference_pub.publish(reference(panda_only))
             client.spin_until(lambda: "fr3_joint6=0.3000 not in [0.5445" in graph.log_tail("hardware_adapter"), 10,
                               "the FR3's joint limit")
+            moving_out = robot.home.copy()
+            moving_out[5] = robot.q_max[5] - 0.001  # inside, but 10 mrad outside at the point horizon_s ahead
+            arm_state.publish(JointState(name=fr3.name, position=moving_out.tolist()))  # the arm is there
+            client.spin_until(lambda: abs(renamed[-1].position[5] - moving_out[5]) < 1e-9, 10, "the arm near the limit")
+            msg = reference(moving_out)
+            msg.points[0].velocities = [0.0] * 5 + [0.5, 0.0]
+            client.reference_pub.publish(msg)
+            client.spin_until(lambda: "the point 0.02 s ahead leaves the position limits: fr3_joint6" in
+                              graph.log_tail("hardware_adapter"), 10, "the extrapolated point's limit")
+            old = reference(robot.home)
+            old.header.stamp = to_stamp(now() - 0.03)  # JTC would drop it (stamp + 20 ms horizon has passed)
+            client.reference_pub.publish(old)
+            client.spin_until(lambda: "reference is stale" in graph.log_tail("hardware_adapter"), 10, "the stale rejection")
             _drain(client, 0.3)
             assert len(received) == n
+            arm_state.publish(fr3)  # back home
+            client.spin_until(lambda: abs(renamed[-1].position[5] - robot.home[5]) < 1e-9, 10, "the arm home")
+            by_hand = reference(robot.home)
+            by_hand.header.stamp.sec, by_hand.header.stamp.nanosec = 0, 0  # first-run checklist, step 1
+            client.reference_pub.publish(by_hand)
+            client.spin_until(lambda: len(received) > n, 10, "the zero-stamped reference forwarded")
+            assert (received[-1].header.stamp.sec, received[-1].header.stamp.nanosec) == (0, 0)
         finally:
             client.close()

@@ -272,3 +272,34 @@ def test_joint_state_identity_map_and_rejections():
         hb.joint_state_to_project(LBR, Q, QD[:6], [], hb.KUKA_PREFIX_MAP)
     with pytest.raises(ValueError, match=r"^position: .*lbr_A1"):
         hb.joint_state_to_project(LBR, np.where(np.arange(7) == 0, np.nan, Q), [], [], hb.KUKA_PREFIX_MAP)
+
+
+def test_the_extrapolated_point_is_checked_against_the_limits_again():
+    """A reference inside the limits whose point, predicted horizon_s ahead, is outside is refused."""
+    from robot_dyn.robots import load_robot
+
+    fr3 = load_robot("fr3")
+    limits = hb.limits_in_target_order(fr3.joint_names, fr3.q_min, fr3.q_max, hb.FRANKA_PREFIX_MAP, hb.FR3_JOINTS)
+    assert np.array_equal(limits[0], fr3.q_min) and np.array_equal(limits[1], fr3.q_max)
+    q = fr3.home.copy()
+    q[5] = fr3.q_max[5] - 0.001  # 1 mrad inside, moving out at 0.5 rad/s: 10 mrad out 20 ms later
+    qd = np.zeros(7)
+    qd[5] = 0.5
+    args = dict(joint_names=list(fr3.joint_names), positions=q, velocities=qd, accelerations=np.zeros(7),
+                effort=np.zeros(7), stamp_ns=STAMP, prefix_map=hb.FRANKA_PREFIX_MAP, position_limits=limits)
+    with pytest.raises(ValueError, match=r"positions: the point 0.02 s ahead leaves the position limits: fr3_joint6="):
+        hb.franka_jtc_command(**args)
+    assert hb.franka_jtc_command(**{**args, "extrapolate": False}).positions[5] == q[5]  # the point itself is inside
+    to_lbr = {"fr3_joint": "lbr_A"}  # the same limits under the KUKA's names
+    lbr_limits = hb.limits_in_target_order(fr3.joint_names, fr3.q_min, fr3.q_max, to_lbr, hb.LBR_JOINTS)
+    with pytest.raises(ValueError, match=r"positions: the setpoint 0.05 s ahead leaves the position limits: lbr_A6="):
+        hb.kuka_torque_command(**{**args, "prefix_map": to_lbr, "position_limits": lbr_limits}, lookahead_s=0.05)
+    assert hb.kuka_torque_command(**{**args, "prefix_map": to_lbr, "position_limits": lbr_limits}).joint_position[5] == q[5]
+    with pytest.raises(ValueError, match="joint_prefix_map: .* no limits for"):
+        hb.limits_in_target_order(fr3.joint_names, fr3.q_min, fr3.q_max, {"panda_joint": "fr3_joint"}, hb.FR3_JOINTS)
+
+
+def test_age_counts_from_the_stamp_or_from_the_arrival():
+    assert hb.freshness_stamp_ns(STAMP, STAMP + 5, True) == STAMP
+    assert hb.freshness_stamp_ns(0, STAMP, True) == STAMP  # stamp 0: apply on receipt
+    assert hb.freshness_stamp_ns(STAMP - 10**9, STAMP, False) == STAMP  # another machine's clock

@@ -23,6 +23,12 @@ SIM = {
     "reference_lead_ticks": (4, "the controller's reference_lead_ticks (the graph copies it): a reference answers the state this many ticks before its stamp, for the round-trip timing"),
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),
     "stats_file": ("", "if set, timing statistics are written there as JSON at shutdown"),
+    "hardware_emulation": ("", "'' (the project's robot layer on /impedance_reference) | franka (the FR3's "
+                               "joint_trajectory_controller, effort interface: robot_dyn/sim/vendor_laws.py, on "
+                               "/fr3_arm_controller/joint_trajectory, states on /franka/joint_states; robot fr3, "
+                               "realtime)"),
+    "emulated_controllers": ("", "franka emulation: the ros2_control parameter file whose fr3_arm_controller gains "
+                                 "and cmd_timeout it runs; empty = hardware/franka/fr3_impedance_controllers.yaml"),
     # Scene and cameras (issue 5); off by default so the arm-only graph stays fast.
     "scene": ("", "'' (the arm alone) | rope (table, rope and pusher of the scene config) | insert | pusht (imitation tasks: robot_dyn/tasks, their tool on the flange)"),
     "task_config": ("", "a task scene's config file; empty = configs/tasks/<scene>.yaml"),
@@ -138,10 +144,14 @@ HARDWARE_ADAPTER = {
     "horizon_s": (0.02, "franka: time_from_start of the forwarded point, s"),
     "extrapolate": (True, "franka: forward the reference predicted to stamp + horizon_s"),
     "include_effort": (True, "franka: send tau_ff as trajectory effort (false only for a JTC that rejects it)"),
-    "use_reference_stamp": (True, "franka: stamp = the reference's (needs one clock); false: stamp 0, start on receipt"),
+    "use_reference_stamp": (True, "stamps are the adapter's clock (franka: forwarded as the point's stamp); false: "
+                                  "another machine's clock: age from arrival, franka: stamp 0, start on receipt"),
     "lookahead_s": (0.0, "kuka: predict the joint-position setpoint this far after the stamp, s"),
     "damping_ff": ([], "kuka: Nm s/rad per joint, adds damping_ff * qd_d to the torque"),
-    "stale_timeout_s": (0.05, "references older than this are refused; kuka: without a fresh one, hold the position"),
+    "stale_timeout_s": (0.015, "references older than this are refused (franka: must be below horizon_s); kuka: "
+                               "without a fresh one, hold the position. Age from the stamp, or from the arrival for a "
+                               "stamp of 0 or with use_reference_stamp false"),
+    "state_rate_hz": (500.0, "the arm's joint states (1 kHz) are renamed and republished at most this often, Hz"),
     "state_input_topic": ("", "the arm's JointState; empty = /franka/joint_states (franka), /lbr/joint_states (kuka)"),
     "state_output_topic": ("/robot_dyn/joint_states", "JointState renamed to the URDF's joint names"),
 }

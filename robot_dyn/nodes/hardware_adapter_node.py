@@ -3,9 +3,16 @@
 franka: a one-point JointTrajectory for joint_trajectory_controller (effort interface),
         which runs the impedance law at 1 kHz in ros2_control (hardware/README.md).
 kuka:   an lbr_fri_idl/LBRTorqueCommand for FRI torque mode, where KUKA's own joint
-        impedance controller runs the law; with a hold command when references go stale.
-It also renames the arm's joint states back to the URDF's names. The conversions are
-the pure functions of robot_dyn.hardware_bridge.
+        impedance controller runs the law; with a hold command when references go stale
+        (nothing before the first reference: the stack then holds the measured position).
+It also renames the arm's joint states back to the URDF's names, at state_rate_hz (the
+arms publish at 1 kHz; the outer loop runs at 500 Hz). The conversions are the pure
+functions of robot_dyn.hardware_bridge.
+
+Staleness: a reference's age counts from its stamp (the time its point applies); a stamp of 0
+(JTC's "start on receipt", e.g. one published by hand) or use_reference_stamp: false (the
+controller's clock is another machine's) counts from its arrival. franka: stale_timeout_s must
+stay below horizon_s, or JTC drops as "ends in the past" what the adapter let through.
 """
 from __future__ import annotations
 
@@ -19,16 +26,17 @@ from robot_dyn import hardware_bridge as bridge
 from robot_dyn.bringup import schema
 from robot_dyn.nodes.messages import to_duration
 from robot_dyn.control.impedance import ImpedanceSettings, ReferenceRejected, validate_reference
-from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
+from robot_dyn.nodes.parameters import declare_parameters, parameter_values, realtime_priority, run
 from robot_dyn.robots import load_robot
+from robot_dyn.timing import Decimator
 from builtin_interfaces.msg import Time
 
 DEFAULTS = schema.defaults(schema.HARDWARE_ADAPTER)
 TARGETS = {
-    "franka": {"output": "/fr3_arm_controller/joint_trajectory", "state": "/franka/joint_states",
-               "prefix": bridge.FRANKA_PREFIX_MAP, "robot": "fr3"},
-    "kuka": {"output": "/lbr/command/torque", "state": "/lbr/joint_states", "prefix": bridge.KUKA_PREFIX_MAP,
-             "robot": "iiwa14"},
+    "franka": {"output": bridge.FRANKA_COMMAND_TOPIC, "state": bridge.FRANKA_STATE_TOPIC,
+               "prefix": bridge.FRANKA_PREFIX_MAP, "robot": "fr3", "joints": bridge.FR3_JOINTS},
+    "kuka": {"output": bridge.KUKA_COMMAND_TOPIC, "state": bridge.KUKA_STATE_TOPIC, "prefix": bridge.KUKA_PREFIX_MAP,
+             "robot": "iiwa14", "joints": bridge.LBR_JOINTS},
 }
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 MAX_POSITION_ERROR = ImpedanceSettings.max_position_error  # rad, as the sim's robot layer
@@ -50,7 +58,10 @@ class HardwareAdapterNode(Node):
         self.measured_urdf_order = None  # measured positions in URDF joint order (from the state topic)
         self._last_rejection = ("", -1.0)
         self._check_parameters()
-        self.last_stamp_ns = None
+        self.limits = bridge.limits_in_target_order(self.robot.joint_names, self.robot.q_min, self.robot.q_max,
+                                                    self.prefix_map, target["joints"])
+        self.state_decimator = Decimator(1.0 / p["state_rate_hz"])
+        self.last_stamp_ns = None  # the newest forwarded reference's freshness stamp (hardware_bridge.freshness_stamp_ns)
         self.hold = None  # kuka: the hold command, captured once when references went stale
         self.measured = None  # last measured positions in controller joint order
         output = p["output_topic"] or target["output"]
@@ -67,6 +78,7 @@ class HardwareAdapterNode(Node):
         self.state_pub = self.create_publisher(JointState, p["state_output_topic"], RELIABLE)
         self.create_subscription(JointTrajectory, p["input_topic"], self.on_reference, RELIABLE)
         self.create_subscription(JointState, p["state_input_topic"] or target["state"], self.on_state, RELIABLE)
+        realtime_priority(self.get_logger())  # in the command path, like the controller on the arm's machine
         self.get_logger().info(f"forwarding {p['input_topic']} -> {output} ({p['target']})")
 
     def _check_parameters(self) -> None:
@@ -74,6 +86,11 @@ class HardwareAdapterNode(Node):
         p, zero = self.p, [0.0] * self.robot.n_joints
         names = list(self.robot.joint_names)
         bridge.is_stale(0, 0, p["stale_timeout_s"])
+        if not p["state_rate_hz"] > 0:
+            raise ValueError(f"parameter 'state_rate_hz' must be positive, got {p['state_rate_hz']}")
+        if p["target"] == "franka" and p["use_reference_stamp"] and not p["stale_timeout_s"] < p["horizon_s"]:
+            raise ValueError(f"parameter 'stale_timeout_s' ({p['stale_timeout_s']}) must be below 'horizon_s' "
+                             f"({p['horizon_s']}): JTC drops a point whose stamp + horizon_s has passed")
         if p["target"] == "franka":
             bridge.franka_jtc_command(names, self.robot.home, zero, zero, zero, 0, prefix_map=self.prefix_map,
                                       horizon_s=p["horizon_s"], effort_limit=p["effort_limit"])
@@ -87,11 +104,14 @@ class HardwareAdapterNode(Node):
             return
         pt, p = msg.points[0], self.p
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        now_ns = self.get_clock().now().nanoseconds
+        fresh_ns = bridge.freshness_stamp_ns(stamp_ns, now_ns, p["use_reference_stamp"])
         try:
             ref = validate_reference(self.robot, stamp_ns * 1e-9, msg.joint_names, pt.positions, pt.velocities,
                                      pt.accelerations, pt.effort)
-            if bridge.is_stale(stamp_ns, self.get_clock().now().nanoseconds, p["stale_timeout_s"]):
-                raise ReferenceRejected("header.stamp: reference is stale")
+            if bridge.is_stale(fresh_ns, now_ns, p["stale_timeout_s"]):
+                raise ReferenceRejected(f"header.stamp: reference is stale ({(now_ns - fresh_ns) * 1e-6:.1f} ms old, "
+                                        f"stale_timeout_s {p['stale_timeout_s']})")
             if self.measured_urdf_order is None:
                 raise ReferenceRejected("no joint state from the arm yet")
             gap = np.abs(ref.q - self.measured_urdf_order)
@@ -106,7 +126,7 @@ class HardwareAdapterNode(Node):
                 cmd = bridge.franka_jtc_command(*args, prefix_map=self.prefix_map, horizon_s=p["horizon_s"],
                                                 extrapolate=p["extrapolate"], include_effort=p["include_effort"],
                                                 use_reference_stamp=p["use_reference_stamp"],
-                                                effort_limit=p["effort_limit"])
+                                                effort_limit=p["effort_limit"], position_limits=self.limits)
                 out = JointTrajectory(joint_names=list(cmd.joint_names))
                 out.header.stamp = Time(sec=cmd.stamp[0], nanosec=cmd.stamp[1])
                 out.points = [JointTrajectoryPoint(positions=cmd.positions, velocities=cmd.velocities,
@@ -114,12 +134,13 @@ class HardwareAdapterNode(Node):
                                                    time_from_start=to_duration(cmd.time_from_start[0] + cmd.time_from_start[1] * 1e-9))]
             else:
                 cmd = bridge.kuka_torque_command(*args, prefix_map=self.prefix_map, lookahead_s=p["lookahead_s"],
-                                                 damping_ff=p["damping_ff"], effort_limit=p["effort_limit"])
+                                                 damping_ff=p["damping_ff"], effort_limit=p["effort_limit"],
+                                                 position_limits=self.limits)
                 out = self.lbr_msg(joint_position=cmd.joint_position, torque=cmd.torque)
         except ValueError as exc:
             self._reject(str(exc))
             return
-        self.last_stamp_ns, self.hold = stamp_ns, None
+        self.last_stamp_ns, self.hold = fresh_ns, None
         self.pub.publish(out)
 
     def _reject(self, reason: str) -> None:
@@ -135,9 +156,10 @@ class HardwareAdapterNode(Node):
         except ValueError as exc:
             self.get_logger().error(f"joint state dropped: {exc}", throttle_duration_sec=1.0)
             return
-        out = JointState(name=names, position=pos, velocity=vel, effort=eff)
-        out.header = msg.header
-        self.state_pub.publish(out)
+        if self.state_decimator.due(self.get_clock().now().nanoseconds * 1e-9):
+            out = JointState(name=names, position=pos, velocity=vel, effort=eff)
+            out.header = msg.header
+            self.state_pub.publish(out)
         if all(j in names for j in self.robot.joint_names):
             self.measured_urdf_order = np.array([pos[names.index(j)] for j in self.robot.joint_names])
         by_name = dict(zip(msg.name, msg.position))
