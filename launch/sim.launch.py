@@ -21,7 +21,8 @@ def _nodes(context):
     specs = sim_graph(robot=arg("robot"), backend=arg("backend"), mode=arg("mode"), effects=arg("effects"),
                       perception=perception)
     return [
-        Node(package="robot_dyn", executable=spec.executable, name=spec.name, parameters=[spec.parameters], output="screen")
+        Node(package="robot_dyn", executable=spec.executable, name=spec.name, parameters=[spec.parameters],
+             remappings=list(spec.remappings), output="screen")
         for spec in specs
     ]
 

@@ -48,6 +48,11 @@ def config_path(name: str) -> Path:
     return share_dir() / "configs" / name
 
 
+def hardware_path(name: str) -> Path:
+    """Path of hardware/<name>: the arms' bringup files (franka/..., kuka/...)."""
+    return share_dir() / "hardware" / name
+
+
 def read_yaml_mapping(path: Path, error: type[Exception] = ValueError) -> dict:
     """A YAML file whose top level is a mapping; `error` names the file and what is wrong."""
     import yaml

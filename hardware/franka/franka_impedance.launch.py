@@ -21,12 +21,13 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from robot_dyn.bringup.graph import franka_deployment
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The project root in a source checkout, share/robot_dyn once installed (setup.py copies
 # configs/ and hardware/ there with the same layout).
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CONTROLLER = "fr3_arm_controller"
-FR3_EFFORT_LIMIT = [87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0]  # Nm, as urdf/fr3.urdf
 
 
 def generate_launch_description():
@@ -78,23 +79,15 @@ def generate_launch_description():
         condition=UnlessCondition(arg("activate")),
     )
 
+    # The adapter's and controller's parameters and remapping: robot_dyn.bringup.graph.franka_deployment, the
+    # same that `robot-dyn sim --hardware-emulation franka` rehearses against MuJoCo.
+    deployment = franka_deployment()
     adapter = Node(
         package="robot_dyn",
         executable="hardware_adapter",
         name="hardware_adapter",
         output="screen",
-        parameters=[{
-            "target": "franka",
-            "input_topic": "/impedance_reference",
-            "output_topic": f"/{CONTROLLER}/joint_trajectory",
-            "robot": "fr3",
-            "effort_limit": FR3_EFFORT_LIMIT,
-            "horizon_s": ParameterValue(arg("horizon_s"), value_type=float),
-            "extrapolate": True,
-            "include_effort": True,
-            "state_input_topic": "/franka/joint_states",
-            "state_output_topic": "/robot_dyn/joint_states",
-        }],
+        parameters=[deployment["hardware_adapter"], {"horizon_s": ParameterValue(arg("horizon_s"), value_type=float)}],
     )
 
     controller = Node(
@@ -102,14 +95,8 @@ def generate_launch_description():
         executable="controller",
         name="controller",
         output="screen",
-        parameters=[
-            arg("controller_params"),
-            # The FR3 compensates gravity: tau_ff must exclude it. 'robot' names
-            # configs/robots/<robot>.yaml and urdf/<robot>.urdf: the FR3's own model, limits and names.
-            # The adapter forwards a reference as it comes: each state is answered for its own time.
-            {"robot_compensates_gravity": True, "robot": "fr3", "reference_lead_ticks": 0},
-        ],
-        remappings=[("/joint_states", "/robot_dyn/joint_states")],
+        parameters=[arg("controller_params"), deployment["controller"]],
+        remappings=list(deployment["controller_remappings"]),
         condition=IfCondition(arg("start_controller")),
     )
 

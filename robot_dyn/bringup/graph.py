@@ -21,12 +21,63 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One node: its ROS name, console-script executable, Python module and parameters."""
+    """One node: its ROS name, console-script executable, Python module, parameters and topic remappings
+    ((from, to) pairs)."""
 
     name: str
     executable: str
     module: str
     parameters: dict = field(default_factory=dict)
+    remappings: tuple = ()
+
+
+FR3_EFFORT_LIMIT = [87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0]  # Nm, as urdf/fr3.urdf
+ARM_STATES = "/robot_dyn/joint_states"  # on hardware: the arm's states under the URDF's names (the adapter's output)
+
+
+def franka_deployment() -> dict:
+    """The parameters and remappings of robot_dyn's nodes on an FR3, in one place: the hardware launch file
+    (hardware/franka/franka_impedance.launch.py) and the rehearsal against MuJoCo (rehearsal_graph) use
+    them. {'hardware_adapter': params, 'controller': params, 'controller_remappings': pairs}."""
+    from robot_dyn import hardware_bridge as bridge
+
+    adapter = {"target": "franka", "input_topic": "/impedance_reference", "output_topic": bridge.FRANKA_COMMAND_TOPIC,
+               "robot": "fr3", "effort_limit": FR3_EFFORT_LIMIT, "horizon_s": 0.02, "extrapolate": True,
+               "include_effort": True, "state_input_topic": bridge.FRANKA_STATE_TOPIC, "state_output_topic": ARM_STATES}
+    # The FR3 compensates gravity: tau_ff must exclude it. The adapter forwards a reference as it comes:
+    # each state is answered for its own time (no lead).
+    controller = {"robot_compensates_gravity": True, "robot": "fr3", "reference_lead_ticks": 0}
+    return {"hardware_adapter": adapter, "controller": controller,
+            "controller_remappings": (("/joint_states", ARM_STATES),)}
+
+
+def rehearsal_graph(target: str = "franka", overrides: dict | None = None, config_dir: Path | None = None) -> list[NodeSpec]:
+    """The hardware graph (controller + hardware_adapter, as franka_deployment() gives them) against the sim
+    node emulating the vendor's controller (sim parameter hardware_emulation), in real time."""
+    if target != "franka":
+        raise ConfigError(f"hardware emulation: '{target}' is not available: only 'franka' (the KUKA path needs "
+                          "lbr_fri_idl's LBRTorqueCommand, which no package registry here has)")
+    config_dir = Path(config_dir) if config_dir else paths.config_path("")
+    deployment = franka_deployment()
+    sim = load_node_parameters(config_dir / "sim.yaml", "sim")
+    sim.update(robot="fr3", mode="realtime", hardware_emulation="franka", use_sim_time=False)
+    controller = load_node_parameters(config_dir / "controller.yaml", "controller")
+    controller.update(deployment["controller"], use_sim_time=True)
+    adapter = dict(deployment["hardware_adapter"], use_sim_time=True)
+    nodes = {"sim": sim, "controller": controller, "hardware_adapter": adapter}
+    for node, params in (overrides or {}).items():
+        if node not in nodes:
+            raise ConfigError(f"overrides: unknown node '{node}' ({', '.join(nodes)})")
+        nodes[node].update(check_parameters(f"overrides: {node}", node, params))
+    controller["rate_hz"] = sim.get("state_rate_hz", schema.SIM["state_rate_hz"][0])
+    controller["lockstep"] = False
+    sim["reference_lead_ticks"] = controller["reference_lead_ticks"]
+    return [
+        NodeSpec("sim", "sim", "robot_dyn.nodes.sim_node", sim),
+        NodeSpec("hardware_adapter", "hardware_adapter", "robot_dyn.nodes.hardware_adapter_node", adapter),
+        NodeSpec("controller", "controller", "robot_dyn.nodes.controller_node", controller,
+                 deployment["controller_remappings"]),
+    ]
 
 
 def _check_value(where: str, name: str, value, default):

@@ -45,6 +45,8 @@ class GraphProcesses:
         params_file = self.workdir / f"{node.name}.params.yaml"
         params_file.write_text(yaml.safe_dump({node.name: {"ros__parameters": node.parameters}}, sort_keys=False))
         cmd = [sys.executable, "-m", node.module, "--ros-args", "-r", f"__node:={node.name}", "--params-file", str(params_file)]
+        for source, target in node.remappings:
+            cmd += ["-r", f"{source}:={target}"]
         out = None if self.echo else open(self.workdir / f"{node.name}.log", "w")
         self.procs[node.name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 

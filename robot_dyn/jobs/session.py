@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_dyn.bringup.graph import sim_graph
+from robot_dyn.bringup.graph import ARM_STATES, rehearsal_graph, sim_graph
 from robot_dyn.bringup.processes import GraphProcesses
 from robot_dyn.control.trajectory import figure_eight
 from robot_dyn.dynamics.rigid_body import RigidBody
@@ -28,16 +28,21 @@ class SimSession:
     def __init__(self, robot: str, workdir: Path, backend: str = "mujoco", effects: str = "nominal",
                  mode: str = "lockstep", overrides: dict | None = None, wall_timeout_factor: float = 20.0,
                  record_references: bool = False, teleop: str | None = None, recorder: bool = False,
-                 perception: bool = False, task: str | None = None):
+                 perception: bool = False, task: str | None = None, hardware_emulation: str | None = None):
         self.robot = load_robot(robot)
         self.model = RigidBody(self.robot)
         self.workdir = Path(workdir)
         overrides = {k: dict(v) for k, v in (overrides or {}).items()}
         overrides.setdefault("sim", {})["stats_file"] = str(self.workdir / "sim_stats.json")
         overrides.setdefault("controller", {})["stats_file"] = str(self.workdir / "controller_stats.json")
-        self.mode = mode
-        self.nodes = sim_graph(robot, backend, mode, effects, overrides, perception=perception, teleop=teleop,
-                               recorder=recorder, task=task)
+        self.mode, self.state_topic = mode, "/joint_states"
+        if hardware_emulation:  # the hardware graph against the emulated vendor controller (real time)
+            overrides.setdefault("sim", {}).update(backend=backend, effects_profile=effects)
+            self.nodes = rehearsal_graph(hardware_emulation, overrides)
+            self.mode, self.state_topic = "realtime", ARM_STATES
+        else:
+            self.nodes = sim_graph(robot, backend, mode, effects, overrides, perception=perception, teleop=teleop,
+                                   recorder=recorder, task=task)
         self.timeout_factor = wall_timeout_factor  # wall seconds allowed per sim second before giving up
         self.record_references = record_references  # the client keeps every reference (else the first)
         self.graph: GraphProcesses | None = None
@@ -47,7 +52,7 @@ class SimSession:
         self.graph = GraphProcesses(self.nodes, self.workdir).__enter__()
         try:
             self.client = GraphClient(self.graph.domain_id, record_references=self.record_references,
-                                      policy="idle" if self.mode == "realtime" else "batch")
+                                      policy="idle" if self.mode == "realtime" else "batch", state_topic=self.state_topic)
             self.client.wait_for_state(wall_timeout=60)
             for pub in (self.client.joint_goal_pub, self.client.pose_goal_pub, self.client.path_pub):
                 self.client.wait_for_subscribers(pub)

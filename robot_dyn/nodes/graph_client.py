@@ -43,7 +43,7 @@ class GraphClient:
     on 14 % less CPU. close() restores the thread's policy."""
 
     def __init__(self, domain_id: int, name: str = "graph_client", record_references: bool = False,
-                 policy: str = "batch"):
+                 policy: str = "batch", state_topic: str = "/joint_states"):
         os.environ.update(isolated_ros_env(domain_id))  # this process's DDS participant joins the graph's domain only
         self._policy = _set_policy(policy)
         self.context = rclpy.Context()
@@ -63,7 +63,7 @@ class GraphClient:
         n = self.node
         self._states = wire.JointStateDecoder()  # states and references come as bytes (robot_dyn/nodes/wire.py)
         self._references = wire.ReferenceDecoder()
-        n.create_subscription(JointState, "/joint_states", self._on_state, RELIABLE, raw=True)
+        n.create_subscription(JointState, state_topic, self._on_state, RELIABLE, raw=True)
         self._reference_sub = n.create_subscription(JointTrajectory, "/impedance_reference", self._on_reference, RELIABLE,
                                                     raw=True)
         n.create_subscription(String, "/robot_layer/events", lambda m: self.robot_events.append(m.data), RELIABLE)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 from rclpy.clock import Clock, ClockType
@@ -45,6 +46,7 @@ from std_msgs.msg import Bool, Float64, String
 from diagnostic_msgs.msg import DiagnosticArray
 from trajectory_msgs.msg import JointTrajectory
 
+from robot_dyn import hardware_bridge as bridge, paths
 from robot_dyn.control.impedance import ImpedanceSettings
 from robot_dyn.nodes.messages import diagnostics_msg, planar_pose_msg, task_score_msgs, to_stamp
 from robot_dyn.bringup import schema
@@ -99,7 +101,9 @@ class SimNode(Node):
         q0 = np.asarray(p["initial_positions"] or self.robot.home, float)
         if q0.shape != (self.robot.n_joints,):
             raise ValueError(f"parameter 'initial_positions' must have {self.robot.n_joints} values")
-        self.arm = SimulatedArm(self.robot, backend, self._settings(p), q0)
+        self.emulation = p["hardware_emulation"]
+        layer = self._vendor_law(p, backend, q0) if self.emulation else None
+        self.arm = SimulatedArm(self.robot, backend, self._settings(p), q0, layer=layer)
         if p["scene"] == "rope" and p["rope_seed"] >= 0:
             from robot_dyn.sim.deformables import random_rope_shape, set_flex_vertices
 
@@ -120,13 +124,17 @@ class SimNode(Node):
         self.round_trip_timer = TickTimer()
 
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", STATE_QOS)
-        self.state_pub = self.create_publisher(JointState, "/joint_states", STATE_QOS)
+        state_topic = bridge.FRANKA_STATE_TOPIC if self.emulation == "franka" else "/joint_states"
+        self.state_pub = self.create_publisher(JointState, state_topic, STATE_QOS)
         self.event_pub = self.create_publisher(String, "/robot_layer/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # the two messages of every tick go as bytes (robot_dyn/nodes/wire.py)
         self.state_encoder = wire.JointStateEncoder(self.robot.joint_names)
         self.reference_decoder = wire.ReferenceDecoder()
-        self.create_subscription(JointTrajectory, "/impedance_reference", self.on_reference, RELIABLE, raw=True)
+        if self.emulation == "franka":  # JTC's topic, ordinary messages (the adapter's rate, up to 500 Hz)
+            self.create_subscription(JointTrajectory, bridge.FRANKA_COMMAND_TOPIC, self.on_jtc_trajectory, RELIABLE)
+        else:
+            self.create_subscription(JointTrajectory, "/impedance_reference", self.on_reference, RELIABLE, raw=True)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.cameras = self._cameras(p) if p["cameras"] else None
         if self.episode is not None:
@@ -157,6 +165,29 @@ class SimNode(Node):
             f"{self.robot.name} in {p['backend']} ({p['effects_profile']} effects), {self.mode}, physics "
             f"{p['physics_rate_hz']:.0f} Hz, state {1 / self.tick_period:.0f} Hz"
         )
+
+    def _vendor_law(self, p: dict, backend, q0: np.ndarray):
+        """The emulated vendor controller in the robot layer's place (robot_dyn.sim.vendor_laws)."""
+        from robot_dyn.dynamics.rigid_body import RigidBody
+        from robot_dyn.sim.vendor_laws import JtcEffortLaw, JtcSettings, stable_damping
+
+        if self.emulation != "franka":
+            raise ValueError(f"parameter 'hardware_emulation' must be '' or 'franka', got '{self.emulation}' (kuka: "
+                             "lbr_fri_idl's LBRTorqueCommand is not installable here; see the README)")
+        if p["mode"] != "realtime":
+            raise ValueError("parameter 'hardware_emulation' needs mode 'realtime': the arm does not wait for anyone")
+        path = Path(p["emulated_controllers"]) if p["emulated_controllers"] else paths.hardware_path(
+            "franka/fr3_impedance_controllers.yaml")
+        settings = JtcSettings.from_controllers_yaml(path)
+        if tuple(settings.joints) != tuple(self.robot.joint_names):
+            raise ValueError(f"parameter 'robot': {self.robot.name}'s joints {list(self.robot.joint_names)} are not "
+                             f"the emulated controller's {list(settings.joints)} ({path}): use robot 'fr3'")
+        inertia = np.diag(RigidBody(self.robot).mass_matrix(q0))
+        settings, notes = stable_damping(settings, inertia, backend.dt)
+        for note in notes:
+            self.get_logger().warning(note)
+        self.get_logger().info(f"emulating the FR3's joint_trajectory_controller (effort) from {path}")
+        return JtcEffortLaw(settings)
 
     def _scene(self, p: dict):
         """(scene extensions for the backend, the scene config) from parameters scene / cameras."""
@@ -247,6 +278,8 @@ class SimNode(Node):
         """Gains and limits change at run time; anything else needs a restart."""
         changes = {prm.name: prm.value for prm in params}
         fixed = sorted(set(changes) - set(GAIN_PARAMETERS) - {"use_sim_time"})
+        if self.emulation:
+            fixed = sorted(set(changes) - {"use_sim_time"})  # the emulated controller's gains are its file's
         if fixed:
             return SetParametersResult(successful=False, reason=f"{fixed} cannot change at run time; restart the node")
         current = parameter_values(self, DEFAULTS)
@@ -282,6 +315,20 @@ class SimNode(Node):
         self.pacer.on_reference(stamp, wall)
         while self.pacer.ready(self.arm.time):
             self.advance_tick()
+
+    def on_jtc_trajectory(self, msg: JointTrajectory) -> None:
+        """A trajectory for the emulated JTC: one point (what the adapter sends)."""
+        now = self.arm.time
+        if len(msg.points) != 1:
+            self.arm.layer.rejected += 1
+            self.arm.layer.events.append((now, f"trajectory rejected: the emulation takes one point, got {len(msg.points)}"))
+        else:
+            pt = msg.points[0]
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            tfs = pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9
+            self.arm.layer.receive(now, stamp, msg.joint_names, tfs, pt.positions, pt.velocities, pt.accelerations,
+                                   pt.effort)
+        self.flush_events()
 
     def on_timer(self) -> None:
         wall = time.monotonic()
@@ -333,7 +380,7 @@ class SimNode(Node):
     def flush_events(self) -> None:
         for t, text in self.arm.layer.drain_events():
             # rclpy ties a severity to each call site: one call per severity.
-            if "rejected" in text or "stale" in text:
+            if "rejected" in text or "stale" in text or "Aborted" in text:
                 self.get_logger().warning(f"[t={t:.3f}] {text}")
             else:
                 self.get_logger().info(f"[t={t:.3f}] {text}")

@@ -13,11 +13,15 @@ from robot_dyn.timing import TickTimer
 
 
 class SimulatedArm:
-    """backend + RobotLayer. advance(n) runs n physics steps; state() is what sensors report."""
+    """backend + RobotLayer. advance(n) runs n physics steps; state() is what sensors report.
 
-    def __init__(self, robot: RobotDescription, backend: SimBackend, settings: ImpedanceSettings, q0: np.ndarray):
+    layer: another law with the RobotLayer's interface in its place (robot_dyn.sim.vendor_laws: a
+    vendor's controller, to rehearse a deployment)."""
+
+    def __init__(self, robot: RobotDescription, backend: SimBackend, settings: ImpedanceSettings, q0: np.ndarray,
+                 layer=None):
         self.robot, self.backend = robot, backend
-        self.layer = RobotLayer(robot, settings)
+        self.layer = layer if layer is not None else RobotLayer(robot, settings)
         self.backend.reset(q0)
         self.layer.observe(self.backend.joint_state()[0])
         self.tau = np.zeros(robot.n_joints)  # last commanded joint torque (Nm), excluding gravity compensation
