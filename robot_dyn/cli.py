@@ -53,7 +53,7 @@ def _sim(args) -> int:
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     run_dir = run_demo(args.robot, args.backend, args.effects, Path(args.out), video=not args.no_video,
-                       overrides=_overrides(args.param))
+                       overrides=_overrides(args.param), hardware_emulation=args.hardware_emulation)
     print((run_dir / "report.md").read_text())
     return 0
 
@@ -298,6 +298,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-video", action="store_true")
     p.add_argument("--param", action="append", metavar="NODE.NAME=VALUE",
                    help="override a node parameter, e.g. controller.feedforward=hybrid (repeatable)")
+    p.add_argument("--hardware-emulation", choices=["franka"], default=None,
+                   help="rehearse a deployment: the FR3's hardware graph (hardware_adapter + controller) against "
+                        "the sim emulating its joint_trajectory_controller, in real time (README)")
     p.set_defaults(func=_sim)
 
     p = sub.add_parser("launch", help="start a node graph as processes")
