@@ -52,6 +52,13 @@ def _sim(args) -> int:
     from robot_dyn.jobs.sim_demo import run_demo
 
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if args.hardware_emulation == "kuka":  # in one process: the KUKA's message type cannot be built here
+        import json
+
+        from robot_dyn.jobs.kuka_rehearsal import kuka_report
+
+        print(json.dumps(kuka_report(), indent=2))
+        return 0
     run_dir = run_demo(args.robot, args.backend, args.effects, Path(args.out), video=not args.no_video,
                        overrides=_overrides(args.param), hardware_emulation=args.hardware_emulation)
     print((run_dir / "report.md").read_text())
@@ -298,9 +305,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-video", action="store_true")
     p.add_argument("--param", action="append", metavar="NODE.NAME=VALUE",
                    help="override a node parameter, e.g. controller.feedforward=hybrid (repeatable)")
-    p.add_argument("--hardware-emulation", choices=["franka"], default=None,
-                   help="rehearse a deployment: the FR3's hardware graph (hardware_adapter + controller) against "
-                        "the sim emulating its joint_trajectory_controller, in real time (README)")
+    p.add_argument("--hardware-emulation", choices=["franka", "kuka"], default=None,
+                   help="rehearse a deployment. franka: the FR3's hardware graph (hardware_adapter + controller) "
+                        "against the sim emulating its joint_trajectory_controller, in real time; kuka: the KUKA path "
+                        "in one process, with the overlay's setpoint filter and upstream's (JSON) (README)")
     p.set_defaults(func=_sim)
 
     p = sub.add_parser("launch", help="start a node graph as processes")

@@ -81,3 +81,55 @@ def test_franka_limits_the_torque_rate():
     law.observe(np.zeros(7))
     tau = law.torque(0.0, np.full(7, -1.0), np.zeros(7), DT)  # a 300 Nm step asked
     assert np.allclose(tau, 1.0)  # 1000 Nm/s for 1 ms
+
+
+# --- KUKA: lbr_fri_ros2's torque command path and KUKA's joint impedance ------------------------
+
+def _lbr(tau=0.04):
+    from robot_dyn.sim.vendor_laws import LbrSettings, LbrTorqueLaw
+
+    lim = np.full(7, 2.9)
+    law = LbrTorqueLaw(LbrSettings(np.full(7, 800.0), 0.8, tau, -lim, lim, np.full(7, 1.5)), np.full(7, 0.5))
+    law.observe(np.zeros(7))
+    return law
+
+
+def test_lbr_holds_the_measured_position_with_zero_torque_before_the_first_command():
+    law = _lbr()
+    assert np.allclose(law.torque(0.0, np.full(7, 0.01), np.zeros(7), DT), -8.0) and law.mode == "hold"
+
+
+def test_lbr_filters_the_setpoint_with_upstreams_time_constant():
+    law = _lbr(tau=0.04)
+    assert law.receive(0.0, np.full(7, 0.1), np.full(7, 1.0))
+    for k in range(40):  # one time constant
+        tau = law.torque(k * DT, np.zeros(7), np.zeros(7), DT)
+    assert np.allclose(law._q_f, 0.1 * (1 - np.exp(-1.0)), rtol=1e-9)  # 63 % of the way after tau
+    assert np.allclose(tau, 800.0 * law._q_f + 1.0)
+    fast = _lbr(tau=0.0001)
+    fast.receive(0.0, np.full(7, 0.1), np.zeros(7))
+    fast.torque(0.0, np.zeros(7), np.zeros(7), DT)
+    assert np.allclose(fast._q_f, 0.1, rtol=1e-4)  # the overlay's 0.1 ms: no lag worth the name
+
+
+def test_lbr_command_guard_ends_the_session_and_nan_commands_are_skipped():
+    law = _lbr(tau=0.0001)
+    law.receive(0.0, np.full(7, 0.1), np.zeros(7))
+    assert not law.receive(0.001, [np.nan] * 7, np.zeros(7)) and law._target[0][0] == 0.1  # skipped, as upstream
+    assert not law.receive(0.001, np.zeros(6), np.zeros(6)) and law.rejected == 1
+    law.torque(0.0, np.zeros(7), np.zeros(7), DT)
+    law.receive(0.002, np.full(7, 3.0), np.zeros(7))  # beyond the position limits
+    law.torque(0.002, np.zeros(7), np.zeros(7), DT)
+    assert law.mode == "stopped" and "left COMMANDING_ACTIVE" in law.drain_events()[-1][1]
+    assert not law.receive(0.003, np.zeros(7), np.zeros(7))  # the session is over
+
+
+def test_kuka_path_in_process_upstreams_setpoint_filter_costs_tracking():
+    """The controller's loop -> the adapter's conversion -> lbr_fri_ros2 + KUKA's law against MuJoCo: the
+    overlay's 0.1 ms filter tracks the figure-8 better than upstream's 40 ms (its lag acts as extra damping)."""
+    from robot_dyn.jobs.kuka_rehearsal import rehearse_kuka
+
+    ours, upstream = rehearse_kuka(0.0001, period=3.0), rehearse_kuka(0.04, period=3.0)
+    assert ours["guard_stops"] == upstream["guard_stops"] == 0
+    assert ours["goal_error_rad_max"] < 1e-3 and ours["figure8_rms_m"] < 1e-3  # the project's law, in effect
+    assert upstream["figure8_rms_m"] > 3 * ours["figure8_rms_m"], (ours, upstream)

@@ -14,6 +14,12 @@ Modes:
   the future, at its time). A tick whose reference has not arrived when the next state goes out
   counts as a late reference (`late_reference_rate` in the diagnostics).
 
+Hardware emulation (parameter `hardware_emulation: franka`, realtime, robot fr3): the robot layer is
+replaced by the FR3's joint_trajectory_controller on the effort interface (robot_dyn.sim.vendor_laws,
+gains from the deployed controllers file); trajectories come on /fr3_arm_controller/joint_trajectory
+and states go out on /franka/joint_states, as franka_ros2's, so the hardware graph (hardware_adapter +
+controller) runs against MuJoCo unchanged.
+
 Scene and cameras (parameters `scene`, `cameras`; both off by default): with scene 'rope' the
 table, rope and pusher of configs/perception.yaml are added; with cameras on, its rig is rendered
 every 1/camera_rate_hz s of sim time, between physics ticks (robot_dyn.perception.live.

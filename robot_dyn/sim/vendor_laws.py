@@ -27,6 +27,19 @@ with zero velocity, acceleration and effort, through the same gains; it also hol
 activation until the first message. A message with a nonzero stamp whose point lies in the past
 is rejected ("... that ends in the past"). Unlike JTC, the emulation also refuses NaN and a
 mis-sized effort (JTC passes them on; MuJoCo would not survive them; on the arm the adapter stops them).
+
+LbrTorqueLaw follows lbr_fri_ros2 (lbr_fri_ros2_stack, jazzy) in FRI torque mode, then KUKA's joint
+impedance controller as the FRI documentation describes it (the KUKA side is **unverified**):
+
+    q_f[k] = q_f[k-1] + alpha (joint_position - q_f[k-1]),   alpha = 1 - exp(-dt / joint_position_tau)
+    tau    = K (q_f - q) - D qd + torque,                     D = 2 zeta sqrt(K M_ii)
+
+The filter is `lbr_fri_ros2/src/interfaces/torque_command.cpp` (buffered_command_to_fri) with
+`filters.hpp`'s exponential filter; the command guard (`command_guard.cpp`, is_valid_command)
+checks q_f against the position limits and the *measured* velocity against the velocity limits,
+and a violation ends the FRI session. Before the first command the stack sends the measured
+position with zero torque. K and the damping ratio zeta are set in LBRServer on the robot, not in
+ROS; that KUKA damps the measured velocity with D = 2 zeta sqrt(K M_ii) is our reading, not KUKA's code.
 """
 from __future__ import annotations
 
@@ -194,6 +207,73 @@ class JtcEffortLaw:
         tau = np.clip(tau, self._tau_prev - step, self._tau_prev + step)
         self._tau_prev = tau
         return tau.copy()
+
+    def drain_events(self) -> list:
+        events, self.events = self.events, []
+        return events
+
+
+@dataclass(frozen=True)
+class LbrSettings:
+    """KUKA's joint impedance (set in LBRServer) and lbr_fri_ros2's command path, per joint (Nm/rad, -, s, rad, rad/s)."""
+
+    stiffness: np.ndarray
+    damping_ratio: float
+    joint_position_tau: float
+    q_min: np.ndarray
+    q_max: np.ndarray
+    qd_max: np.ndarray
+
+
+class LbrTorqueLaw:
+    """KUKA joint impedance with the torque overlay, fed LBRTorqueCommand fields; see the module."""
+
+    def __init__(self, settings: LbrSettings, inertia: np.ndarray):
+        """inertia: M_ii at the start posture (kg m^2), for KUKA's damping from its ratio."""
+        self.settings = settings
+        self.damping = 2.0 * settings.damping_ratio * np.sqrt(settings.stiffness * np.asarray(inertia, float))
+        self.n = len(settings.stiffness)
+        self.mode = "hold"  # hold (no command yet) | track | stopped (the command guard ended the session)
+        self.events: list = []
+        self.rejected = self.hold_events = 0
+        self._target = None  # the last command's (joint_position, torque)
+        self._q_f = None  # the filtered setpoint FRI sends (rad)
+        self._torque = np.zeros(self.n)
+
+    def observe(self, q: np.ndarray) -> None:
+        if self._q_f is None:
+            self._q_f = np.asarray(q, float).copy()
+
+    def receive(self, now: float, joint_position, torque) -> bool:
+        """An LBRTorqueCommand's fields (lbr_A1..A7 order); False if it has the wrong size. A NaN command
+        is skipped, as upstream does (the previous one stays)."""
+        q, tau = np.asarray(joint_position, float).reshape(-1), np.asarray(torque, float).reshape(-1)
+        if q.size != self.n or tau.size != self.n:
+            self.rejected += 1
+            self.events.append((now, f"command rejected: joint_position and torque need {self.n} values each"))
+            return False
+        if self.mode == "stopped" or not (np.all(np.isfinite(q)) and np.all(np.isfinite(tau))):
+            return False
+        if self.mode == "hold":
+            self.events.append((now, "commanding"))
+        self._target, self.mode = (q, tau), "track"
+        return True
+
+    def torque(self, now: float, q: np.ndarray, qd: np.ndarray, dt: float) -> np.ndarray:
+        st = self.settings
+        if self._q_f is None:
+            self.observe(q)
+        if self.mode == "track":
+            alpha = 1.0 - np.exp(-dt / st.joint_position_tau) if st.joint_position_tau > 0 else 1.0
+            self._q_f = self._q_f + alpha * (self._target[0] - self._q_f)
+            self._torque = self._target[1]
+            outside = (self._q_f < st.q_min) | (self._q_f > st.q_max) | (np.abs(qd) > st.qd_max)
+            if outside.any():  # lbr_fri_ros2 throws "Invalid command.": the session ends, the robot stops
+                self.events.append((now, f"Invalid command (joints {np.flatnonzero(outside).tolist()}): LBR left "
+                                         "COMMANDING_ACTIVE, holding the measured position"))
+                self.mode, self._q_f, self._torque = "stopped", np.asarray(q, float).copy(), np.zeros(self.n)
+                self.hold_events += 1
+        return st.stiffness * (self._q_f - q) - self.damping * qd + self._torque
 
     def drain_events(self) -> list:
         events, self.events = self.events, []
