@@ -315,6 +315,16 @@ def is_stale(stamp_ns: int, now_ns: int, timeout_s: float = 0.015) -> bool:
     return (now_ns - stamp_ns) > _seconds("stale_timeout_s", timeout_s, positive=True) * 1e9
 
 
+def check_franka_timing(stale_timeout_s: float, horizon_s: float, use_reference_stamp: bool = True) -> None:
+    """Refuse an adapter whose stale window outlasts its horizon: JTC drops a point whose stamp + horizon_s
+    has passed ("ends in the past"), so a reference older than horizon_s that the adapter let through
+    would only make JTC log an error (ValueError naming both parameters)."""
+    stale, horizon = _seconds("stale_timeout_s", stale_timeout_s, True), _seconds("horizon_s", horizon_s, True)
+    if use_reference_stamp and not stale < horizon:
+        raise ValueError(f"stale_timeout_s ({stale}) must be below horizon_s ({horizon}): JTC drops a point whose "
+                         "stamp + horizon_s has passed")
+
+
 def freshness_stamp_ns(stamp_ns: int, arrival_ns: int, use_reference_stamp: bool = True) -> int:
     """The time (ns, the adapter's clock) from which a reference's age counts: its stamp, or its
     arrival when the stamp is 0 (apply on receipt, JTC's convention: a reference published by hand)

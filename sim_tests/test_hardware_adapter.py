@@ -27,7 +27,7 @@ def test_franka_adapter_forwards_a_reference(tmp_path):
         try:
             received, renamed = [], []
             client.node.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", received.append, 10)
-            client.node.create_subscription(JointState, "/robot_dyn/joint_states", renamed.append, 10)
+            client.node.create_subscription(JointState, "/robot_dyn/joint_states", renamed.append, 100)
             arm_state = client.node.create_publisher(JointState, "/franka/joint_states", 10)
             client.wait_for_subscribers(client.reference_pub)
             client.spin_until(lambda: client.node.count_subscribers("/impedance_reference") > 0, 30, "the adapter")
@@ -54,6 +54,16 @@ def test_franka_adapter_forwards_a_reference(tmp_path):
             client.spin_until(publish_both, 30, "a forwarded trajectory")
             client.spin_until(lambda: bool(renamed), 10, "the renamed joint state")
             assert list(renamed[-1].name) == list(robot.joint_names)
+            # the arm's 1 kHz states go on at state_rate_hz (500): at most every other one
+            _drain(client, 0.5)  # the unstamped states sent while waiting are through
+            before, t0 = len(renamed), now() + 1.0
+            for k in range(40):
+                state = JointState(name=fr3.name, position=fr3.position)
+                state.header.stamp = to_stamp(t0 + 0.001 * k)
+                arm_state.publish(state)
+                _drain(client, 0.002)
+            _drain(client, 0.3)
+            assert 10 <= len(renamed) - before <= 20, len(renamed) - before
             out = received[-1]
             assert out.joint_names == [f"fr3_joint{i}" for i in range(1, 8)]
             assert out.points[0].effort.tolist() == [0.5] * 7

@@ -303,3 +303,10 @@ def test_age_counts_from_the_stamp_or_from_the_arrival():
     assert hb.freshness_stamp_ns(STAMP, STAMP + 5, True) == STAMP
     assert hb.freshness_stamp_ns(0, STAMP, True) == STAMP  # stamp 0: apply on receipt
     assert hb.freshness_stamp_ns(STAMP - 10**9, STAMP, False) == STAMP  # another machine's clock
+
+
+def test_franka_stale_window_must_stay_below_the_horizon():
+    hb.check_franka_timing(0.015, 0.02)
+    hb.check_franka_timing(0.05, 0.02, use_reference_stamp=False)  # ages from arrival: JTC starts on receipt
+    with pytest.raises(ValueError, match=r"stale_timeout_s \(0.05\) must be below horizon_s \(0.02\)"):
+        hb.check_franka_timing(0.05, 0.02)

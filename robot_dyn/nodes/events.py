@@ -1,10 +1,13 @@
 """A node's events topic: what it tells the operator, logged and published as std_msgs/String."""
 from __future__ import annotations
 
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+# The last 100 events are kept for a reader that joins late (transient local, as /rosout): an event sent
+# before discovery had matched a reader to this topic was otherwise lost to it (a graph test missed the
+# controller's first event, sent 20 ms after it started, on a busy machine). Volatile readers still match.
+EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class Events:

@@ -16,7 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, Transform, Twist, TwistStamped
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
@@ -28,6 +28,7 @@ from robot_dyn.nodes import wire
 from robot_dyn.nodes.messages import rotation_to_quaternion, to_duration, to_stamp
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+EVENTS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)  # history too
 
 
 class GraphClient:
@@ -66,10 +67,10 @@ class GraphClient:
         n.create_subscription(JointState, state_topic, self._on_state, RELIABLE, raw=True)
         self._reference_sub = n.create_subscription(JointTrajectory, "/impedance_reference", self._on_reference, RELIABLE,
                                                     raw=True)
-        n.create_subscription(String, "/robot_layer/events", lambda m: self.robot_events.append(m.data), RELIABLE)
-        n.create_subscription(String, "/controller/events", lambda m: self.controller_events.append(m.data), RELIABLE)
-        n.create_subscription(String, "/teleop/events", lambda m: self.teleop_events.append(m.data), RELIABLE)
-        n.create_subscription(String, "/recorder/events", lambda m: self.recorder_events.append(m.data), RELIABLE)
+        n.create_subscription(String, "/robot_layer/events", lambda m: self.robot_events.append(m.data), EVENTS)
+        n.create_subscription(String, "/controller/events", lambda m: self.controller_events.append(m.data), EVENTS)
+        n.create_subscription(String, "/teleop/events", lambda m: self.teleop_events.append(m.data), EVENTS)
+        n.create_subscription(String, "/recorder/events", lambda m: self.recorder_events.append(m.data), EVENTS)
         self._recorder_services = {}
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
         self.joint_goal_pub = n.create_publisher(JointState, "/controller/joint_goal", RELIABLE)

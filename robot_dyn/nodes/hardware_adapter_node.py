@@ -88,9 +88,11 @@ class HardwareAdapterNode(Node):
         bridge.is_stale(0, 0, p["stale_timeout_s"])
         if not p["state_rate_hz"] > 0:
             raise ValueError(f"parameter 'state_rate_hz' must be positive, got {p['state_rate_hz']}")
-        if p["target"] == "franka" and p["use_reference_stamp"] and not p["stale_timeout_s"] < p["horizon_s"]:
-            raise ValueError(f"parameter 'stale_timeout_s' ({p['stale_timeout_s']}) must be below 'horizon_s' "
-                             f"({p['horizon_s']}): JTC drops a point whose stamp + horizon_s has passed")
+        if p["target"] == "franka":
+            try:
+                bridge.check_franka_timing(p["stale_timeout_s"], p["horizon_s"], p["use_reference_stamp"])
+            except ValueError as exc:
+                raise ValueError(f"parameter {exc}") from None
         if p["target"] == "franka":
             bridge.franka_jtc_command(names, self.robot.home, zero, zero, zero, 0, prefix_map=self.prefix_map,
                                       horizon_s=p["horizon_s"], effort_limit=p["effort_limit"])
@@ -156,7 +158,8 @@ class HardwareAdapterNode(Node):
         except ValueError as exc:
             self.get_logger().error(f"joint state dropped: {exc}", throttle_duration_sec=1.0)
             return
-        if self.state_decimator.due(self.get_clock().now().nanoseconds * 1e-9):
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9  # the arm's 1 kHz clock; 0: arrival
+        if self.state_decimator.due(stamp if stamp > 0 else self.get_clock().now().nanoseconds * 1e-9):
             out = JointState(name=names, position=pos, velocity=vel, effort=eff)
             out.header = msg.header
             self.state_pub.publish(out)

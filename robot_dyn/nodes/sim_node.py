@@ -37,8 +37,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
+
+# Headless rendering (the cameras) unless the caller chose otherwise: MuJoCo reads this when first imported,
+# and without it a node started by hand failed at its first camera set with an OpenGL error.
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 from rclpy.clock import Clock, ClockType
@@ -61,6 +66,7 @@ from robot_dyn.nodes.parameters import (batch_scheduling, declare_parameters, pa
 from robot_dyn.nodes import camera_messages as cm
 from robot_dyn.nodes.sim_cameras import LATCHED, CameraProcess, CameraPublishers
 from robot_dyn.nodes import wire
+from robot_dyn.nodes.events import EVENTS_QOS
 from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
 from robot_dyn.tasks import TASK_NAMES, camera_rig, load_task
@@ -132,7 +138,7 @@ class SimNode(Node):
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", STATE_QOS)
         state_topic = bridge.FRANKA_STATE_TOPIC if self.emulation == "franka" else "/joint_states"
         self.state_pub = self.create_publisher(JointState, state_topic, STATE_QOS)
-        self.event_pub = self.create_publisher(String, "/robot_layer/events", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.event_pub = self.create_publisher(String, "/robot_layer/events", EVENTS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # the two messages of every tick go as bytes (robot_dyn/nodes/wire.py)
         self.state_encoder = wire.JointStateEncoder(self.robot.joint_names)
