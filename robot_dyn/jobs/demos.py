@@ -23,7 +23,8 @@ CAMERAS = {"cameras": True, "camera_width": 160, "camera_height": 120, "camera_s
 def record_expert_demo(task: str, seed: int, out: Path, workdir: Path, cameras: bool = True,
                        camera_size: tuple = (CAMERAS["camera_width"], CAMERAS["camera_height"]), log=lambda *_: None) -> dict:
     """Episode `seed` of `task` solved by its expert and recorded into `out`: {'path', 'success', 'save_s'
-    (the /recorder/stop round trip, wall s), 'stats' (the nodes' statistics), 'events' (the controller's)}.
+    (the /recorder/stop round trip, wall s), 'stats' (the nodes' statistics), 'events' (the controller's),
+    'robot_events' (the robot layer's)}.
     camera_size: (width, height) px of the cameras, without shadows."""
     size = {"camera_width": camera_size[0], "camera_height": camera_size[1]}
     sim = {"task_seed": seed, **({**CAMERAS, **size} if cameras else {})}
@@ -40,12 +41,13 @@ def record_expert_demo(task: str, seed: int, out: Path, workdir: Path, cameras: 
         save_s = time.monotonic() - wall
         if not ok:
             raise RuntimeError(f"recorder: {message}")
+        events, robot_events = list(c.controller_events), list(c.robot_events)
         stats = s.node_stats()
-        events = list(c.controller_events)
     with Reader(path) as reader:
         success = [TYPESTORE.deserialize_cdr(d, c.msgtype).data for c, _, d in
                    reader.messages(connections=[c for c in reader.connections if c.topic == "/task/success"])]
-    result = {"path": path, "success": bool(success and success[-1]), "save_s": save_s, "stats": stats, "events": events}
+    result = {"path": path, "success": bool(success and success[-1]), "save_s": save_s, "stats": stats, "events": events,
+              "robot_events": robot_events}
     log(f"{task} seed {seed}: {'success' if result['success'] else 'FAILURE'}, saved in {save_s * 1e3:.0f} ms: {path}")
     return result
 
