@@ -93,7 +93,6 @@ class HardwareAdapterNode(Node):
                 bridge.check_franka_timing(p["stale_timeout_s"], p["horizon_s"], p["use_reference_stamp"])
             except ValueError as exc:
                 raise ValueError(f"parameter {exc}") from None
-        if p["target"] == "franka":
             bridge.franka_jtc_command(names, self.robot.home, zero, zero, zero, 0, prefix_map=self.prefix_map,
                                       horizon_s=p["horizon_s"], effort_limit=p["effort_limit"])
         else:

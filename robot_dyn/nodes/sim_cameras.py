@@ -41,7 +41,7 @@ class CameraPublishers:
     """A node's publishers of every camera of a rig; publish(capture) returns the wall s it took."""
 
     def __init__(self, node, calibrations, moving, world_frame: str, ground_truth: bool):
-        self.moving, self.world_frame = set(moving), world_frame
+        self.world_frame = world_frame
         self.pubs = {}
         for cal in calibrations:
             topics = cm.camera_topics(cal.name)
@@ -49,11 +49,9 @@ class CameraPublishers:
                                    for kind in ("color", "depth", "mask")}
             self.pubs[cal.name]["info"] = node.create_publisher(CameraInfo, topics["info"], IMAGE_QOS)
         self.truth = node.create_publisher(PointCloud2, "/sim/rope_vertices", TRUTH_QOS) if ground_truth else None
-        self.poses = {}  # the moving cameras' pose publishers (set_pose_publisher)
-
-    def set_pose_publisher(self, name: str, publisher) -> None:
-        """Where a moving camera's pose goes with each capture (its latched topic)."""
-        self.poses[name] = publisher
+        # a moving (wrist) camera's pose goes out with each capture, on its latched topic
+        self.poses = {name: node.create_publisher(TransformStamped, cm.camera_topics(name)["pose"], LATCHED)
+                      for name in moving}
 
     def publish(self, capture) -> float:
         start = time.perf_counter()
@@ -94,8 +92,6 @@ def _serve(states, reports, model, rig, objects, world_frame: str, ground_truth:
         rclpy.init(args=[])
         node = Node("sim_cameras")
         pubs = CameraPublishers(node, capture.calibrations, capture.renderer.moving, world_frame, ground_truth)
-        for name in capture.renderer.moving:
-            pubs.set_pose_publisher(name, node.create_publisher(TransformStamped, cm.camera_topics(name)["pose"], LATCHED))
         reports.send(("ready",))
         while True:
             try:

@@ -180,8 +180,7 @@ class SimNode(Node):
 
     def _vendor_law(self, p: dict, backend, q0: np.ndarray):
         """The emulated vendor controller in the robot layer's place (robot_dyn.sim.vendor_laws)."""
-        from robot_dyn.dynamics.rigid_body import RigidBody
-        from robot_dyn.sim.vendor_laws import JtcEffortLaw, JtcSettings, stable_damping
+        from robot_dyn.sim.vendor_laws import emulated_jtc
 
         if self.emulation != "franka":
             raise ValueError(f"parameter 'hardware_emulation' must be '' or 'franka', got '{self.emulation}' (kuka: "
@@ -190,16 +189,11 @@ class SimNode(Node):
             raise ValueError("parameter 'hardware_emulation' needs mode 'realtime': the arm does not wait for anyone")
         path = Path(p["emulated_controllers"]) if p["emulated_controllers"] else paths.hardware_path(
             "franka/fr3_impedance_controllers.yaml")
-        settings = JtcSettings.from_controllers_yaml(path)
-        if tuple(settings.joints) != tuple(self.robot.joint_names):
-            raise ValueError(f"parameter 'robot': {self.robot.name}'s joints {list(self.robot.joint_names)} are not "
-                             f"the emulated controller's {list(settings.joints)} ({path}): use robot 'fr3'")
-        inertia = np.diag(RigidBody(self.robot).mass_matrix(q0))
-        settings, notes = stable_damping(settings, inertia, backend.dt)
+        law, notes = emulated_jtc(self.robot, path, q0, backend.dt)
         for note in notes:
             self.get_logger().warning(note)
         self.get_logger().info(f"emulating the FR3's joint_trajectory_controller (effort) from {path}")
-        return JtcEffortLaw(settings)
+        return law
 
     def _scene(self, p: dict):
         """(scene extensions for the backend, the scene config) from parameters scene / cameras."""
@@ -257,9 +251,6 @@ class SimNode(Node):
         if p["mode"] == "lockstep":
             self.camera_publishers = CameraPublishers(self, capture.calibrations, moving, self.world_frame,
                                                       p["publish_ground_truth"])
-            for name in moving:
-                self.camera_publishers.set_pose_publisher(
-                    name, self.create_publisher(TransformStamped, cm.camera_topics(name)["pose"], LATCHED))
             self.render_timer, self.camera_set_timer = TickTimer(), TickTimer()  # rendering; rendering + publishing
         else:
             self.camera_process = CameraProcess(backend.model, self.rig, capture.objects, self.world_frame,

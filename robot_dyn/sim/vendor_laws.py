@@ -50,6 +50,9 @@ import numpy as np
 
 from robot_dyn import paths
 from robot_dyn.control.trajectory import eval_quintic, quintic
+from robot_dyn.hardware_bridge import prepare_reference
+
+SAME_NAMES = {"": ""}  # a prefix map that keeps every joint's name
 
 FRANKA_TORQUE_RATE = 1000.0  # Nm/s per joint: libfranka's kMaxTorqueRate, franka_hardware's limitRate
 
@@ -112,6 +115,19 @@ def stable_damping(settings: JtcSettings, inertia: np.ndarray, dt: float) -> tup
     return JtcSettings(settings.joints, settings.p, settings.i, d, settings.ff_velocity_scale, settings.cmd_timeout), notes
 
 
+def emulated_jtc(robot, path: Path, q0: np.ndarray, dt: float) -> tuple["JtcEffortLaw", list[str]]:
+    """The JTC of the controllers file `path` for `robot` (its joints must be the controller's), starting
+    at q0 (rad), at physics step dt (s); with stable_damping's notes on what it had to change."""
+    from robot_dyn.dynamics.rigid_body import RigidBody
+
+    settings = JtcSettings.from_controllers_yaml(path)
+    if tuple(settings.joints) != tuple(robot.joint_names):
+        raise ValueError(f"robot: {robot.name}'s joints {list(robot.joint_names)} are not the emulated controller's "
+                         f"{list(settings.joints)} ({path}): use robot 'fr3'")
+    settings, notes = stable_damping(settings, np.diag(RigidBody(robot).mass_matrix(q0)), dt)
+    return JtcEffortLaw(settings), notes
+
+
 class JtcEffortLaw:
     """joint_trajectory_controller (effort interface) + franka_hardware's torque-rate limit; see the module."""
 
@@ -160,21 +176,10 @@ class JtcEffortLaw:
         return True
 
     def _point(self, names, positions, velocities, accelerations, effort):
-        names = [str(j) for j in names]
-        if sorted(names) != sorted(self.settings.joints) or len(set(names)) != len(names):
-            raise ValueError(f"joint_names: expected {list(self.settings.joints)}, got {names}")
-        order = [names.index(j) for j in self.settings.joints]
-        out = []
-        for field, raw, optional in (("positions", positions, False), ("velocities", velocities, True),
-                                     ("accelerations", accelerations, True), ("effort", effort, True)):
-            values = np.asarray(raw, float).reshape(-1)
-            if values.size == 0 and optional:
-                out.append(np.zeros(self.n))
-                continue
-            if values.size != self.n or not np.all(np.isfinite(values)):
-                raise ValueError(f"{field}: expected {self.n} finite values, got {values.tolist()}")
-            out.append(values[order])
-        return out
+        """(q, qd, qdd, effort) in the controller's joint order; ValueError naming the field."""
+        ref = prepare_reference(names, positions, velocities, accelerations, effort, 0, prefix_map=SAME_NAMES,
+                                target_joints=self.settings.joints)
+        return [ref.q, ref.qd, ref.qdd, ref.tau_ff]
 
     def _sample(self, t: float):
         """The desired (q, qd, qdd, effort) at t: the current message's segment, its point, or the hold."""
