@@ -66,14 +66,17 @@ def pusht_in_the_graph(tmp_path):
         fixed = messages("/cameras/cam0/pose")
         images = topics["/cameras/wrist/color/image_raw"].msgcount
     assert score[-1] > 0.95 and score[0] < 0.95, (score[0], score[-1])
-    assert len(blocks) == len(score)  # the block's pose with every score
+    # the block's pose with every score: the sim sends both each score tick, score first, so only a tick that the
+    # episode's start or stop cuts between the two (they arrive on separate topics) may have one without the other
+    assert abs(len(blocks) - len(score)) <= 1, (len(blocks), len(score))
     moved = np.hypot(blocks[-1].pose.position.x - blocks[0].pose.position.x, blocks[-1].pose.position.y - blocks[0].pose.position.y)
     assert moved > 0.02
     # the expert decides at the task's 10 Hz, and the teleop node repeats its decision at 50 Hz
     assert 0.015 < np.median(np.diff(twists)) < 0.025, np.median(np.diff(twists))
     assert 3.0 < len(commands) / len({tuple(c) for c in commands}) < 7.0  # about five sends per decision
-    # the wrist camera's pose comes with each of its images and moves; the fixed cameras' pose once
-    assert len(wrist) >= images > 50 and len(fixed) == 1
+    # the wrist camera's pose comes with each of its images (just before it: a start between the two leaves one
+    # image without its pose) and moves; the fixed cameras' pose once
+    assert len(wrist) >= images - 1 and images > 50 and len(fixed) == 1
     path_length = sum(np.hypot(a.transform.translation.x - b.transform.translation.x,
                                a.transform.translation.y - b.transform.translation.y) for a, b in zip(wrist, wrist[1:]))
     assert path_length > 0.1
