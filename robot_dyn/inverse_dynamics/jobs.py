@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robot_dyn.distributed import finish as finish_distributed
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.inverse_dynamics.dataset import load_dataset, read_metadata
 from robot_dyn.inverse_dynamics.training import TrainConfig, config_dict, evaluate, train
@@ -32,7 +33,7 @@ def train_job(dataset: Path, config: TrainConfig, out: Path | None = None, log=p
     model = train(model_rb, train_eps, meta["rate_hz"], config, log=log)
     distributed = torch.distributed.is_initialized()
     if distributed and torch.distributed.get_rank() != 0:  # under torchrun: rank 0 evaluates and saves
-        _finish_distributed()
+        finish_distributed()
         return out
     metrics = {"heldout": evaluate(model, heldout, meta["rate_hz"], config), "train_seconds": time.monotonic() - start,
                "dataset": str(dataset), "effects_profile": meta.get("effects_profile"), "train_config": config_dict(config)}
@@ -46,12 +47,5 @@ def train_job(dataset: Path, config: TrainConfig, out: Path | None = None, log=p
     log(f"held-out nMSE {metrics['heldout']['nmse']:.4f} (per joint {np.round(metrics['heldout']['nmse_per_joint'], 4).tolist()})")
     log(f"checkpoint: {out}")
     if distributed:
-        _finish_distributed()
+        finish_distributed()
     return out
-
-
-def _finish_distributed() -> None:
-    """Every rank leaves together, after rank 0 has saved: a rank that exits while another still
-    works has aborted at shutdown ('terminate called without an active exception')."""
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()

@@ -11,7 +11,6 @@ Runs on CPU here, on a GPU when there is one, and data-parallel under torchrun (
 from __future__ import annotations
 
 import gc
-import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -20,6 +19,7 @@ import torch
 
 from robot_dyn.dynamics.base_parameters import base_parameters
 from robot_dyn.dynamics.rigid_body import RigidBody
+from robot_dyn.distributed import distributed
 from robot_dyn.inverse_dynamics.dataset import Episode
 from robot_dyn.inverse_dynamics.models import FRICTION_SMOOTHING, InverseDynamicsModel, regressors
 
@@ -130,20 +130,12 @@ def _windows(data: list[Arrays], window: int, need_regressor: bool):
     return torch.tensor(np.stack(xs)), (torch.tensor(np.stack(Ys)) if need_regressor else None), torch.tensor(np.stack(taus))
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size) under torchrun; (0, 1) otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
-
-
 def train(model_rb: RigidBody, train_eps: list[Episode], rate_hz: float, config: TrainConfig,
           log=print) -> InverseDynamicsModel:
     """Train one model kind on the training episodes; returns it (on CPU, eval mode)."""
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    rank, world = _distributed()
+    rank, world = distributed()
     say = log if rank == 0 else (lambda *_: None)
     model = InverseDynamicsModel(config.kind, model_rb, config.hidden, config.init_scale, config.sample_rate_hz)
     if config.kind == "nominal":
