@@ -131,20 +131,24 @@ def test_pretraining_writes_a_checkpoint_policies_can_load_and_is_seeded(tmp_pat
     from test_lerobot_export import write_episode
 
     from robot_dyn.imitation.frames import DemoFrames
-    from robot_dyn.imitation.pretrain import PretrainConfig, preset, pretrain
+    from robot_dyn.imitation.pretrain import PretrainConfig, build_method, pretrain
     from robot_dyn.recording.lerobot_export import export_lerobot
 
     episodes = [write_episode(tmp_path / f"e{i}", start_ns=(3 + i) * 1_000_000_000, size=(24, 32)) for i in range(3)]
     frames = DemoFrames.load(export_lerobot(episodes, tmp_path / "ds", fps=10).out, image_size=16)
-    _, model = preset("cpu", layers=1, heads=2, width=16, encoder_width=8)
     config = PretrainConfig(steps=6, batch_size=4, log_every=5, validation_fraction=0.3)
-    a = pretrain(frames, tmp_path / "a", model, config, log=lambda *_: None)
-    b = pretrain(frames, tmp_path / "b", model, config, log=lambda *_: None)
+
+    def method():
+        return build_method("dynamo", layers=1, heads=2, width=16, encoder_width=8)[1]
+
+    a = pretrain(frames, tmp_path / "a", method(), config, log=lambda *_: None)
+    b = pretrain(frames, tmp_path / "b", method(), config, log=lambda *_: None)
     assert a["final"]["loss"] == b["final"]["loss"]  # seeded
     assert [h["step"] for h in a["history"]] == [0, 5] and "val_dynamics" in a["final"]
     assert 0 < a["final"]["val_embedding_spread"] < 2
     saved = json.loads((tmp_path / "a/config.json").read_text())
     assert len(saved["validation_episodes"]) == 1 and saved["image_size"] == 16 and saved["model"]["encoder_width"] == 8
+    assert saved["method"] == "dynamo" and saved["encoder"] == {"width": 8, "blocks": [2, 2, 2, 2], "small_images": True}
     encoder = ResNetEncoder(8)
     encoder.load_state_dict(load_file(str(tmp_path / "a/encoder.safetensors")))
     assert encoder.eval()(torch.rand(1, 3, 16, 16)).shape == (1, 64)

@@ -98,6 +98,11 @@ def embedding_spread(embeddings: torch.Tensor) -> float:
 
 
 class DynaMo(nn.Module):
+    """A pretraining method as robot_dyn.imitation.pretrain runs them (see robot_dyn.imitation.baselines):
+    the forward model keeps its learning rate (the released schedule)."""
+
+    name, main_term, scheduled = "dynamo", "dynamics", ("encoder", "inverse")
+
     def __init__(self, config: DynamoConfig = DynamoConfig()):
         super().__init__()
         self.config = config.validated()
@@ -107,13 +112,21 @@ class DynaMo(nn.Module):
         self.inverse = CausalTransformer(d, c.latent_dim, c.layers, c.heads, c.width, c.window)
         self.forward_model = CausalTransformer(d + c.latent_dim, d, c.layers, c.heads, c.width, c.window - 1)
 
+    @property
+    def window(self) -> int:
+        return self.config.window
+
+    def groups(self) -> dict:
+        return {"encoder": self.encoder, "inverse": self.inverse, "forward": self.forward_model}
+
     def embed(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, T, 3, H, W) in [0, 1] -> (N, T, D)."""
         n, t = frames.shape[:2]
         return self.encoder(frames.reshape(n * t, *frames.shape[2:])).reshape(n, t, -1)
 
-    def loss(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """frames: (B, V, T, 3, H, W) RGB in [0, 1], V cameras, T = window. Returns (loss, its terms as floats)."""
+    def loss(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """frames: (B, V, T, 3, H, W) RGB in [0, 1], V cameras, T = window (actions: unused, DynaMo sees
+        no labels). Returns (loss, its terms as floats)."""
         if frames.ndim != 6 or frames.shape[2] != self.config.window or frames.shape[3] != 3:
             raise ValueError(f"dynamo: expected frames (batch, cameras, {self.config.window}, 3, H, W), "
                              f"got {tuple(frames.shape)}")

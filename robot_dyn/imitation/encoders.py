@@ -39,6 +39,7 @@ class ResNetEncoder(nn.Module):
         super().__init__()
         if width < 1 or len(blocks) != 4 or min(blocks) < 1:
             raise ValueError(f"encoder: width must be >= 1 and blocks four counts >= 1, got {width}, {blocks}")
+        self.width, self.blocks, self.small_images = width, tuple(blocks), small_images
         if small_images:
             self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         else:
@@ -60,3 +61,45 @@ class ResNetEncoder(nn.Module):
             raise ValueError(f"encoder: expected images (N, 3, H, W), got {tuple(images.shape)}")
         x = self.stages(self.stem((images - self.mean) / self.std))
         return x.mean(dim=(2, 3))
+
+
+def save_encoder(out, encoder: ResNetEncoder, meta: dict) -> None:
+    """out/encoder.safetensors (the weights) and out/config.json: `meta` (method, cameras, image size, ...)
+    with the encoder's layout under 'encoder'. What policies load (load_encoder)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}, str(out / "encoder.safetensors"))
+    layout = {"width": encoder.width, "blocks": list(encoder.blocks), "small_images": encoder.small_images}
+    (out / "config.json").write_text(json.dumps({**meta, "encoder": layout}, indent=2))
+
+
+def load_encoder(path) -> tuple[ResNetEncoder, dict]:
+    """(the encoder in eval mode, its config.json) of a checkpoint folder written by save_encoder; ValueError
+    names the file and what is wrong (missing, malformed, weights that do not fit the layout)."""
+    import json
+    from pathlib import Path
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        meta = json.loads((path / "config.json").read_text())
+        layout = meta["encoder"]
+        encoder = ResNetEncoder(int(layout["width"]), tuple(layout["blocks"]), bool(layout["small_images"]))
+        missing = [key for key in ("cameras", "image_size", "method") if key not in meta]
+        if missing:
+            raise KeyError(", ".join(missing))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path / 'config.json'}: not an encoder checkpoint's config ({exc!r})") from None
+    try:
+        encoder.load_state_dict(load_file(str(path / "encoder.safetensors")))
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        raise ValueError(f"{path / 'encoder.safetensors'}: weights unreadable or not of the layout {layout} "
+                         f"({str(exc).splitlines()[0]})") from None
+    return encoder.eval(), meta

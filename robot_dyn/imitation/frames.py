@@ -23,6 +23,10 @@ class DemoFrames:
     action: dict  # episode index -> (T, 6) float32, the unitless twist
     fps: float
     image_size: int  # px, the frames' side
+    joint_names: tuple = ()  # the state's order
+    tasks: tuple = ()  # the export's task names
+    robot: str | None = None  # the export's robot_type
+    camera_size: tuple = ()  # (width, height) px of the recorded images, before resizing
 
     @classmethod
     def load(cls, root: Path, cameras=None, image_size: int = 64) -> "DemoFrames":
@@ -62,12 +66,26 @@ class DemoFrames:
                     raise ValueError(f"{video}: {len(frames)} frames for {len(table['state'])} rows of episode {e}")
                 per_camera.append(frames)
             images[e] = np.stack(per_camera)
+        import pandas as pd
+
+        tasks = tuple(pd.read_parquet(root / "meta/tasks.parquet").index)
+        joints = tuple(info["features"].get("observation.state", {}).get("names") or ())
+        h, w = info["features"][f"observation.images.{chosen[0]}"]["shape"][:2]
         return cls(chosen, images, {e: t["state"] for e, t in tables.items()},
-                   {e: t["action"] for e, t in tables.items()}, float(info["fps"]), int(image_size))
+                   {e: t["action"] for e, t in tables.items()}, float(info["fps"]), int(image_size), joints, tasks,
+                   info.get("robot_type"), (int(w), int(h)))
 
     @property
     def episodes(self) -> list:
         return sorted(self.images)
+
+    def subset(self, episodes) -> "DemoFrames":
+        """The same frames restricted to `episodes`."""
+        from dataclasses import replace
+
+        keep = [e for e in self.episodes if e in set(episodes)]
+        return replace(self, images={e: self.images[e] for e in keep}, state={e: self.state[e] for e in keep},
+                       action={e: self.action[e] for e in keep})
 
     def windows(self, window: int, episodes=None) -> list[tuple[int, int]]:
         """(episode, first frame) of every window of `window` frames in the given episodes (default: all)."""

@@ -214,6 +214,7 @@ def export_lerobot(episodes, out: Path, fps: float, cameras=None, robot_type: st
             elif episode_features != features:
                 raise RecordingError(f"{episode}: its joints or cameras differ from the first episode's ({episodes[0]})")
             task_index = tasks.setdefault(frames.task, len(tasks))
+            robot_type = robot_type or frames.robot or None  # the recorded robot, unless told
             chunk, file = divmod(e, CHUNK_SIZE)
             table = pa.table({
                 "observation.state": pa.array(frames.state.astype(np.float32).tolist(), pa.list_(pa.float32(), n)),
