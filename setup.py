@@ -27,6 +27,7 @@ NODES = {
     "perception": "robot_dyn.nodes.perception_node:main",
     "teleop": "robot_dyn.nodes.teleop_node:main",
     "recorder": "robot_dyn.nodes.recorder_node:main",
+    "policy": "robot_dyn.nodes.policy_node:main",
 }
 
 setup(
@@ -71,6 +72,10 @@ setup(
         # Perception: point clouds and images.
         "open3d>=0.18",
         "opencv-python-headless>=4.8",
+        # Policy heads (robot_dyn/imitation/heads.py): diffusion schedulers and residual vector quantisation;
+        # both need torch, which `make` installs first (CPU build).
+        "diffusers>=0.30",
+        "vector-quantize-pytorch>=1.14",
     ],
     extras_require={
         # rclpy and the message packages from the PyPI ROS 2 wheels; a ROS 2 install

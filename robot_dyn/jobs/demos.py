@@ -131,23 +131,37 @@ class GraphMessages:
             self.capture.close()
 
 
+def demo_rig(task_name: str, camera_size: tuple, camera_names=None):
+    """The cameras demonstrations of `task_name` are recorded with: the task's rig (robot_dyn.tasks.camera_rig)
+    at camera_size (width, height) px without shadows; camera_names: only these (ValueError names any the
+    rig lacks)."""
+    from robot_dyn.perception.cameras import CameraRig
+    from robot_dyn.perception.episodes import load_config
+    from robot_dyn.tasks import camera_rig
+
+    rig = camera_rig(load_config().with_images(*camera_size, CAMERAS["camera_shadow_size"]), task_name)
+    if camera_names is None:
+        return rig
+    unknown = sorted(set(camera_names) - set(rig.names))
+    if unknown:
+        raise ValueError(f"cameras {unknown} are not in the '{task_name}' scene's rig {list(rig.names)}")
+    return CameraRig(tuple(c for c in rig.cameras if c.name in camera_names), rig.shadow_size)
+
+
 def record_expert_demo_in_process(task_name: str, seed: int, out: Path, cameras: bool = True, robot: str = "panda",
                                   camera_size: tuple = (CAMERAS["camera_width"], CAMERAS["camera_height"]),
-                                  log=lambda *_: None) -> dict:
+                                  log=lambda *_: None, camera_names=None) -> dict:
     """Episode `seed` of `task_name` solved by its expert in one process and recorded into `out` in the
     recorder's format (the graph's topics and messages; robot_dyn.jobs.demos.GraphMessages): {'path',
     'success', 'wall_s'}. Cameras as record_expert_demo's (the scene's rig and the wrist camera, without
-    shadows), camera_size (width, height) px."""
+    shadows), camera_size (width, height) px; camera_names: only these of them (default: all)."""
     from robot_dyn.nodes.recorder_node import recorded_topics
-    from robot_dyn.perception.episodes import load_config
     from robot_dyn.recording.recorder import Recorder
-    from robot_dyn.tasks import camera_rig, load_task
+    from robot_dyn.tasks import load_task
     from robot_dyn.tasks.in_process import run_expert
 
     task = load_task(task_name)
-    rig = None
-    if cameras:
-        rig = camera_rig(load_config().with_images(*camera_size, CAMERAS["camera_shadow_size"]), task_name)
+    rig = demo_rig(task_name, camera_size, camera_names) if cameras else None
     # the recorder node's topics for this rig (nothing to wait for: every message is offered in order)
     topics, latched, _ = recorded_topics({"cameras": ",".join(rig.names) if rig else "", "extra_topics": "",
                                           "required_topics": ""})

@@ -44,8 +44,13 @@ def controller_parameters() -> dict:
 
 
 def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, settle: float = 0.5,
-               observer=None, scene_extensions=()) -> EpisodeResult:
+               observer=None, scene_extensions=(), expert=None, stop_when_solved: bool = False) -> EpisodeResult:
     """Episode `seed` of `task` (robot_dyn.tasks.load_task) solved by its expert; `settle` s after it is done.
+
+    expert: who commands (default task.expert(seed)): command(t, tip, R, desired tip, objects) -> the
+    unitless twist (6,) or None when done, and `phase` and `done` (robot_dyn.tasks.expert.Phased); a
+    policy (robot_dyn.imitation.rollout) is one. stop_when_solved: end the episode at the first decision
+    that finds the task's success (how policies are scored), else when the expert is done.
 
     observer (optional) sees what the graph's nodes would publish: observer.start(arm, loop, episode) once,
     then per outer tick observer.state(t, q, qd, tau) (the measured state the tick answers, as the sim
@@ -59,7 +64,7 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
     arm = SimulatedArm(arm_robot, backend, ImpedanceSettings.from_robot(arm_robot), arm_robot.home)
     loop = controller_loop(arm_robot, controller_parameters(), logging.getLogger("robot_dyn.in_process"))
     loop.start(0.0, arm_robot.home)
-    expert = task.expert(seed)
+    expert = task.expert(seed) if expert is None else expert
     forces, phases = [], []
     if observer is not None:
         observer.start(arm, loop, episode)
@@ -88,6 +93,8 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
         if published % decisions == 0:  # the expert decides at its task's rate
             p, R = loop.model.ee_pose(arm.state()[1])
             pd, Rd = loop.desired_pose()
+            if stop_when_solved and episode.score(backend.model, backend.data)["success"]:
+                break
             objects = episode.objects(backend.model, backend.data)
             command = expert.command(arm.time, task.tool.tip(p, R), R, task.tool.tip(pd, Rd), objects)
             if not phases or phases[-1] != expert.phase:
