@@ -6,6 +6,7 @@ sim` / the main job / the graph tests (plain processes).
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +122,8 @@ def check_parameters(where: str, node: str, params: dict) -> dict:
 
 def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None = None, effects: str | None = None,
               overrides: dict | None = None, config_dir: Path | None = None, perception: bool = False,
-              teleop: str | None = None, recorder: bool = False, task: str | None = None) -> list[NodeSpec]:
+              teleop: str | None = None, recorder: bool = False, task: str | None = None,
+              policy: str | None = None) -> list[NodeSpec]:
     """sim + controller, sharing robot and gravity handling; overrides: {node: {param: value}}.
 
     backend, mode and effects left as None keep the values of configs/sim.yaml.
@@ -131,6 +133,9 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     recorder: adds the recorder node (configs/recorder.yaml), recording the sim's cameras when they are on.
     task: an imitation task's scene (robot_dyn/tasks) in the sim, its tool on the controller's flange;
     with teleop 'expert' its scripted expert drives the arm.
+    policy: a policy folder (robot-dyn train policy) drives the arm instead of a teleop device (the policy
+    node, configs' defaults of schema.POLICY): the sim's cameras on, at the image size and without the
+    shadows of the demonstrations it learned from.
     """
     config_dir = Path(config_dir) if config_dir else paths.config_path("")
     sim = load_node_parameters(config_dir / "sim.yaml", "sim")
@@ -148,6 +153,13 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     if teleop:
         nodes["teleop"] = load_node_parameters(config_dir / "teleop.yaml", "teleop")
         nodes["teleop"].update(robot=robot, device=teleop, use_sim_time=True)
+    if policy:
+        if teleop:
+            raise ConfigError("policy and teleop both command the arm: choose one")
+        meta = json.loads((Path(policy) / "policy.json").read_text()) if (Path(policy) / "policy.json").is_file() else {}
+        width, height = meta.get("camera_size") or (schema.SIM["camera_width"][0], schema.SIM["camera_height"][0])
+        sim.update(cameras=True, camera_width=int(width), camera_height=int(height), camera_shadow_size=0)
+        nodes["policy"] = {**schema.defaults(schema.POLICY), "checkpoint": str(policy), "robot": robot, "use_sim_time": True}
     if recorder:
         nodes["recorder"] = load_node_parameters(config_dir / "recorder.yaml", "recorder")
         nodes["recorder"].update(use_sim_time=True)
@@ -182,6 +194,10 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
         specs.append(NodeSpec("perception", "perception", "robot_dyn.nodes.perception_node", nodes["perception"]))
     if teleop:
         specs.append(NodeSpec("teleop", "teleop", "robot_dyn.nodes.teleop_node", nodes["teleop"]))
+    if policy:
+        rig = camera_rig(_scene_config(sim), scene, sim.get("task_config") or None)
+        nodes["policy"].update(task=scene if scene in TASK_NAMES else "", cameras=",".join(rig.names))
+        specs.append(NodeSpec("policy", "policy", "robot_dyn.nodes.policy_node", nodes["policy"]))
     if recorder:
         if sim.get("cameras") and not nodes["recorder"].get("cameras"):
             rig = camera_rig(_scene_config(sim), sim.get("scene", schema.SIM["scene"][0]), sim.get("task_config") or None)

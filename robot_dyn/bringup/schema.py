@@ -200,7 +200,19 @@ PERCEPTION = {
     "stats_file": ("", "if set, frame counts and timing are written there as JSON at shutdown"),
 }
 
-NODES = {"sim": SIM, "controller": CONTROLLER, "teleop": TELEOP, "recorder": RECORDER, "hardware_adapter": HARDWARE_ADAPTER, "perception": PERCEPTION}
+POLICY = {
+    "checkpoint": ("", "the policy folder (robot-dyn train policy); required"),
+    "robot": ("panda", "robot name: the policy must have been trained on its joints"),
+    "task": ("", "the task the sim runs (the graph sets it from the sim's scene): a policy for another task is refused"),
+    "cameras": ("", "comma-separated cameras the graph publishes (the graph sets it from the sim's rig): a policy needing another is refused"),
+    "rate_hz": (50.0, "command rate, Hz: the policy decides at its own rate (its training data's, e.g. 10 Hz) and its latest command goes out at this rate, as a device streams"),
+    "max_image_age_s": (0.25, "images older than this (graph clock, by their stamps) are stale: the policy waits and sends nothing, so the controller's twist timeout stops the arm, s"),
+    "seed": (0, "the policy's sampling (diffusion noise, VQ-BeT codes)"),
+    "torch_threads": (1, "torch's threads for inference: more only where cores are free (they spin while waiting)"),
+    "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics (inference time p50/p99, steps, stale waits), s"),
+}
+
+NODES = {"sim": SIM, "controller": CONTROLLER, "teleop": TELEOP, "recorder": RECORDER, "hardware_adapter": HARDWARE_ADAPTER, "perception": PERCEPTION, "policy": POLICY}
 
 
 def defaults(schema: dict) -> dict:

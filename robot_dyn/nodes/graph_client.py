@@ -59,6 +59,7 @@ class GraphClient:
         self.controller_events: list[str] = []
         self.teleop_events: list[str] = []
         self.recorder_events: list[str] = []
+        self.policy_events: list[str] = []
         self.diagnostics: dict[str, tuple[int, dict]] = {}  # status name -> (how many so far, the last values)
         self.joint_names: list[str] | None = None
         n = self.node
@@ -71,6 +72,7 @@ class GraphClient:
         n.create_subscription(String, "/controller/events", lambda m: self.controller_events.append(m.data), EVENTS)
         n.create_subscription(String, "/teleop/events", lambda m: self.teleop_events.append(m.data), EVENTS)
         n.create_subscription(String, "/recorder/events", lambda m: self.recorder_events.append(m.data), EVENTS)
+        n.create_subscription(String, "/policy/events", lambda m: self.policy_events.append(m.data), EVENTS)
         self._recorder_services = {}
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
         self.joint_goal_pub = n.create_publisher(JointState, "/controller/joint_goal", RELIABLE)
