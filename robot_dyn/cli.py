@@ -75,7 +75,8 @@ def _launch(args) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the nodes too, instead of orphaning them
     nodes = sim_graph(args.robot, args.backend, args.mode, args.effects, overrides=_overrides(args.param),
-                      perception=args.perception, teleop=args.teleop, recorder=args.record, task=args.task)
+                      perception=args.perception, teleop=args.teleop, recorder=args.record, task=args.task,
+                      policy=args.policy)
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     workdir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"starting {[n.name for n in nodes]} in ROS_DOMAIN_ID={domain}; parameter files in {workdir}; Ctrl-C stops")
@@ -111,6 +112,11 @@ def _bench(args) -> int:
         os.environ.setdefault("MUJOCO_GL", "egl")
         result = bench_recording(episodes=1 if args.quick else args.episodes_per_task,
                                  in_process_seeds=4 if args.quick else 20, log=progress)
+    elif args.what == "imitation":
+        from robot_dyn.bench.imitation import main as bench_imitation
+
+        result = bench_imitation(quick=args.quick, workdir=args.out, demos=args.demos, rollouts=args.rollouts,
+                                 tasks=tuple(args.tasks) if args.tasks else None)
     elif args.what == "tracking":
         from robot_dyn.bench.tracking import bench_tracking
 
@@ -167,21 +173,64 @@ def _collect(args) -> int:
 
 def _pretrain(args) -> int:
     from robot_dyn.imitation.frames import DemoFrames
-    from robot_dyn.imitation.pretrain import PretrainConfig, preset, pretrain
+    from robot_dyn.imitation.pretrain import PretrainConfig, build_method, pretrain
 
-    size, model = preset(args.preset)
-    frames = DemoFrames.load(Path(args.dataset), cameras=args.cameras.split(",") if args.cameras else None,
-                             image_size=args.image_size or size)
-    out = Path(args.out or f"runs/pretrain/dynamo-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    size, method = build_method(args.what, args.preset, seed=args.seed)
+    try:
+        frames = DemoFrames.load(Path(args.dataset), cameras=args.cameras.split(",") if args.cameras else None,
+                                 image_size=args.image_size or size)
+    except ValueError as exc:
+        raise SystemExit(f"pretrain: {exc}")
+    out = Path(args.out or f"runs/pretrain/{args.what}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
     config = PretrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
-    print(f"pretrain dynamo ({args.preset}): {len(frames.episodes)} episodes, cameras {list(frames.cameras)}, "
+    print(f"pretrain {args.what} ({args.preset}): {len(frames.episodes)} episodes, cameras {list(frames.cameras)}, "
           f"{frames.image_size} px -> {out}", file=sys.stderr)
-    pretrain(frames, out, model, config, device=args.device, log=lambda m: print(m, file=sys.stderr))
+    pretrain(frames, out, method, config, device=args.device, log=lambda m: print(m, file=sys.stderr),
+             train=args.what != "random")
+    print(out)
+    return 0
+
+
+def _train_policy(args) -> int:
+    from robot_dyn.imitation.behaviour_cloning import train_policy
+    from robot_dyn.imitation.encoders import ResNetEncoder, load_encoder
+    from robot_dyn.imitation.frames import DemoFrames
+    from robot_dyn.imitation.policy import PolicyConfig
+    from robot_dyn.imitation.pretrain import preset
+
+    try:
+        if args.encoder:
+            encoder, meta = load_encoder(Path(args.encoder))
+            meta["path"] = str(args.encoder)
+            cameras, size = meta["cameras"], meta["image_size"]
+        else:  # end to end from random initialisation
+            size, layout = preset("cpu")
+            encoder, meta = ResNetEncoder(layout.encoder_width, small_images=layout.small_images), None
+            cameras = args.cameras.split(",") if args.cameras else None
+        frames = DemoFrames.load(Path(args.dataset), cameras=cameras, image_size=size)
+        config = PolicyConfig(head=args.head, steps=args.steps, seed=args.seed, finetune_encoder=args.end_to_end or not args.encoder,
+                              **({"batch_size": args.batch_size} if args.batch_size else {}))
+    except ValueError as exc:
+        raise SystemExit(f"train policy: {exc}")
+    out = Path(args.out or f"runs/policies/{frames.tasks[0] if frames.tasks else 'task'}-{args.head}-{time.strftime('%Y%m%d-%H%M%S')}")
+    train_policy(frames, encoder, meta, out, config, log=lambda m: print(m, file=sys.stderr))
+    print(out)
+    return 0
+
+
+def _eval_policy(args) -> int:
+    from robot_dyn.jobs.policy_eval import evaluation_run
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    out = evaluation_run(Path(args.policy), args.episodes, Path(args.out) if args.out else None, args.time_limit,
+                         args.workers, datasets=args.dataset, log=lambda m: print(m, file=sys.stderr))
     print(out)
     return 0
 
 
 def _train(args) -> int:
+    if args.what == "policy":
+        return _train_policy(args)
     from robot_dyn.inverse_dynamics.jobs import train_job
     from robot_dyn.inverse_dynamics.training import TrainConfig
 
@@ -339,8 +388,11 @@ def main(argv=None) -> int:
                    help="override a node parameter, e.g. controller.feedforward=hybrid (repeatable)")
     p.add_argument("--perception", action="store_true",
                    help="add the rope scene, the sim's cameras and the perception node (configs/perception_node.yaml)")
-    p.add_argument("--task", default=None, choices=list(TASK_NAMES),
+    p.add_argument("--task", "--scene", dest="task", default=None, choices=list(TASK_NAMES),
                    help="an imitation task's scene in the sim (robot_dyn/tasks), its tool on the flange")
+    p.add_argument("--policy", default=None, metavar="CKPT",
+                   help="add the policy node: this policy folder (robot-dyn train policy) drives the arm; "
+                        "with --scene, its task's scene (the sim's cameras on)")
     p.add_argument("--teleop", default=None, choices=["joy", "spacemouse", "scripted", "expert"],
                    help="add the teleop node with this device (configs/teleop.yaml; scripted needs "
                         "--param teleop.script=FILE). The keyboard needs a terminal: `ros2 run robot_dyn teleop`")
@@ -349,14 +401,18 @@ def main(argv=None) -> int:
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    p.add_argument("what", choices=["control", "inverse-dynamics", "safety", "tracking", "recording"])
+    p.add_argument("what", choices=["control", "inverse-dynamics", "safety", "tracking", "recording", "imitation"])
     p.add_argument("--json", action="store_true", help="compact single-line JSON")
     p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"], help="inverse-dynamics and safety use the first")
     p.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")
     p.add_argument("--scenarios", type=int, default=210, help="safety: randomised scenarios (each run three ways)")
     p.add_argument("--episodes", default=None, help="tracking: a folder of recorded episodes (default: record held-out ones)")
     p.add_argument("--episodes-per-task", type=int, default=3, help="recording: graph episodes per task")
-    p.add_argument("--out", default=None, help="tracking: write a contact-sheet PNG per episode and metrics.json here")
+    p.add_argument("--out", default=None, help="tracking: write a contact-sheet PNG per episode and metrics.json here; "
+                                               "imitation: keep the datasets, encoders and policies here")
+    p.add_argument("--demos", type=int, default=None, help="imitation: expert demonstrations per task (default 100)")
+    p.add_argument("--rollouts", type=int, default=None, help="imitation: evaluation episodes per variant (default 50)")
+    p.add_argument("--tasks", nargs="+", default=None, help="imitation: tasks (default pusht)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("excitation", help="optimise a Fourier excitation trajectory (JSON out)")
@@ -383,9 +439,11 @@ def main(argv=None) -> int:
     p.set_defaults(func=_collect)
 
     p = sub.add_parser("pretrain", help="pretrain a visual encoder on demonstrations (an export's frames)")
-    p.add_argument("what", choices=["dynamo"])
+    p.add_argument("what", choices=["dynamo", "simsiam", "inverse_actions", "random"],
+                   help="dynamo; baselines: simsiam (augmentations), inverse_actions (to the recorded actions), "
+                        "random (the initialisation, saved untrained)")
     p.add_argument("--dataset", required=True, help="a LeRobot export (robot-dyn export lerobot)")
-    p.add_argument("--out", default=None, help="checkpoint folder; default runs/pretrain/dynamo-<preset>-<stamp>")
+    p.add_argument("--out", default=None, help="checkpoint folder; default runs/pretrain/<method>-<preset>-<stamp>")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
                    help="cpu: 64 px, a narrow ResNet-18, minutes on 2 cores; paper: 224 px ResNet-18, for a GPU")
     p.add_argument("--cameras", default=None, help="comma-separated camera names (default: all of the export)")
@@ -396,16 +454,36 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.set_defaults(func=_pretrain)
 
-    p = sub.add_parser("train", help="train a model on a dataset (runs under torchrun for DDP)")
-    p.add_argument("what", choices=["inverse-dynamics"])
+    p = sub.add_parser("train", help="train a model on a dataset (inverse dynamics runs under torchrun for DDP)")
+    p.add_argument("what", choices=["inverse-dynamics", "policy"])
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", default="hybrid", choices=["nominal", "identified", "blackbox", "hybrid"])
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--exact", action="store_true", help="train on the simulator's exact states, not filtered ones")
-    p.add_argument("--out", default=None, help="checkpoint folder; default runs/models/<robot>-<model>-<stamp>")
+    p.add_argument("--out", default=None, help="checkpoint folder; default runs/models/<robot>-<model>-<stamp> "
+                                               "(policy: runs/policies/<task>-<head>-<stamp>)")
+    p.add_argument("--encoder", default=None, help="policy: a pretrained encoder folder (robot-dyn pretrain); "
+                                                   "without it the encoder trains end to end from random init")
+    p.add_argument("--head", default="diffusion", choices=["diffusion", "vqbet", "mlp"], help="policy: the action head")
+    p.add_argument("--end-to-end", action="store_true", help="policy: train the pretrained encoder with the head")
+    p.add_argument("--cameras", default=None, help="policy without --encoder: comma-separated cameras")
+    p.add_argument("--steps", type=int, default=4000, help="policy: training steps")
+    p.add_argument("--batch-size", type=int, default=None, help="policy: samples per step (default 256)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="evaluate a policy in the sim: a run folder with videos, a success table and plots")
+    p.add_argument("what", choices=["policy"])
+    p.add_argument("policy", help="a policy folder (robot-dyn train policy)")
+    p.add_argument("--episodes", type=int, default=50, help="rollouts on held-out seeds")
+    p.add_argument("--time-limit", type=float, default=30.0, help="s of sim time per rollout")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--dataset", default=None,
+                   help="retrain on 25/50/100 %% of this export's episodes (same encoder and settings) for the "
+                        "success vs demonstrations plot")
+    p.add_argument("--out", default=None, help="run folder (default runs/eval/<policy>-<stamp>)")
+    p.set_defaults(func=_eval_policy)
 
     p = sub.add_parser("record", help="record simulated RGB-D episodes (format: robot_dyn/perception/episodes.py)")
     p.add_argument("what", choices=["rope"])

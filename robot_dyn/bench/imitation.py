@@ -1,0 +1,168 @@
+"""robot-dyn bench imitation: does DynaMo pretraining make better visuomotor policies than its baselines?
+
+Per task: demonstrations by the scripted expert (in process, recorded in the recorder's format with
+the graph's messages: robot_dyn.jobs.demos), exported as LeRobot; every encoder pretrained on the same
+frames (DynaMo, random init, SimSiam, inverse dynamics to actions: robot_dyn.imitation.pretrain); a
+policy per encoder and head trained by behaviour cloning on the frozen encoder, plus one trained end to
+end; per encoder the head with the lowest validation action error is kept (chosen before any rollout,
+so the rollouts do not select), and each kept policy, and the end-to-end one, runs `rollouts` episodes
+on held-out seeds (robot_dyn.imitation.rollout). JSON per task under tasks.<name>: variants.<encoder>
+(success_rate, success_ci95, mean_score, head, pretrain_s, train_s, policy_infer_ms_p99),
+dynamo_minus_random, policy_infer_ms_p99 (worst variant), and the wall times of every stage.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ENCODERS = ("dynamo", "random", "simsiam", "inverse_actions")
+
+
+@dataclass(frozen=True)
+class ImitationBenchConfig:
+    tasks: tuple = ("pusht",)
+    demos: int = 100
+    cameras: tuple = ("cam0",)
+    pretrain_steps: int = 1000
+    pretrain_batch: int = 32
+    policy_steps: int = 4000
+    end_to_end_steps: int = 1500
+    heads: tuple = ("mlp", "diffusion", "vqbet")
+    rollouts: int = 50
+    time_limit_s: float = 30.0
+    workers: int = 2
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> "ImitationBenchConfig":
+        """A smoke run of every stage (minutes): figures without meaning."""
+        return cls(demos=4, pretrain_steps=4, pretrain_batch=8, policy_steps=20, end_to_end_steps=4, heads=("mlp", "diffusion", "vqbet"),
+                   rollouts=2, time_limit_s=3.0)
+
+
+def _demo(args):
+    task, seed, out, cameras = args
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from robot_dyn.jobs.demos import record_expert_demo_in_process
+
+    # a folder per seed: the recorder numbers episodes by what its folder holds, and the workers run at once
+    return record_expert_demo_in_process(task, seed, Path(out) / f"seed{seed:05d}", camera_names=cameras)
+
+
+def demonstrations(task: str, count: int, out: Path, cameras, workers: int, seed: int = 0) -> list:
+    """`count` expert episodes of `task` (seeds seed..) recorded into `out`, in `workers` processes."""
+    jobs = [(task, seed + k, str(out), tuple(cameras)) for k in range(count)]
+    if workers == 1:
+        return [_demo(j) for j in jobs]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        return pool.map(_demo, jobs)
+
+
+def run(config: ImitationBenchConfig, workdir: Path | None = None, log=print) -> dict:
+    import torch
+
+    from robot_dyn.imitation.behaviour_cloning import train_policy
+    from robot_dyn.imitation.encoders import ResNetEncoder, load_encoder
+    from robot_dyn.imitation.frames import DemoFrames
+    from robot_dyn.imitation.policy import PolicyConfig
+    from robot_dyn.imitation.pretrain import PretrainConfig, build_method, preset, pretrain
+    from robot_dyn.imitation.rollout import evaluate
+    from robot_dyn.recording.lerobot_export import export_lerobot
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    owned = workdir is None
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="bench-imitation-"))
+    started = time.monotonic()
+    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+              "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()}, "tasks": {}}
+    try:
+        for task in config.tasks:
+            task_started = t0 = time.monotonic()
+            demos = demonstrations(task, config.demos, workdir / task / "episodes", config.cameras, config.workers, config.seed)
+            demo_s = time.monotonic() - t0
+            ok = [d for d in demos if d["success"]]
+            log(f"bench imitation: {task}: {len(ok)} of {len(demos)} expert demonstrations succeeded ({demo_s:.0f} s)")
+            t0 = time.monotonic()
+            dataset = export_lerobot([Path(d["path"]) for d in ok], workdir / task / "lerobot", fps=10.0).out
+            export_s = time.monotonic() - t0
+            size = preset("cpu")[0]
+            frames = DemoFrames.load(dataset, cameras=config.cameras, image_size=size)
+            result = {"demonstrations": len(ok), "expert_success_rate": len(ok) / max(1, len(demos)),
+                      "frames": int(sum(len(s) for s in frames.state.values())), "demonstrations_s": demo_s,
+                      "export_s": export_s, "variants": {}, "head_selection": {}}
+            for encoder_name in ENCODERS:
+                t0 = time.monotonic()
+                _, method = build_method(encoder_name, seed=config.seed)
+                encoder_dir = workdir / task / "encoders" / encoder_name
+                pretrain(frames, encoder_dir, method, PretrainConfig(steps=config.pretrain_steps,
+                                                                     batch_size=config.pretrain_batch, seed=config.seed,
+                                                                     log_every=max(1, config.pretrain_steps // 5)),
+                         log=log, train=encoder_name != "random")
+                pretrain_s = time.monotonic() - t0
+                candidates = {}
+                for head in config.heads:
+                    encoder, meta = load_encoder(encoder_dir)
+                    meta["path"] = str(encoder_dir)
+                    out = workdir / task / "policies" / f"{encoder_name}-{head}"
+                    policy_config = PolicyConfig(head=head, steps=config.policy_steps, seed=config.seed,
+                                                 log_every=max(1, config.policy_steps // 4))
+                    metrics = train_policy(frames, encoder, meta, out, policy_config, log=log)
+                    candidates[head] = (metrics["final"].get("val_action_mse", metrics["final"]["loss"]), out,
+                                        metrics["train_s"])
+                best = min(candidates, key=lambda h: candidates[h][0])
+                result["head_selection"][encoder_name] = {h: c[0] for h, c in candidates.items()}
+                result["variants"][encoder_name] = {"head": best, "pretrain_s": pretrain_s,
+                                                    "train_s": candidates[best][2], "policy": str(candidates[best][1])}
+            # end to end: the encoder from random initialisation trained with an MLP head on the images
+            t0 = time.monotonic()
+            out = workdir / task / "policies" / "end_to_end-mlp"
+            size_encoder = load_encoder(workdir / task / "encoders" / "random")[0]
+            fresh = ResNetEncoder(size_encoder.width, size_encoder.blocks, size_encoder.small_images)
+            metrics = train_policy(frames, fresh, None, out,
+                                   PolicyConfig(head="mlp", steps=config.end_to_end_steps, finetune_encoder=True,
+                                                batch_size=64, seed=config.seed,
+                                                log_every=max(1, config.end_to_end_steps // 4)), log=log)
+            result["variants"]["end_to_end"] = {"head": "mlp", "pretrain_s": 0.0, "train_s": metrics["train_s"],
+                                                "policy": str(out)}
+            for name, variant in result["variants"].items():
+                t0 = time.monotonic()
+                scores = evaluate(Path(variant["policy"]), config.rollouts, config.time_limit_s, config.workers)
+                scores.pop("videos")
+                variant.update({k: scores[k] for k in ("success_rate", "success_ci95", "mean_score", "policy_infer_ms_p99",
+                                                       "episodes")})
+                variant["rollouts_s"] = time.monotonic() - t0
+                log(f"bench imitation: {task} {name} ({variant['head']}): success {scores['success_rate']:.2f} "
+                    f"{[round(v, 2) for v in scores['success_ci95']]}, score {scores['mean_score']:.2f}, "
+                    f"inference p99 {scores['policy_infer_ms_p99']:.1f} ms")
+            variants = result["variants"]
+            result["dynamo_minus_random"] = variants["dynamo"]["success_rate"] - variants["random"]["success_rate"]
+            result["policy_infer_ms_p99"] = max(v["policy_infer_ms_p99"] for v in variants.values())
+            result["wall_s"] = time.monotonic() - task_started
+            report["tasks"][task] = result
+        report["wall_s"] = time.monotonic() - started
+        return report
+    finally:
+        if owned:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(quick: bool = False, workdir: str | None = None, **changes) -> dict:
+    from dataclasses import replace
+
+    config = ImitationBenchConfig.quick() if quick else ImitationBenchConfig()
+    config = replace(config, **{k: v for k, v in changes.items() if v is not None})
+    return run(config, Path(workdir) if workdir else None,
+               log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
