@@ -1,4 +1,5 @@
 """ros2 launch robot_dyn sim.launch.py robot:=panda backend:=mujoco mode:=lockstep effects:=nominal perception:=false
+   ros2 launch robot_dyn sim.launch.py scene:=pusht mode:=realtime policy:=runs/policies/pusht
 
 The simulation graph on a ROS 2 install. The node set and parameters come from
 robot_dyn.bringup.graph.sim_graph, the same function `robot-dyn launch sim` uses,
@@ -19,7 +20,7 @@ def _nodes(context):
 
     perception = (arg("perception") or "false").lower() in ("true", "1", "yes")
     specs = sim_graph(robot=arg("robot"), backend=arg("backend"), mode=arg("mode"), effects=arg("effects"),
-                      perception=perception)
+                      perception=perception, task=arg("scene"), policy=arg("policy"))
     return [
         Node(package="robot_dyn", executable=spec.executable, name=spec.name, parameters=[spec.parameters],
              remappings=list(spec.remappings), output="screen")
@@ -35,5 +36,8 @@ def generate_launch_description():
         DeclareLaunchArgument("effects", default_value="", description="nominal | realistic (default: configs/sim.yaml)"),
         DeclareLaunchArgument("perception", default_value="false",
                               description="true: the rope scene, the sim's cameras and the perception node"),
+        DeclareLaunchArgument("scene", default_value="", description="an imitation task's scene: insert | pusht"),
+        DeclareLaunchArgument("policy", default_value="",
+                              description="a policy folder (robot-dyn train policy): the policy node drives the arm"),
         OpaqueFunction(function=_nodes),
     ])

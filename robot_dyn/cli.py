@@ -213,7 +213,7 @@ def _train_policy(args) -> int:
     except ValueError as exc:
         raise SystemExit(f"train policy: {exc}")
     out = Path(args.out or f"runs/policies/{frames.tasks[0] if frames.tasks else 'task'}-{args.head}-{time.strftime('%Y%m%d-%H%M%S')}")
-    train_policy(frames, encoder, meta, out, config, log=lambda m: print(m, file=sys.stderr))
+    train_policy(frames, encoder, meta, out, config, log=lambda m: print(m, file=sys.stderr), device=args.device)
     print(out)
     return 0
 
@@ -242,11 +242,16 @@ def _train(args) -> int:
 def _demos(args) -> int:
     import tempfile
 
-    from robot_dyn.jobs.demos import record_expert_demo, record_expert_demo_in_process
+    from robot_dyn.jobs.demos import record_expert_demo, record_expert_demo_in_process, record_expert_demos_in_process
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    if args.in_process:
+    if args.in_process and (args.workers > 1 or args.cameras):
+        if args.no_cameras:
+            raise SystemExit("demos: --cameras and --no-cameras contradict each other")
+        results = record_expert_demos_in_process(args.task, range(args.seed, args.seed + args.episodes), Path(args.out),
+                                                 args.cameras.split(",") if args.cameras else None, args.workers)
+    elif args.in_process:
         results = [record_expert_demo_in_process(args.task, args.seed + i, Path(args.out), not args.no_cameras, log=log)
                    for i in range(args.episodes)]
     else:
@@ -471,6 +476,7 @@ def main(argv=None) -> int:
     p.add_argument("--cameras", default=None, help="policy without --encoder: comma-separated cameras")
     p.add_argument("--steps", type=int, default=4000, help="policy: training steps")
     p.add_argument("--batch-size", type=int, default=None, help="policy: samples per step (default 256)")
+    p.add_argument("--device", default="cpu", help="policy: torch device, e.g. cuda")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a policy in the sim: a run folder with videos, a success table and plots")
@@ -514,6 +520,9 @@ def main(argv=None) -> int:
     p.add_argument("--in-process", action="store_true",
                    help="bulk generation: the same scene, controller and expert in one process, written in the "
                         "recorder's format (no ROS graph; several times faster than real time)")
+    p.add_argument("--cameras", default=None, help="in process: comma-separated cameras to render (default: all)")
+    p.add_argument("--workers", type=int, default=1, help="in process: episodes at once, one process each "
+                                                           "(episode folders under <out>/seed<N>/)")
     p.set_defaults(func=_demos)
 
     p = sub.add_parser("export", help="recorded episodes -> a dataset for imitation learning")

@@ -6,14 +6,15 @@ frames (DynaMo, random init, SimSiam, inverse dynamics to actions: robot_dyn.imi
 policy per encoder and head trained by behaviour cloning on the frozen encoder, plus one trained end to
 end; per encoder the head with the lowest validation action error is kept (chosen before any rollout,
 so the rollouts do not select), and each kept policy, and the end-to-end one, runs `rollouts` episodes
-on held-out seeds (robot_dyn.imitation.rollout). JSON per task under tasks.<name>: variants.<encoder>
+on held-out seeds in process (robot_dyn.imitation.rollout); the DynaMo policy also runs the first
+`graph_rollouts` of those seeds through the policy node in the real-time graph (graph_check: is its
+success rate inside the in-process interval). JSON per task under tasks.<name>: variants.<encoder>
 (success_rate, success_ci95, mean_score, head, pretrain_s, train_s, policy_infer_ms_p99),
 dynamo_minus_random, policy_infer_ms_p99 (worst variant), and the wall times of every stage.
 """
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import platform
 import shutil
@@ -37,6 +38,7 @@ class ImitationBenchConfig:
     end_to_end_steps: int = 1500
     heads: tuple = ("mlp", "diffusion", "vqbet")
     rollouts: int = 50
+    graph_rollouts: int = 5  # of the dynamo policy, through the policy node in the real-time graph
     time_limit_s: float = 30.0
     workers: int = 2
     seed: int = 0
@@ -45,36 +47,39 @@ class ImitationBenchConfig:
     def quick(cls) -> "ImitationBenchConfig":
         """A smoke run of every stage (minutes): figures without meaning."""
         return cls(demos=4, pretrain_steps=4, pretrain_batch=8, policy_steps=20, end_to_end_steps=4, heads=("mlp", "diffusion", "vqbet"),
-                   rollouts=2, time_limit_s=3.0)
+                   rollouts=2, graph_rollouts=1, time_limit_s=3.0)
 
 
-def _demo(args):
-    task, seed, out, cameras = args
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    from robot_dyn.jobs.demos import record_expert_demo_in_process
+def graph_check(policy: Path, config: ImitationBenchConfig, workdir: Path, rate: float, interval, log) -> dict:
+    """The policy on the first held-out seeds through the policy node in the real-time graph: its success
+    rate, and whether it lies in the in-process rollouts' interval (what lets the bulk run in process)."""
+    from robot_dyn.imitation.rollout import EVAL_SEED_OFFSET, wilson_interval
+    from robot_dyn.jobs.policy_eval import graph_rollout
 
-    # a folder per seed: the recorder numbers episodes by what its folder holds, and the workers run at once
-    return record_expert_demo_in_process(task, seed, Path(out) / f"seed{seed:05d}", camera_names=cameras)
-
-
-def demonstrations(task: str, count: int, out: Path, cameras, workers: int, seed: int = 0) -> list:
-    """`count` expert episodes of `task` (seeds seed..) recorded into `out`, in `workers` processes."""
-    jobs = [(task, seed + k, str(out), tuple(cameras)) for k in range(count)]
-    if workers == 1:
-        return [_demo(j) for j in jobs]
-    with mp.get_context("spawn").Pool(workers) as pool:
-        return pool.map(_demo, jobs)
+    started = time.monotonic()
+    episodes = [graph_rollout(policy, EVAL_SEED_OFFSET + k, config.time_limit_s, workdir / str(k))
+                for k in range(config.graph_rollouts)]
+    successes = sum(e["success"] for e in episodes)
+    graph_rate = successes / len(episodes)
+    result = {"episodes": len(episodes), "success_rate": graph_rate, "success_ci95": list(wilson_interval(successes, len(episodes))),
+              "mean_score": sum(e["score"] for e in episodes) / len(episodes), "in_process_success_rate": rate,
+              "within_in_process_ci95": bool(interval[0] <= graph_rate <= interval[1]), "rollouts": episodes,
+              "wall_s": time.monotonic() - started}
+    log(f"bench imitation: graph check: {successes} of {len(episodes)} through the policy node "
+        f"(in process {rate:.2f} {[round(v, 2) for v in interval]})")
+    return result
 
 
 def run(config: ImitationBenchConfig, workdir: Path | None = None, log=print) -> dict:
     import torch
 
     from robot_dyn.imitation.behaviour_cloning import train_policy
-    from robot_dyn.imitation.encoders import ResNetEncoder, load_encoder
+    from robot_dyn.imitation.encoders import encoder_from_layout, load_encoder
     from robot_dyn.imitation.frames import DemoFrames
     from robot_dyn.imitation.policy import PolicyConfig
     from robot_dyn.imitation.pretrain import PretrainConfig, build_method, preset, pretrain
     from robot_dyn.imitation.rollout import evaluate
+    from robot_dyn.jobs.demos import record_expert_demos_in_process
     from robot_dyn.recording.lerobot_export import export_lerobot
 
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -87,7 +92,8 @@ def run(config: ImitationBenchConfig, workdir: Path | None = None, log=print) ->
     try:
         for task in config.tasks:
             task_started = t0 = time.monotonic()
-            demos = demonstrations(task, config.demos, workdir / task / "episodes", config.cameras, config.workers, config.seed)
+            demos = record_expert_demos_in_process(task, range(config.seed, config.seed + config.demos),
+                                                   workdir / task / "episodes", config.cameras, config.workers)
             demo_s = time.monotonic() - t0
             ok = [d for d in demos if d["success"]]
             log(f"bench imitation: {task}: {len(ok)} of {len(demos)} expert demonstrations succeeded ({demo_s:.0f} s)")
@@ -125,8 +131,7 @@ def run(config: ImitationBenchConfig, workdir: Path | None = None, log=print) ->
             # end to end: the encoder from random initialisation trained with an MLP head on the images
             t0 = time.monotonic()
             out = workdir / task / "policies" / "end_to_end-mlp"
-            size_encoder = load_encoder(workdir / task / "encoders" / "random")[0]
-            fresh = ResNetEncoder(size_encoder.width, size_encoder.blocks, size_encoder.small_images)
+            fresh = encoder_from_layout(load_encoder(workdir / task / "encoders" / "random")[0].layout())
             metrics = train_policy(frames, fresh, None, out,
                                    PolicyConfig(head="mlp", steps=config.end_to_end_steps, finetune_encoder=True,
                                                 batch_size=64, seed=config.seed,
@@ -143,6 +148,10 @@ def run(config: ImitationBenchConfig, workdir: Path | None = None, log=print) ->
                 log(f"bench imitation: {task} {name} ({variant['head']}): success {scores['success_rate']:.2f} "
                     f"{[round(v, 2) for v in scores['success_ci95']]}, score {scores['mean_score']:.2f}, "
                     f"inference p99 {scores['policy_infer_ms_p99']:.1f} ms")
+            if config.graph_rollouts:
+                result["graph_check"] = graph_check(Path(result["variants"]["dynamo"]["policy"]), config, workdir / task / "graph",
+                                                    result["variants"]["dynamo"]["success_rate"],
+                                                    result["variants"]["dynamo"]["success_ci95"], log)
             variants = result["variants"]
             result["dynamo_minus_random"] = variants["dynamo"]["success_rate"] - variants["random"]["success_rate"]
             result["policy_infer_ms_p99"] = max(v["policy_infer_ms_p99"] for v in variants.values())

@@ -64,7 +64,7 @@ def augment(images: torch.Tensor, crop_scale: float, jitter: float, generator: t
     theta = torch.zeros(n, 2, 3, device=device)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
     grid = nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
-    x = nn.functional.grid_sample(images, grid, align_corners=False)
+    x = nn.functional.grid_sample(images, grid, padding_mode="border", align_corners=False)
     x = x * uniform(1 - jitter, 1 + jitter)[:, None, None, None]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * uniform(1 - jitter, 1 + jitter)[:, None, None, None] + mean

@@ -55,8 +55,8 @@ class Samples:
 
 
 @torch.no_grad()
-def embed_episodes(policy: Policy, frames, episodes, batch: int = 256) -> dict:
-    """episode -> (T, V, D) embeddings of every frame (the encoder in eval mode)."""
+def embed_episodes(policy: Policy, frames, episodes, batch: int = 256, device: str = "cpu") -> dict:
+    """episode -> (T, V, D) embeddings of every frame (the encoder in eval mode), on `device`."""
     policy.encoder.eval()
     out = {}
     for e in episodes:
@@ -64,12 +64,13 @@ def embed_episodes(policy: Policy, frames, episodes, batch: int = 256) -> dict:
         chunks = []
         for i in range(0, images.shape[1], batch):
             x = torch.from_numpy(images[:, i:i + batch]).permute(1, 0, 4, 2, 3).float().div_(255.0)
-            chunks.append(policy.embed(x))
+            chunks.append(policy.embed(x.to(device)))
         out[e] = torch.cat(chunks)
     return out
 
 
-def train_policy(frames, encoder, encoder_meta: dict | None, out: Path, config: PolicyConfig, log=print) -> dict:
+def train_policy(frames, encoder, encoder_meta: dict | None, out: Path, config: PolicyConfig, log=print,
+                 device: str = "cpu") -> dict:
     """Train a policy on `frames` (robot_dyn.imitation.frames.DemoFrames, loaded at the encoder's cameras and
     image size) with `encoder` (robot_dyn.imitation.encoders.load_encoder's, or a fresh ResNetEncoder with
     encoder_meta None for end to end from scratch); save it to `out`. Returns the metrics."""
@@ -79,20 +80,20 @@ def train_policy(frames, encoder, encoder_meta: dict | None, out: Path, config: 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     source = encoder_meta or {"method": "scratch"}
-    layout = {"width": encoder.width, "blocks": list(encoder.blocks), "small_images": encoder.small_images,
-              "method": source["method"], "source": source.get("path"), "frozen": not config.finetune_encoder}
+    layout = {**encoder.layout(), "method": source["method"], "source": source.get("path"),
+              "frozen": not config.finetune_encoder}
     meta = {"task": frames.tasks[0], "robot": frames.robot, "joint_names": list(frames.joint_names),
             "cameras": list(frames.cameras), "camera_size": list(frames.camera_size), "image_size": frames.image_size, "fps": frames.fps, "encoder": layout}
-    policy = Policy(encoder, config, len(frames.cameras), len(frames.joint_names), meta)
+    policy = Policy(encoder, config, len(frames.cameras), len(frames.joint_names), meta).to(device)
     train_eps, val_eps = split_episodes(frames.episodes, config.validation_fraction, config.seed)
     train, val = Samples(frames, train_eps, config), Samples(frames, val_eps, config)
     start = time.monotonic()
-    embeddings = embed_episodes(policy, frames, frames.episodes)  # frozen: the inputs; end to end: the normaliser's
+    embeddings = embed_episodes(policy, frames, frames.episodes, device=device)  # frozen: the inputs; end to end: the normaliser's
 
     def observations(samples, items):
         h = np.stack([samples.obs_frames(e, k) for e, k in items])
         emb = torch.stack([embeddings[e][idx] for (e, _), idx in zip(items, h)])
-        return policy.raw_observation(emb, samples.states(items))
+        return policy.raw_observation(emb, samples.states(items).to(device))
 
     raw = observations(train, train.items)
     policy.obs_mean.copy_(raw.mean(0))
@@ -108,7 +109,7 @@ def train_policy(frames, encoder, encoder_meta: dict | None, out: Path, config: 
     optimiser = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     base_lrs = [g["lr"] for g in groups]
     history = []
-    train_actions = train.actions(train.items)
+    train_actions = train.actions(train.items).to(device)
     for step in range(config.steps):
         factor = warmup_cosine(step, config.steps, config.warmup)
         for group, lr in zip(optimiser.param_groups, base_lrs):
@@ -118,8 +119,8 @@ def train_policy(frames, encoder, encoder_meta: dict | None, out: Path, config: 
         policy.train()
         if config.finetune_encoder:
             b = len(items)
-            emb = policy.embed(train.images(items).flatten(0, 1)).view(b, config.obs_window, len(frames.cameras), -1)
-            obs = policy.observation(emb, train.states(items))
+            emb = policy.embed(train.images(items).flatten(0, 1).to(device)).view(b, config.obs_window, len(frames.cameras), -1)
+            obs = policy.observation(emb, train.states(items).to(device))
         else:
             policy.encoder.eval()
             obs = (raw[picks] - policy.obs_mean) / policy.obs_std
@@ -133,12 +134,13 @@ def train_policy(frames, encoder, encoder_meta: dict | None, out: Path, config: 
         if step % config.log_every == 0 or step == config.steps - 1:
             entry = {"step": step, "loss": loss.item(), **terms, "wall_s": time.monotonic() - start}
             if val.items:
-                entry["val_action_mse"] = validation_mse(policy, val, config, embeddings if not config.finetune_encoder else None)
+                entry["val_action_mse"] = validation_mse(policy, val, config, embeddings if not config.finetune_encoder else None,
+                                                         device=device)
             history.append(entry)
             log(f"train policy: step {step + 1}/{config.steps} loss {entry['loss']:.4f}"
                 + (f", validation action mse {entry['val_action_mse']:.4f}" if val.items else "")
                 + f", {entry['wall_s']:.0f} s")
-    policy.eval()
+    policy.to("cpu").eval()
     metrics = {"history": history, "final": history[-1], "train_s": time.monotonic() - start, "embed_s": embed_s,
                "train_episodes": [int(e) for e in train_eps], "validation_episodes": [int(e) for e in val_eps]}
     save_policy(out, policy, metrics)
@@ -147,18 +149,18 @@ def train_policy(frames, encoder, encoder_meta: dict | None, out: Path, config: 
 
 @torch.no_grad()
 def validation_mse(policy: Policy, samples: Samples, config: PolicyConfig, embeddings: dict | None,
-                   batch: int = 512) -> float:
+                   batch: int = 512, device: str = "cpu") -> float:
     """Mean squared error of the sampled chunks to the demonstrated ones over the samples (eval mode;
     embeddings: the frozen encoder's, else the images are embedded)."""
     policy.eval()
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator(device=device).manual_seed(0)
     total = 0.0
     for i in range(0, len(samples.items), batch):
         items = samples.items[i:i + batch]
         if embeddings is None:
-            emb = policy.embed(samples.images(items).flatten(0, 1)).view(len(items), config.obs_window, policy.n_cameras, -1)
+            emb = policy.embed(samples.images(items).flatten(0, 1).to(device)).view(len(items), config.obs_window, policy.n_cameras, -1)
         else:
             emb = torch.stack([embeddings[e][samples.obs_frames(e, k)] for e, k in items])
-        predicted = policy.head.sample(policy.observation(emb, samples.states(items)), generator)
-        total += float(((predicted - samples.actions(items)) ** 2).mean()) * len(items)
+        predicted = policy.head.sample(policy.observation(emb, samples.states(items).to(device)), generator)
+        total += float(((predicted - samples.actions(items).to(device)) ** 2).mean()) * len(items)
     return total / len(samples.items)

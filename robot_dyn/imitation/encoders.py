@@ -56,6 +56,10 @@ class ResNetEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
+    def layout(self) -> dict:
+        """What rebuilds this encoder (encoder_from_layout): width, blocks, small_images."""
+        return {"width": self.width, "blocks": list(self.blocks), "small_images": self.small_images}
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"encoder: expected images (N, 3, H, W), got {tuple(images.shape)}")
@@ -74,8 +78,24 @@ def save_encoder(out, encoder: ResNetEncoder, meta: dict) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}, str(out / "encoder.safetensors"))
-    layout = {"width": encoder.width, "blocks": list(encoder.blocks), "small_images": encoder.small_images}
-    (out / "config.json").write_text(json.dumps({**meta, "encoder": layout}, indent=2))
+    (out / "config.json").write_text(json.dumps({**meta, "encoder": encoder.layout()}, indent=2))
+
+
+def encoder_from_layout(layout: dict) -> ResNetEncoder:
+    """A fresh encoder of a layout (ResNetEncoder.layout(), as checkpoints store it)."""
+    return ResNetEncoder(int(layout["width"]), tuple(layout["blocks"]), bool(layout["small_images"]))
+
+
+def load_weights(module: nn.Module, path, what: str) -> None:
+    """A safetensors file's tensors into `module`; ValueError naming the file when it is unreadable or its
+    tensors are not `what`'s."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        module.load_state_dict(load_file(str(path)))
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        raise ValueError(f"{path}: weights unreadable or not {what} ({str(exc).splitlines()[0]})") from None
 
 
 def load_encoder(path) -> tuple[ResNetEncoder, dict]:
@@ -84,22 +104,14 @@ def load_encoder(path) -> tuple[ResNetEncoder, dict]:
     import json
     from pathlib import Path
 
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     try:
         meta = json.loads((path / "config.json").read_text())
-        layout = meta["encoder"]
-        encoder = ResNetEncoder(int(layout["width"]), tuple(layout["blocks"]), bool(layout["small_images"]))
+        encoder = encoder_from_layout(meta["encoder"])
         missing = [key for key in ("cameras", "image_size", "method") if key not in meta]
         if missing:
             raise KeyError(", ".join(missing))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path / 'config.json'}: not an encoder checkpoint's config ({exc!r})") from None
-    try:
-        encoder.load_state_dict(load_file(str(path / "encoder.safetensors")))
-    except (OSError, SafetensorError, RuntimeError) as exc:
-        raise ValueError(f"{path / 'encoder.safetensors'}: weights unreadable or not of the layout {layout} "
-                         f"({str(exc).splitlines()[0]})") from None
+    load_weights(encoder, path / "encoder.safetensors", f"of the layout {meta['encoder']}")
     return encoder.eval(), meta

@@ -49,7 +49,8 @@ class HeadConfig:
     def validated(self) -> "HeadConfig":
         for name in ("hidden", "depth", "diffusion_train_steps", "diffusion_sample_steps", "vq_levels", "vq_codes",
                      "vq_latent"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"head: '{name}' must be an integer >= 1, got {getattr(self, name)!r}")
         if self.diffusion_sample_steps > self.diffusion_train_steps:
             raise ValueError("head: 'diffusion_sample_steps' must not exceed 'diffusion_train_steps'")

@@ -53,8 +53,13 @@ class PolicyConfig:
     head_config: HeadConfig = field(default_factory=HeadConfig)
 
     def validated(self) -> "PolicyConfig":
+        from robot_dyn.imitation.heads import HEADS
+
+        if self.head not in HEADS:
+            raise ValueError(f"policy: 'head' must be one of {list(HEADS)}, got {self.head!r}")
         for name in ("obs_window", "chunk", "execute", "steps", "batch_size", "log_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"policy: '{name}' must be an integer >= 1, got {getattr(self, name)!r}")
         if self.execute > self.chunk:
             raise ValueError(f"policy: 'execute' ({self.execute}) must not exceed 'chunk' ({self.chunk})")
@@ -120,26 +125,21 @@ def save_policy(out: Path, policy: Policy, metrics: dict) -> None:
 
 def load_policy(path: Path) -> Policy:
     """The policy of a checkpoint folder (save_policy), in eval mode; ValueError names the file and the fault."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from robot_dyn.imitation.encoders import encoder_from_layout, load_weights
 
     path = Path(path)
     try:
         meta = json.loads((path / "policy.json").read_text())
+        if not isinstance(meta, dict):
+            raise TypeError(f"expected an object, got {type(meta).__name__}")
         config = PolicyConfig.from_dict(meta.pop("config"))
-        layout = meta["encoder"]
-        encoder = ResNetEncoder(int(layout["width"]), tuple(layout["blocks"]), bool(layout["small_images"]))
-        policy = Policy(encoder, config, len(meta["cameras"]), len(meta["joint_names"]), meta)
+        policy = Policy(encoder_from_layout(meta["encoder"]), config, len(meta["cameras"]), len(meta["joint_names"]), meta)
         for key in ("task", "robot", "image_size", "fps"):
             if key not in meta:
                 raise KeyError(key)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path / 'policy.json'}: not a policy checkpoint's description ({exc!r})") from None
-    try:
-        policy.load_state_dict(load_file(str(path / "policy.safetensors")))
-    except (OSError, SafetensorError, RuntimeError) as exc:
-        raise ValueError(f"{path / 'policy.safetensors'}: weights unreadable or not of the described policy "
-                         f"({str(exc).splitlines()[0]})") from None
+    load_weights(policy, path / "policy.safetensors", "of the described policy")
     return policy.eval()
 
 
@@ -191,8 +191,10 @@ class PolicyRunner:
             raise ValueError("policy: joint_positions: not finite")
         for camera in self.cameras:
             image = images[camera]
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(f"policy: images.{camera}: expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+            if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 \
+                    or min(image.shape[:2]) < 1:
+                raise ValueError(f"policy: images.{camera}: expected (H, W, 3) uint8 RGB, got "
+                                 f"{getattr(image, 'shape', type(image).__name__)} {getattr(image, 'dtype', '')}")
         return q
 
     def step(self, images: dict, q: np.ndarray) -> np.ndarray:

@@ -176,3 +176,24 @@ def record_expert_demo_in_process(task_name: str, seed: int, out: Path, cameras:
     log(f"{task_name} seed {seed} (in process): {'success' if result.success else 'FAILURE'}, "
         f"{result.duration_s:.1f} s in {result.wall_s:.1f} s wall: {summary.path}")
     return {"path": summary.path, "success": result.success, "wall_s": result.wall_s}
+
+
+def _demo_job(args) -> dict:
+    task, seed, out, cameras = args
+    import os
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    # a folder per seed: the recorder numbers episodes by what its folder holds, and the workers run at once
+    return record_expert_demo_in_process(task, seed, Path(out) / f"seed{seed:05d}", camera_names=cameras)
+
+
+def record_expert_demos_in_process(task: str, seeds, out: Path, camera_names=None, workers: int = 1) -> list:
+    """record_expert_demo_in_process for each seed, in `workers` processes; episode folders under
+    out/seed<NNNNN>/. The results in the seeds' order."""
+    import multiprocessing as mp
+
+    jobs = [(task, int(seed), str(out), tuple(camera_names) if camera_names else None) for seed in seeds]
+    if workers <= 1:
+        return [_demo_job(j) for j in jobs]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        return pool.map(_demo_job, jobs)

@@ -15,6 +15,24 @@ from pathlib import Path
 FRACTIONS = (0.25, 0.5, 1.0)
 
 
+def graph_rollout(policy_dir: Path, seed: int, time_limit: float, workdir: Path) -> dict:
+    """One episode of the policy's task (task seed `seed`) in the real-time graph, the policy node driving:
+    {'seed', 'success', 'score', 'duration_s'} from the sim's /task/success and /task/score. Ends at the
+    first success or after time_limit s of sim time from the policy's first action."""
+    from robot_dyn.jobs.session import SimSession
+
+    meta = json.loads((Path(policy_dir) / "policy.json").read_text())
+    with SimSession(meta["robot"] or "panda", workdir, mode="realtime", task=meta["task"], policy=str(policy_dir),
+                    overrides={"sim": {"task_seed": seed}}) as s:
+        c = s.client
+        c.wait_for_event(c.policy_events, "policy acting", wall_timeout=120)
+        start = c.sim_time
+        while c.sim_time - start < time_limit and not (c.task_success and c.task_success[-1]):
+            s.wait(0.2)
+        return {"seed": seed, "success": bool(c.task_success and c.task_success[-1]),
+                "score": float(c.task_scores[-1]) if c.task_scores else 0.0, "duration_s": c.sim_time - start}
+
+
 def _write_videos(out: Path, videos: list, seeds: list, fps: float) -> list:
     import imageio.v3 as iio
 
@@ -83,7 +101,7 @@ def evaluation_run(policy_dir: Path, episodes: int, out: Path | None = None, tim
 def _demonstration_curve(policy, dataset: Path, out: Path, episodes: int, time_limit: float, workers: int, log) -> list:
     """The policy's recipe retrained on 25/50/100 % of the export's episodes, each evaluated."""
     from robot_dyn.imitation.behaviour_cloning import train_policy
-    from robot_dyn.imitation.encoders import ResNetEncoder, load_encoder
+    from robot_dyn.imitation.encoders import encoder_from_layout, load_encoder
     from robot_dyn.imitation.frames import DemoFrames
     from robot_dyn.imitation.rollout import evaluate
 
@@ -100,8 +118,7 @@ def _demonstration_curve(policy, dataset: Path, out: Path, episodes: int, time_l
             encoder, encoder_meta = load_encoder(Path(source))
             encoder_meta["path"] = source
         else:
-            layout = meta["encoder"]
-            encoder, encoder_meta = ResNetEncoder(layout["width"], tuple(layout["blocks"]), layout["small_images"]), None
+            encoder, encoder_meta = encoder_from_layout(meta["encoder"]), None
         target = out / f"policy-{int(fraction * 100)}pct"
         train_policy(subset, encoder, encoder_meta, target, policy.config, log=log)
         scores = evaluate(target, episodes, time_limit, workers)

@@ -18,7 +18,7 @@ from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, Joy
-from std_msgs.msg import String
+from std_msgs.msg import Bool, Float64, String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -60,6 +60,8 @@ class GraphClient:
         self.teleop_events: list[str] = []
         self.recorder_events: list[str] = []
         self.policy_events: list[str] = []
+        self.task_scores: list[float] = []  # /task/score of a task scene, in order (coverage, inserted depth)
+        self.task_success: list[bool] = []  # /task/success, in order
         self.diagnostics: dict[str, tuple[int, dict]] = {}  # status name -> (how many so far, the last values)
         self.joint_names: list[str] | None = None
         n = self.node
@@ -73,6 +75,8 @@ class GraphClient:
         n.create_subscription(String, "/teleop/events", lambda m: self.teleop_events.append(m.data), EVENTS)
         n.create_subscription(String, "/recorder/events", lambda m: self.recorder_events.append(m.data), EVENTS)
         n.create_subscription(String, "/policy/events", lambda m: self.policy_events.append(m.data), EVENTS)
+        n.create_subscription(Float64, "/task/score", lambda m: self.task_scores.append(m.data), 10)
+        n.create_subscription(Bool, "/task/success", lambda m: self.task_success.append(m.data), 10)
         self._recorder_services = {}
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
         self.joint_goal_pub = n.create_publisher(JointState, "/controller/joint_goal", RELIABLE)
