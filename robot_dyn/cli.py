@@ -185,9 +185,10 @@ def _pretrain(args) -> int:
     config = PretrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
     print(f"pretrain {args.what} ({args.preset}): {len(frames.episodes)} episodes, cameras {list(frames.cameras)}, "
           f"{frames.image_size} px -> {out}", file=sys.stderr)
-    pretrain(frames, out, method, config, device=args.device, log=lambda m: print(m, file=sys.stderr),
-             train=args.what != "random")
-    print(out)
+    metrics = pretrain(frames, out, method, config, device=args.device, log=lambda m: print(m, file=sys.stderr),
+                       train=args.what != "random")
+    if metrics:  # rank 0 (or the only process) saved
+        print(out)
     return 0
 
 

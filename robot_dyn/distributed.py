@@ -35,3 +35,16 @@ def finish() -> None:
 
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
+
+
+def parameters_agree(module, world: int) -> bool:
+    """Whether every rank holds the same parameters (what gradient averaging keeps so; buffers such as
+    BatchNorm's running statistics are each rank's own): the ranks' checksums gathered and compared."""
+    import torch
+
+    if world == 1:
+        return True
+    checksum = torch.stack([p.detach().double().sum() for p in module.parameters()]).sum().reshape(1).cpu()
+    gathered = [torch.zeros_like(checksum) for _ in range(world)]
+    torch.distributed.all_gather(gathered, checksum)
+    return all(torch.equal(g, gathered[0]) for g in gathered)

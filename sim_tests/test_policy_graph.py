@@ -61,3 +61,21 @@ def test_a_policy_for_another_task_is_refused_with_the_reason(tmp_path, pusht_po
         assert proc.wait(60) != 0
         log = graph.log_tail("policy")
     assert "policy refused: it was trained for task 'pusht', not 'insert'" in log, log
+
+
+def test_eval_policy_writes_videos_a_success_table_and_the_demonstrations_curve(tmp_path, pusht_policy):
+    import json
+
+    from robot_dyn.jobs.policy_eval import evaluation_run
+
+    out = evaluation_run(pusht_policy, 2, tmp_path / "run", time_limit=2.0, workers=1,
+                         datasets=str(pusht_policy.parent / "lerobot"), log=lambda *_: None)
+    results = json.loads((out / "results.json").read_text())
+    first, *curve = results["rows"]
+    assert first["episodes"] == 2 and [r["seed"] for r in first["rollouts"]] == [100000, 100001]
+    assert 0.0 <= first["mean_score"] <= 1.0 and first["success_ci95"][0] <= first["success_rate"] <= first["success_ci95"][1]
+    assert first["policy_infer_ms_p99"] > 0
+    assert [r["demonstrations"] for r in curve] == [2, 2, 2]  # 25/50/100 % of two episodes, at least two each
+    assert (out / "success_vs_demos.png").stat().st_size > 0
+    assert (out / first["videos"][0]).stat().st_size > 0
+    assert "| success rate |" in (out / "success.md").read_text()

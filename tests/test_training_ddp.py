@@ -29,3 +29,26 @@ def test_torchrun_two_processes(tmp_path):
     metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert np.isfinite(metrics["heldout"]["nmse"])
     assert (out.stdout + out.stderr).count("checkpoint:") == 1  # rank 0 alone saved
+
+
+def test_pretraining_runs_data_parallel_and_rank_zero_alone_saves(tmp_path):
+    from test_lerobot_export import write_episode
+
+    from robot_dyn.recording.lerobot_export import export_lerobot
+
+    episodes = [write_episode(tmp_path / f"e{i}", start_ns=(3 + i) * 1_000_000_000, size=(24, 32)) for i in range(3)]
+    dataset = export_lerobot(episodes, tmp_path / "ds", fps=10).out
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+         "--master_port=29518", "-m", "robot_dyn.cli", "pretrain", "dynamo", "--dataset", str(dataset), "--steps", "3",
+         "--batch-size", "4", "--image-size", "16", "--out", str(tmp_path / "encoder")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    config = json.loads((tmp_path / "encoder" / "config.json").read_text())
+    assert config["world_size"] == 2 and config["method"] == "dynamo"
+    assert out.stdout.count(str(tmp_path / "encoder")) == 1  # rank 0 alone saved and said so
+    metrics = json.loads((tmp_path / "encoder" / "metrics.json").read_text())
+    assert np.isfinite(metrics["final"]["loss"])
+    assert metrics["ranks_agree"]  # different batches per rank, the same model: the gradients were averaged

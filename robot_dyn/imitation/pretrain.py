@@ -96,7 +96,8 @@ def pretrain(frames, out: Path, method, config: PretrainConfig = PretrainConfig(
     import torch
     from safetensors.torch import save_file
 
-    from robot_dyn.distributed import average_gradients, distributed
+    from robot_dyn.distributed import average_gradients, distributed, parameters_agree
+    from robot_dyn.distributed import finish as finish_distributed
     from robot_dyn.imitation.encoders import save_encoder
 
     config = config.validated()
@@ -141,7 +142,10 @@ def pretrain(frames, out: Path, method, config: PretrainConfig = PretrainConfig(
                 + (f", validation {entry['val_' + model.main_term]:.4f} (spread {entry['val_embedding_spread']:.2f})"
                    if val_windows else "")
                 + f", {entry['wall_s']:.0f} s")
+    agree = parameters_agree(model, world)
     if rank != 0:
+        if world > 1:
+            finish_distributed()
         return {}
     if not history and val_windows:
         history.append({"step": 0, **validation(model, frames, val_windows, config.batch_size, device)})
@@ -154,8 +158,10 @@ def pretrain(frames, out: Path, method, config: PretrainConfig = PretrainConfig(
                                       "image_size": frames.image_size, "train_episodes": [int(e) for e in train_eps],
                                       "validation_episodes": [int(e) for e in val_eps], "world_size": world})
     metrics = {"method": method_name, "history": history, "final": history[-1] if history else {},
-               "wall_s": time.monotonic() - start}
+               "wall_s": time.monotonic() - start, "ranks_agree": agree}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if world > 1:
+        finish_distributed()
     return metrics
 
 
