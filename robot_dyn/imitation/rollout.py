@@ -87,9 +87,10 @@ class PolicyAgent:
 
 
 def policy_rig(meta: dict, task_name: str):
-    """The policy's cameras as its demonstrations recorded them (robot_dyn.jobs.demos.demo_rig at the recorded
+    """The policy's cameras as its demonstrations recorded them (robot_dyn.tasks.demo_rig at the recorded
     image size); ValueError when the task's rig lacks one."""
-    from robot_dyn.jobs.demos import CAMERAS, demo_rig
+    from robot_dyn.tasks import DEMO_CAMERAS as CAMERAS
+    from robot_dyn.tasks import demo_rig
 
     size = meta.get("camera_size") or (CAMERAS["camera_width"], CAMERAS["camera_height"])
     try:

@@ -17,7 +17,8 @@ from robot_dyn.nodes.camera_messages import camera_topics
 from robot_dyn.nodes.messages import planar_pose_msg, pose_msg, task_score_msgs, twist_msg
 from robot_dyn.recording.episode_bag import TYPESTORE
 
-CAMERAS = {"cameras": True, "camera_width": 160, "camera_height": 120, "camera_shadow_size": 0}
+from robot_dyn.tasks import DEMO_CAMERAS as CAMERAS
+from robot_dyn.tasks import demo_rig
 
 
 def record_expert_demo(task: str, seed: int, out: Path, workdir: Path, cameras: bool = True,
@@ -129,23 +130,6 @@ class GraphMessages:
     def close(self) -> None:
         if self.capture is not None:
             self.capture.close()
-
-
-def demo_rig(task_name: str, camera_size: tuple, camera_names=None):
-    """The cameras demonstrations of `task_name` are recorded with: the task's rig (robot_dyn.tasks.camera_rig)
-    at camera_size (width, height) px without shadows; camera_names: only these (ValueError names any the
-    rig lacks)."""
-    from robot_dyn.perception.cameras import CameraRig
-    from robot_dyn.perception.episodes import load_config
-    from robot_dyn.tasks import camera_rig
-
-    rig = camera_rig(load_config().with_images(*camera_size, CAMERAS["camera_shadow_size"]), task_name)
-    if camera_names is None:
-        return rig
-    unknown = sorted(set(camera_names) - set(rig.names))
-    if unknown:
-        raise ValueError(f"cameras {unknown} are not in the '{task_name}' scene's rig {list(rig.names)}")
-    return CameraRig(tuple(c for c in rig.cameras if c.name in camera_names), rig.shadow_size)
 
 
 def record_expert_demo_in_process(task_name: str, seed: int, out: Path, cameras: bool = True, robot: str = "panda",
