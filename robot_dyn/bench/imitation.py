@@ -70,7 +70,21 @@ def graph_check(policy: Path, config: ImitationBenchConfig, workdir: Path, rate:
     return result
 
 
+def _stage(path: Path, compute, reuse: bool):
+    """The JSON a stage left at `path` when reuse (the bench resumed in a kept --out folder), else compute()'s
+    result, written there."""
+    if reuse and path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def run(config: ImitationBenchConfig, workdir: Path | None = None, log=print) -> dict:
+    """The benchmark; in a given workdir every finished stage (demonstrations and export, each encoder,
+    each policy, each variant's rollouts) is kept, and a rerun there resumes after the last one. The
+    report so far is workdir/report.json."""
     import torch
 
     from robot_dyn.imitation.behaviour_cloning import train_policy
@@ -86,77 +100,107 @@ def run(config: ImitationBenchConfig, workdir: Path | None = None, log=print) ->
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     owned = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="bench-imitation-"))
+    reuse = not owned
     started = time.monotonic()
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()}, "tasks": {}}
+
+    def save_report():
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "report.json").write_text(json.dumps(report, indent=2))
+
     try:
         for task in config.tasks:
-            task_started = t0 = time.monotonic()
-            demos = record_expert_demos_in_process(task, range(config.seed, config.seed + config.demos),
-                                                   workdir / task / "episodes", config.cameras, config.workers)
-            demo_s = time.monotonic() - t0
-            ok = [d for d in demos if d["success"]]
-            log(f"bench imitation: {task}: {len(ok)} of {len(demos)} expert demonstrations succeeded ({demo_s:.0f} s)")
-            t0 = time.monotonic()
-            dataset = export_lerobot([Path(d["path"]) for d in ok], workdir / task / "lerobot", fps=10.0).out
-            export_s = time.monotonic() - t0
-            size = preset("cpu")[0]
-            frames = DemoFrames.load(dataset, cameras=config.cameras, image_size=size)
-            result = {"demonstrations": len(ok), "expert_success_rate": len(ok) / max(1, len(demos)),
-                      "frames": int(sum(len(s) for s in frames.state.values())), "demonstrations_s": demo_s,
-                      "export_s": export_s, "variants": {}, "head_selection": {}}
-            for encoder_name in ENCODERS:
+            task_started = time.monotonic()
+            root = workdir / task
+
+            def demonstrations():
                 t0 = time.monotonic()
-                _, method = build_method(encoder_name, seed=config.seed)
-                encoder_dir = workdir / task / "encoders" / encoder_name
-                pretrain(frames, encoder_dir, method, PretrainConfig(steps=config.pretrain_steps,
-                                                                     batch_size=config.pretrain_batch, seed=config.seed,
-                                                                     log_every=max(1, config.pretrain_steps // 5)),
-                         log=log, train=encoder_name != "random")
-                pretrain_s = time.monotonic() - t0
-                candidates = {}
-                for head in config.heads:
-                    encoder, meta = load_encoder(encoder_dir)
-                    meta["path"] = str(encoder_dir)
-                    out = workdir / task / "policies" / f"{encoder_name}-{head}"
-                    policy_config = PolicyConfig(head=head, steps=config.policy_steps, seed=config.seed,
-                                                 log_every=max(1, config.policy_steps // 4))
+                demos = record_expert_demos_in_process(task, range(config.seed, config.seed + config.demos),
+                                                       root / "episodes", config.cameras, config.workers)
+                ok = [d for d in demos if d["success"]]
+                demo_s = time.monotonic() - t0
+                log(f"bench imitation: {task}: {len(ok)} of {len(demos)} expert demonstrations succeeded ({demo_s:.0f} s)")
+                t0 = time.monotonic()
+                shutil.rmtree(root / "lerobot", ignore_errors=True)
+                export_lerobot([Path(d["path"]) for d in ok], root / "lerobot", fps=10.0)
+                return {"demonstrations": len(ok), "expert_success_rate": len(ok) / max(1, len(demos)),
+                        "demonstrations_s": demo_s, "export_s": time.monotonic() - t0}
+
+            result = {**_stage(root / "demonstrations.json", demonstrations, reuse), "variants": {}, "head_selection": {}}
+            frames = DemoFrames.load(root / "lerobot", cameras=config.cameras, image_size=preset("cpu")[0])
+            result["frames"] = int(sum(len(s) for s in frames.state.values()))
+            report["tasks"][task] = result
+
+            def policy(name: str, encoder_dir: Path | None, policy_config: PolicyConfig) -> dict:
+                out = root / "policies" / name
+
+                def train():
+                    if encoder_dir is None:  # end to end from the random baseline's initialisation
+                        encoder, meta = encoder_from_layout(load_encoder(root / "encoders" / "random")[0].layout()), None
+                    else:
+                        encoder, meta = load_encoder(encoder_dir)
+                        meta["path"] = str(encoder_dir)
                     metrics = train_policy(frames, encoder, meta, out, policy_config, log=log)
-                    candidates[head] = (metrics["final"].get("val_action_mse", metrics["final"]["loss"]), out,
-                                        metrics["train_s"])
-                best = min(candidates, key=lambda h: candidates[h][0])
-                result["head_selection"][encoder_name] = {h: c[0] for h, c in candidates.items()}
+                    return {"val_action_mse": metrics["final"].get("val_action_mse", metrics["final"]["loss"]),
+                            "train_s": metrics["train_s"], "policy": str(out)}
+
+                return _stage(out / "bench.json", train, reuse)
+
+            for encoder_name in ENCODERS:
+                encoder_dir = root / "encoders" / encoder_name
+
+                def encoder():
+                    t0 = time.monotonic()
+                    _, method = build_method(encoder_name, seed=config.seed)
+                    pretrain(frames, encoder_dir, method, PretrainConfig(steps=config.pretrain_steps,
+                                                                         batch_size=config.pretrain_batch, seed=config.seed,
+                                                                         log_every=max(1, config.pretrain_steps // 5)),
+                             log=log, train=encoder_name != "random")
+                    return {"pretrain_s": time.monotonic() - t0}
+
+                pretrain_s = _stage(encoder_dir / "bench.json", encoder, reuse)["pretrain_s"]
+                candidates = {head: policy(f"{encoder_name}-{head}", encoder_dir,
+                                           PolicyConfig(head=head, steps=config.policy_steps, seed=config.seed,
+                                                        log_every=max(1, config.policy_steps // 4)))
+                              for head in config.heads}
+                best = min(candidates, key=lambda h: candidates[h]["val_action_mse"])
+                result["head_selection"][encoder_name] = {h: c["val_action_mse"] for h, c in candidates.items()}
                 result["variants"][encoder_name] = {"head": best, "pretrain_s": pretrain_s,
-                                                    "train_s": candidates[best][2], "policy": str(candidates[best][1])}
+                                                    "train_s": candidates[best]["train_s"], "policy": candidates[best]["policy"]}
             # end to end: the encoder from random initialisation trained with an MLP head on the images
-            t0 = time.monotonic()
-            out = workdir / task / "policies" / "end_to_end-mlp"
-            fresh = encoder_from_layout(load_encoder(workdir / task / "encoders" / "random")[0].layout())
-            metrics = train_policy(frames, fresh, None, out,
-                                   PolicyConfig(head="mlp", steps=config.end_to_end_steps, finetune_encoder=True,
-                                                batch_size=64, seed=config.seed,
-                                                log_every=max(1, config.end_to_end_steps // 4)), log=log)
-            result["variants"]["end_to_end"] = {"head": "mlp", "pretrain_s": 0.0, "train_s": metrics["train_s"],
-                                                "policy": str(out)}
+            trained = policy("end_to_end-mlp", None, PolicyConfig(head="mlp", steps=config.end_to_end_steps,
+                                                                  finetune_encoder=True, batch_size=64, seed=config.seed,
+                                                                  log_every=max(1, config.end_to_end_steps // 4)))
+            result["variants"]["end_to_end"] = {"head": "mlp", "pretrain_s": 0.0, "train_s": trained["train_s"],
+                                                "policy": trained["policy"]}
+            save_report()
             for name, variant in result["variants"].items():
-                t0 = time.monotonic()
-                scores = evaluate(Path(variant["policy"]), config.rollouts, config.time_limit_s, config.workers)
-                scores.pop("videos")
-                variant.update({k: scores[k] for k in ("success_rate", "success_ci95", "mean_score", "policy_infer_ms_p99",
-                                                       "episodes")})
-                variant["rollouts_s"] = time.monotonic() - t0
+                def rollouts():
+                    t0 = time.monotonic()
+                    scores = evaluate(Path(variant["policy"]), config.rollouts, config.time_limit_s, config.workers)
+                    scores.pop("videos")
+                    return {**{k: scores[k] for k in ("success_rate", "success_ci95", "mean_score", "policy_infer_ms_p99",
+                                                      "episodes", "refusals", "rollouts")},
+                            "rollouts_s": time.monotonic() - t0}
+
+                scores = _stage(Path(variant["policy"]) / f"rollouts-{config.rollouts}x{config.time_limit_s:g}s.json",
+                                rollouts, reuse)
+                variant.update({k: v for k, v in scores.items() if k != "rollouts"})
                 log(f"bench imitation: {task} {name} ({variant['head']}): success {scores['success_rate']:.2f} "
                     f"{[round(v, 2) for v in scores['success_ci95']]}, score {scores['mean_score']:.2f}, "
-                    f"inference p99 {scores['policy_infer_ms_p99']:.1f} ms")
+                    f"{scores['refusals']} refused, inference p99 {scores['policy_infer_ms_p99']:.1f} ms")
+                save_report()
             if config.graph_rollouts:
-                result["graph_check"] = graph_check(Path(result["variants"]["dynamo"]["policy"]), config, workdir / task / "graph",
-                                                    result["variants"]["dynamo"]["success_rate"],
-                                                    result["variants"]["dynamo"]["success_ci95"], log)
+                dynamo = result["variants"]["dynamo"]
+                result["graph_check"] = graph_check(Path(dynamo["policy"]), config, root / "graph", dynamo["success_rate"],
+                                                    dynamo["success_ci95"], log)
             variants = result["variants"]
             result["dynamo_minus_random"] = variants["dynamo"]["success_rate"] - variants["random"]["success_rate"]
+            result["dynamo_minus_random_score"] = variants["dynamo"]["mean_score"] - variants["random"]["mean_score"]
             result["policy_infer_ms_p99"] = max(v["policy_infer_ms_p99"] for v in variants.values())
             result["wall_s"] = time.monotonic() - task_started
-            report["tasks"][task] = result
+            save_report()
         report["wall_s"] = time.monotonic() - started
         return report
     finally:

@@ -5,7 +5,8 @@ robot layer, controller loop and safety filter, the policy's commands at the tas
 10 Hz). The policy sees what it was trained on and nothing else: its cameras rendered at its rate
 (the recording's image size, no shadows, as the demonstrations were recorded) and the measured joint
 positions; not the object poses the scripted expert sees. An episode ends at the first decision that
-finds the task solved, or at the time limit (a failure).
+finds the task solved, or at the time limit, or when the robot layer refuses a reference (the arm
+holds: the policy drove it into a discontinuity); the last two are failures.
 
 evaluate() runs rollouts over seeds in worker processes (one torch thread each) and returns the
 success rate with its Wilson 95 % interval, the mean final score, and the policy's inference p99.
@@ -30,6 +31,7 @@ class RolloutResult:
     duration_s: float  # sim time
     wall_s: float
     infer_ms: list = field(default_factory=list)
+    refused: str = ""  # the robot layer's refusal that ended it (the arm held), else empty
     video: list = field(default_factory=list, repr=False)  # (H, W, 3) uint8 frames of the first camera
 
 
@@ -117,11 +119,12 @@ def rollout(policy, seed: int, time_limit: float = 30.0, keep_video: bool = Fals
     runner = PolicyRunner(policy, seed=sample_seed + seed)
     try:
         result = run_expert(task, seed, robot.name, time_limit=time_limit, settle=0.0, observer=cameras,
-                            scene_extensions=[rig], expert=PolicyAgent(runner, cameras), stop_when_solved=True)
+                            scene_extensions=[rig], expert=PolicyAgent(runner, cameras), stop_when_solved=True,
+                            refusal_ends_episode=True)
     finally:
         cameras.close()
     return RolloutResult(seed, result.success, float(result.score["score"]), result.duration_s, result.wall_s,
-                         runner.infer_ms, cameras.video)
+                         runner.infer_ms, result.refused, cameras.video)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -169,6 +172,7 @@ def evaluate(path: Path, episodes: int, time_limit: float = 30.0, workers: int =
             "success_ci95": list(wilson_interval(successes, len(results))),
             "mean_score": float(np.mean([r.score for r in results])), "policy_infer_ms_p99": float(np.percentile(infer, 99)),
             "rollout_wall_s": float(sum(r.wall_s for r in results)),
-            "rollouts": [{"seed": r.seed, "success": r.success, "score": r.score, "duration_s": r.duration_s}
-                         for r in results],
+            "refusals": sum(bool(r.refused) for r in results),
+            "rollouts": [{"seed": r.seed, "success": r.success, "score": r.score, "duration_s": r.duration_s,
+                          **({"refused": r.refused} if r.refused else {})} for r in results],
             "videos": [r.video for r in results if r.video]}

@@ -12,6 +12,10 @@ from robot_dyn.sim.backend import SimBackend
 from robot_dyn.timing import TickTimer
 
 
+class ReferenceRejected(RuntimeError):
+    """The robot layer refused a reference (a jump, a limit, a stale stamp): on a robot it would hold."""
+
+
 class SimulatedArm:
     """backend + RobotLayer. advance(n) runs n physics steps; state() is what sensors report.
 
@@ -51,7 +55,7 @@ class SimulatedArm:
         """Run the outer loop in this process: every 1/rate_hz s submit reference_at(t) (an object with
         stamp, q, qd, qdd, tau_ff), then advance physics. observe(t, q, qd) sees the measured state before
         each reference; after_tick(t, q) after each outer period; record as in advance().
-        Raises RuntimeError if the robot layer rejects a reference."""
+        Raises ReferenceRejected (a RuntimeError) if the robot layer rejects a reference."""
         steps = max(1, int(round(1.0 / (rate_hz * self.backend.dt))))
         t_end = self.time + duration
         while self.time < t_end - 1e-9:
@@ -61,7 +65,7 @@ class SimulatedArm:
                 observe(t, q, qd)
             ref = reference_at(t)
             if not self.layer.submit(t, ref.stamp, self.robot.joint_names, ref.q, ref.qd, ref.qdd, ref.tau_ff):
-                raise RuntimeError(f"reference rejected: {self.layer.drain_events()[-1][1]}")
+                raise ReferenceRejected(f"reference rejected: {self.layer.drain_events()[-1][1]}")
             self.advance(steps, record)
             if after_tick is not None:
                 after_tick(self.time, self.backend.joint_state()[0])

@@ -23,7 +23,7 @@ from robot_dyn.control.impedance import ImpedanceSettings
 from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
 from robot_dyn.sim.backend import make_backend
-from robot_dyn.sim.simulated_arm import SimulatedArm
+from robot_dyn.sim.simulated_arm import ReferenceRejected, SimulatedArm
 
 TELEOP_RATE_HZ = schema.TELEOP["rate_hz"][0]  # the teleop node's command rate
 
@@ -36,6 +36,7 @@ class EpisodeResult:
     contact_force_n: np.ndarray = field(repr=False)  # (T, 3) per outer tick, world frame
     wall_s: float = 0.0
     phases: list = field(default_factory=list)  # the expert's phases, in order
+    refused: str = ""  # the robot layer's refusal that ended the episode (refusal_ends_episode), else empty
 
 
 def controller_parameters() -> dict:
@@ -44,13 +45,16 @@ def controller_parameters() -> dict:
 
 
 def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, settle: float = 0.5,
-               observer=None, scene_extensions=(), expert=None, stop_when_solved: bool = False) -> EpisodeResult:
+               observer=None, scene_extensions=(), expert=None, stop_when_solved: bool = False,
+               refusal_ends_episode: bool = False) -> EpisodeResult:
     """Episode `seed` of `task` (robot_dyn.tasks.load_task) solved by its expert; `settle` s after it is done.
 
     expert: who commands (default task.expert(seed)): command(t, tip, R, desired tip, objects) -> the
     unitless twist (6,) or None when done, and `phase` and `done` (robot_dyn.tasks.expert.Phased); a
     policy (robot_dyn.imitation.rollout) is one. stop_when_solved: end the episode at the first decision
     that finds the task's success (how policies are scored), else when the expert is done.
+    refusal_ends_episode: a reference the robot layer refuses ends the episode (a failure, the arm held: what
+    a policy that drives the arm into a discontinuity meets), instead of raising ReferenceRejected.
 
     observer (optional) sees what the graph's nodes would publish: observer.start(arm, loop, episode) once,
     then per outer tick observer.state(t, q, qd, tau) (the measured state the tick answers, as the sim
@@ -89,24 +93,31 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
     decisions = max(1, int(round(TELEOP_RATE_HZ / task.teleop_rate_hz)))
     published = 0  # commands sent
     command = None
-    while arm.time < time_limit and not expert.done:
-        if published % decisions == 0:  # the expert decides at its task's rate
-            p, R = loop.model.ee_pose(arm.state()[1])
-            pd, Rd = loop.desired_pose()
-            if stop_when_solved and episode.score(backend.model, backend.data)["success"]:
-                break
-            objects = episode.objects(backend.model, backend.data)
-            command = expert.command(arm.time, task.tool.tip(p, R), R, task.tool.tip(pd, Rd), objects)
-            if not phases or phases[-1] != expert.phase:
-                phases.append(expert.phase)
-            if command is None:
-                break
-        published += 1
-        loop.command_twist(loop.time, loop.time, command[:3], command[3:], "base")
-        if observer is not None:
-            observer.command(arm.time, command)
-        arm.follow(tick, period, observe=observe, after_tick=after_tick)
-    duration = arm.time
-    arm.follow(tick, settle, observe=observe, after_tick=after_tick)
+    refused = ""
+    try:
+        while arm.time < time_limit and not expert.done:
+            if published % decisions == 0:  # the expert decides at its task's rate
+                p, R = loop.model.ee_pose(arm.state()[1])
+                pd, Rd = loop.desired_pose()
+                if stop_when_solved and episode.score(backend.model, backend.data)["success"]:
+                    break
+                objects = episode.objects(backend.model, backend.data)
+                command = expert.command(arm.time, task.tool.tip(p, R), R, task.tool.tip(pd, Rd), objects)
+                if not phases or phases[-1] != expert.phase:
+                    phases.append(expert.phase)
+                if command is None:
+                    break
+            published += 1
+            loop.command_twist(loop.time, loop.time, command[:3], command[3:], "base")
+            if observer is not None:
+                observer.command(arm.time, command)
+            arm.follow(tick, period, observe=observe, after_tick=after_tick)
+        duration = arm.time
+        arm.follow(tick, settle, observe=observe, after_tick=after_tick)
+    except ReferenceRejected as exc:
+        if not refusal_ends_episode:
+            raise
+        refused, duration = str(exc), arm.time
     score = episode.score(backend.model, backend.data)
-    return EpisodeResult(bool(score["success"]), duration, score, np.array(forces), time.perf_counter() - start, phases)
+    success = bool(score["success"]) and not refused
+    return EpisodeResult(success, duration, score, np.array(forces), time.perf_counter() - start, phases, refused)
