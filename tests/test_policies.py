@@ -22,12 +22,7 @@ from robot_dyn.imitation.policy import (Policy, PolicyConfig, PolicyRunner, chec
 JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

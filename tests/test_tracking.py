@@ -4,7 +4,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from robot_dyn.perception import tracking_metrics as tm
 from robot_dyn.perception.baseline import track_episode_baseline
@@ -22,13 +21,7 @@ FRAMES = range(14, 34)
 SMALL = TrackingConfig(init_iterations=50, iterations=15)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tracking runs with one torch thread (the measured setting; two stall on a shared 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
