@@ -214,7 +214,10 @@ def _train_policy(args) -> int:
     except ValueError as exc:
         raise SystemExit(f"train policy: {exc}")
     out = Path(args.out or f"runs/policies/{frames.tasks[0] if frames.tasks else 'task'}-{args.head}-{time.strftime('%Y%m%d-%H%M%S')}")
-    train_policy(frames, encoder, meta, out, config, log=lambda m: print(m, file=sys.stderr), device=args.device)
+    try:
+        train_policy(frames, encoder, meta, out, config, log=lambda m: print(m, file=sys.stderr), device=args.device)
+    except ValueError as exc:
+        raise SystemExit(f"train policy: {exc}")
     print(out)
     return 0
 
@@ -223,8 +226,11 @@ def _eval_policy(args) -> int:
     from robot_dyn.jobs.policy_eval import evaluation_run
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    out = evaluation_run(Path(args.policy), args.episodes, Path(args.out) if args.out else None, args.time_limit,
-                         args.workers, datasets=args.dataset, log=lambda m: print(m, file=sys.stderr))
+    try:
+        out = evaluation_run(Path(args.policy), args.episodes, Path(args.out) if args.out else None, args.time_limit,
+                             args.workers, datasets=args.dataset, log=lambda m: print(m, file=sys.stderr))
+    except ValueError as exc:  # a malformed checkpoint or dataset, named
+        raise SystemExit(f"eval policy: {exc}")
     print(out)
     return 0
 
