@@ -27,7 +27,7 @@ def outer_loop_config(p: dict) -> OuterLoopConfig:
         linear_acceleration=p["twist_linear_acceleration"], angular_acceleration=p["twist_angular_acceleration"],
         timeout=p["twist_timeout_s"], max_pose_error=p["twist_max_pose_error_m"])
     return OuterLoopConfig(**{k: p[k] for k in keys}, period=1.0 / p["rate_hz"], slowdown_lag=p["slowdown_lag_rad"],
-                           pause_lag=p["pause_lag_rad"], hold_lag=p["hold_lag_rad"], ik=ik, twist=twist).validated()
+                           pause_lag=p["pause_lag_rad"], ik=ik, twist=twist).validated()
 
 
 def filter_settings(p: dict) -> FilterSettings:
