@@ -148,3 +148,52 @@ def test_ik_gains_are_validated():
         OuterLoopConfig(ik=IKGains(position="abc")).validated()
     with pytest.raises(ValueError, match="'cartesian_speed' must be a positive number"):
         OuterLoopConfig(cartesian_speed="fast").validated()
+
+
+def test_a_commanded_wrench_deflects_the_arm_by_its_compliance():
+    # F at the flange through J^T on the joint impedance K: the arm gives way by J K^-1 J^T F (small F)
+    robot, arm, loop = setup("panda")
+    p0 = loop.desired_pose()[0]
+    force = np.array([0.0, 0.0, -8.0])
+    for k in range(1, 1001):  # 2 s, a command every 20 ms (within the 0.1 s timeout)
+        if k % 10 == 1:
+            loop.command_wrench(loop.time, loop.time, force, [0.0, 0.0, 0.0], "base")
+        arm.follow(loop.tick, 0.002, 500.0)
+    jac = loop.model.ee_kinematics(robot.home, np.zeros(robot.n_joints))[2][:3]
+    expected = jac @ np.diag(1.0 / robot.stiffness) @ jac.T @ force
+    moved = loop.model.ee_pose(arm.state()[1])[0] - p0
+    assert expected[2] < -0.002  # large enough to see
+    np.testing.assert_allclose(moved, expected, atol=0.15 * np.linalg.norm(expected))
+    # the command lapses: the wrench ramps to zero and the arm returns to its reference
+    arm.follow(loop.tick, 1.0, 500.0)
+    assert not loop.wrench.active
+    assert np.linalg.norm(loop.model.ee_pose(arm.state()[1])[0] - p0) < 2e-4
+
+
+def test_wrench_commands_are_bounded_ramped_and_checked():
+    from robot_dyn.control.wrench import WrenchRejected
+    from robot_dyn.safety.filter import FilterSettings, SafetyFilter
+    from robot_dyn.safety.sets import load_safe_sets
+
+    robot = load_robot("panda")
+    safety = SafetyFilter(robot, load_safe_sets(robot), FilterSettings(external_force=12.0))
+    loop = OuterLoop(robot, OuterLoopConfig(), safety=safety)
+    loop.start(0.0, robot.home)
+    loop.command_wrench(0.0, 0.0, [0.0, 0.0, -50.0], [0.0, 0.0, 0.0], "base")
+    assert any("clipped to 12 N" in e for e in loop.events)  # the filter's force budget, below max_force
+    loop.tick(0.002)
+    np.testing.assert_allclose(loop.wrench.force, [0.0, 0.0, -0.4])  # 200 N/s: no torque step
+    for k in range(2, 40):
+        loop.tick(0.002 * k)
+    np.testing.assert_allclose(loop.wrench.force, [0.0, 0.0, -12.0])
+    for name, force, torque in (("wrench.force", [np.nan, 0, 0], [0, 0, 0]), ("wrench.torque", [0, 0, 0], [0, 0])):
+        with pytest.raises(WrenchRejected, match=name):
+            loop.command_wrench(loop.time, loop.time, force, torque, "base")
+    with pytest.raises(GoalRejected, match="header.stamp"):
+        loop.command_wrench(loop.time, loop.time - 0.5, [0, 0, -1], [0, 0, 0], "base")
+    # nothing new for 0.1 s: it ramps back to zero, and a restart drops it at once
+    loop.tick(0.3)
+    assert np.linalg.norm(loop.wrench.force) < 12.0
+    loop.command_wrench(loop.time, loop.time, [0.0, 0.0, -5.0], [0.0, 0.0, 0.0], "base")
+    loop.start(0.31, robot.home)
+    assert not loop.wrench.active

@@ -9,6 +9,7 @@ from robot_dyn.control.mpc import MPCSettings, ReferenceMPC
 from robot_dyn.control.outer_loop import OuterLoop, OuterLoopConfig
 from robot_dyn.control.planner_process import PlannerProcess
 from robot_dyn.control.twist import TwistSettings
+from robot_dyn.control.wrench import WrenchSettings
 from robot_dyn.safety.filter import SETTING_NAMES, FilterSettings, SafetyFilter
 from robot_dyn.safety.sets import load_safe_sets
 
@@ -26,8 +27,11 @@ def outer_loop_config(p: dict) -> OuterLoopConfig:
         max_linear_speed=p["twist_max_linear_speed"], max_angular_speed=p["twist_max_angular_speed"],
         linear_acceleration=p["twist_linear_acceleration"], angular_acceleration=p["twist_angular_acceleration"],
         timeout=p["twist_timeout_s"], max_pose_error=p["twist_max_pose_error_m"])
+    wrench = WrenchSettings(max_force=p["wrench_max_force_n"], max_torque=p["wrench_max_torque_nm"],
+                            force_rate=p["wrench_force_rate"], torque_rate=p["wrench_torque_rate"],
+                            timeout=p["wrench_timeout_s"])
     return OuterLoopConfig(**{k: p[k] for k in keys}, period=1.0 / p["rate_hz"], slowdown_lag=p["slowdown_lag_rad"],
-                           pause_lag=p["pause_lag_rad"], ik=ik, twist=twist).validated()
+                           pause_lag=p["pause_lag_rad"], ik=ik, twist=twist, wrench=wrench).validated()
 
 
 def filter_settings(p: dict) -> FilterSettings:

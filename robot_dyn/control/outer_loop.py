@@ -13,7 +13,8 @@ the robot layer's guard. Every motion gives a nominal joint acceleration; the sa
 the desired state integrates it. Each tick returns (q_d, qd_d, qdd_d, tau_ff) for
 the robot layer, where tau_ff is the feedforward along the reference (URDF
 rigid-body inverse dynamics or a learned model), without gravity when the robot
-compensates gravity itself.
+compensates gravity itself, plus J^T of a commanded end-effector wrench (command_wrench,
+robot_dyn.control.wrench).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from robot_dyn.control.ik import IKGains, clik_acceleration, pose_error, warm_up
 from robot_dyn.control.time_scaling import MotionClock
 from robot_dyn.control.trajectory import CartesianMove, CartesianPath, JointMotion, min_jerk_duration
 from robot_dyn.control.twist import TwistFollowing, TwistSettings, commanded_twist
+from robot_dyn.control.wrench import WrenchFeedforward, WrenchSettings, commanded_wrench
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.robots.description import RobotDescription
 
@@ -54,6 +56,7 @@ class OuterLoopConfig:
     pause_lag: float = 0.03
     ik: IKGains = field(default_factory=IKGains)
     twist: TwistSettings = field(default_factory=TwistSettings)
+    wrench: WrenchSettings = field(default_factory=WrenchSettings)
 
     def validated(self) -> "OuterLoopConfig":
         if self.feedforward not in FEEDFORWARD_MODES:
@@ -74,6 +77,7 @@ class OuterLoopConfig:
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"IK gain '{name}' must be a finite non-negative number, got {value!r}")
         self.twist.validated()
+        self.wrench.validated()
         return self
 
 
@@ -126,6 +130,8 @@ class OuterLoop:
         self._resting: Reference | None = None  # the last reference, while it holds still (see tick)
         self.events: list[str] = []  # warnings for the operator (the node logs and publishes them)
         self.notices: list[str] = []  # progress: motions done, on time or late
+        self.wrench = WrenchFeedforward(self.config.wrench)  # a commanded end-effector wrench (command_wrench)
+        self._wrench_clips = 0
         self._lo = robot.q_min + self.config.limit_margin
         self._hi = robot.q_max - self.config.limit_margin
         warm_up_ik(robot.n_joints)  # the IK kernel compiles (or loads) now, not in the first Cartesian tick
@@ -143,6 +149,7 @@ class OuterLoop:
         """Begin from the measured position at rest (also after a restart or a jump in time)."""
         self.q_d, self.qd_d, self.qdd_d = np.array(q, float), np.zeros(self.robot.n_joints), np.zeros(self.robot.n_joints)
         self._t_last, self.motion, self._resting = t, None, None
+        self.wrench.reset(t)
         self.clock = MotionClock(self.config.slowdown_lag, self.config.pause_lag)
         self._replan()
         if self.learned is not None:
@@ -243,6 +250,30 @@ class OuterLoop:
         self.motion.command(stamp + settings.timeout - self.clock.delay, velocity, angular_velocity)
         return not following
 
+    def command_wrench(self, t: float, stamp: float, force, torque, frame: str = "base") -> None:
+        """Superpose a wrench (force N, torque Nm) at the end-effector on the impedance from loop time t
+        (robot_dyn.control.wrench): applied until stamp + the wrench timeout (stamp on the loop's clock, 0 =
+        now), in `frame` ('base' or 'ee'), its force clipped to wrench.max_force and to the safety filter's
+        external_force (the contact force its joint limits are kept against)."""
+        self._require_started()
+        settings = self.config.wrench
+        stamp = t if stamp == 0 else stamp
+        if not np.isfinite(stamp) or t - stamp > settings.timeout:
+            raise GoalRejected(f"header.stamp: the command is {t - stamp:.3f} s old at t={t:.4f} "
+                               f"(wrench commands are applied for {settings.timeout:g} s after their stamp)")
+        max_force = settings.max_force
+        if self.safety is not None:
+            max_force = min(max_force, self.safety.settings.external_force)
+        _, R = self.desired_pose()
+        f, m, clipped = commanded_wrench(force, torque, frame, R, max_force, settings.max_torque)
+        if clipped:
+            self._wrench_clips += 1
+            if self._wrench_clips in (1, 10, 100) or self._wrench_clips % 1000 == 0:
+                self.events.append(f"wrench command clipped to {max_force:g} N / {settings.max_torque:g} Nm "
+                                   f"on {self._wrench_clips} commands")
+        self.wrench.command(stamp + settings.timeout, f, m)
+        self._resting = None
+
     def resync(self, t: float, q: np.ndarray, threshold: float) -> str | None:
         """When the arm is more than `threshold` rad from the desired state, restart from the measured
         position: idle, the arm was moved or held by the watchdog; during a motion, the robot layer
@@ -284,15 +315,19 @@ class OuterLoop:
         self._respect_limits()
         self._report_done(t)
         self._come_to_rest()
-        reference = Reference(t, self.q_d.copy(), self.qd_d.copy(), self.qdd_d.copy(),
-                              self.feedforward(self.q_d, self.qd_d, self.qdd_d))
+        tau_ff = self.feedforward(self.q_d, self.qd_d, self.qdd_d)
+        wrench = self.wrench.advance(t)
+        if wrench.any():  # the commanded wrench through the Jacobian transpose at the desired state
+            jac = self.model.ee_kinematics(self.q_d, self.qd_d)[2]
+            tau_ff = np.clip(tau_ff + jac.T @ wrench, -self.robot.tau_max, self.robot.tau_max)
+        reference = Reference(t, self.q_d.copy(), self.qd_d.copy(), self.qdd_d.copy(), tau_ff)
         self._resting = reference if self._holds_still() else None
         return reference
 
     def _holds_still(self) -> bool:
         """The reference rests and nothing would move it: no motion, zero velocity and acceleration, a
         feedforward that depends on the desired state alone, and a settled safety filter."""
-        return (self.motion is None and not self.qd_d.any() and not self.qdd_d.any()
+        return (self.motion is None and not self.qd_d.any() and not self.qdd_d.any() and not self.wrench.active
                 and self.config.feedforward not in LEARNED_MODES and (self.safety is None or self.safety.settled))
 
     def _nominal_acceleration(self, t: float) -> np.ndarray:

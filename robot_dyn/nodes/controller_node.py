@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped, TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -123,8 +123,9 @@ class ControllerNode(Node):
         self.create_subscription(MultiDOFJointTrajectory, "/controller/cartesian_path", self.on_cartesian_path, RELIABLE,
                                  raw=True)
         self.create_subscription(TwistStamped, "/controller/twist_command", self.on_twist_command, RELIABLE)
-        self.twist_rejections = 0
-        self._twist_faults: dict[str, int] = {}  # rejections per field at fault
+        self.create_subscription(WrenchStamped, "/controller/wrench_command", self.on_wrench_command, RELIABLE)
+        self.rejections = {"twist": 0, "wrench": 0}  # commands ignored, per kind
+        self._faults: dict[tuple[str, str], int] = {}  # rejections per kind and field at fault
         self.twist_latency = TickTimer()  # a twist command's stamp -> the first reference computed after it went out
         self.twist_age = TickTimer()  # its part before arrival: the stamp -> the newest state when it arrived
         self._twist_stamp = None  # the stamp of a twist command no reference has followed yet
@@ -426,10 +427,10 @@ class ControllerNode(Node):
         clock (0: now); header.frame_id is the base frame ('' too) or the end-effector frame."""
         frames = {"": "base", self.robot.base_link: "base", self.robot.ee_frame: "ee"}
         if self.t_now is None or not self.loop.started:
-            return self._reject_twist("no joint state received yet")
+            return self._reject("twist", "no joint state received yet")
         frame = frames.get(msg.header.frame_id)
         if frame is None:
-            return self._reject_twist(f"header.frame_id: expected '{self.robot.base_link}' or '{self.robot.ee_frame}', "
+            return self._reject("twist", f"header.frame_id: expected '{self.robot.base_link}' or '{self.robot.ee_frame}', "
                                       f"got '{msg.header.frame_id}'")
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         linear, angular = msg.twist.linear, msg.twist.angular
@@ -437,7 +438,7 @@ class ControllerNode(Node):
             started = self.loop.command_twist(self.loop.time, stamp, [linear.x, linear.y, linear.z],
                                               [angular.x, angular.y, angular.z], frame)
         except (GoalRejected, ValueError) as exc:
-            return self._reject_twist(str(exc))
+            return self._reject("twist", str(exc))
         if self._twist_stamp is None:
             self._twist_stamp = stamp if stamp else self.t_now
             self.twist_age.add(max(self.t_now - self._twist_stamp, 0.0))
@@ -447,21 +448,40 @@ class ControllerNode(Node):
         if started:
             self.event(f"twist following started at t={self.loop.time:.4f}")
 
-    def _reject_twist(self, reason: str) -> None:
-        """Say why a twist command was ignored: for each field at fault (the reason's start) the first, 10th,
-        100th and every 1000th time (commands come at 10-100 Hz)."""
-        self.twist_rejections += 1
-        field = reason.split(":")[0]
-        count = self._twist_faults[field] = self._twist_faults.get(field, 0) + 1
+    def on_wrench_command(self, msg: WrenchStamped) -> None:
+        """Superpose a wrench at the end-effector on the impedance (robot_dyn.control.wrench): force N, torque
+        Nm; the stamp on the graph's clock (0: now); header.frame_id the base frame ('' too) or the
+        end-effector frame. Bounded by wrench_max_force_n and the safety filter's external force."""
+        frames = {"": "base", self.robot.base_link: "base", self.robot.ee_frame: "ee"}
+        if self.t_now is None or not self.loop.started:
+            return self._reject("wrench", "no joint state received yet")
+        frame = frames.get(msg.header.frame_id)
+        if frame is None:
+            return self._reject("wrench", f"header.frame_id: expected '{self.robot.base_link}' or '{self.robot.ee_frame}', "
+                                          f"got '{msg.header.frame_id}'")
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        force, torque = msg.wrench.force, msg.wrench.torque
+        try:
+            self.loop.command_wrench(self.loop.time, stamp, [force.x, force.y, force.z], [torque.x, torque.y, torque.z], frame)
+        except (GoalRejected, ValueError) as exc:
+            return self._reject("wrench", str(exc))
+
+    def _reject(self, kind: str, reason: str) -> None:
+        """Say why a twist or wrench command was ignored: for each field at fault (the reason's start) the
+        first, 10th, 100th and every 1000th time (commands come at 10-100 Hz)."""
+        self.rejections[kind] += 1
+        key = (kind, reason.split(":")[0])
+        count = self._faults[key] = self._faults.get(key, 0) + 1
         if count in (1, 10, 100) or count % 1000 == 0:
-            self.event(f"twist command rejected ({count} for this so far): {reason}", warn=True)
+            self.event(f"{kind} command rejected ({count} for this so far): {reason}", warn=True)
 
     # --- reporting ---------------------------------------------------------
     def stats(self, recent: int | None = None) -> dict:
         """Everything measured; timing percentiles over the last `recent` ticks (diagnostics), else all kept."""
         return {**self.tick_timer.summary("outer_tick_", recent), **self.compute_timer.summary("outer_compute_", recent),
                 "reference_lead_ticks": self.lead, "time_scale": self.loop.clock.rate,
-                "motion_delay_s": self.loop.clock.delay, "twist_rejections": self.twist_rejections,
+                "motion_delay_s": self.loop.clock.delay, "twist_rejections": self.rejections["twist"],
+                "wrench_rejections": self.rejections["wrench"],
                 "states_skipped": self.states_skipped,
                 **{k.replace("_us_", "_ms_"): v / 1e3 if "_us_" in k else v
                    for k, v in {**self.twist_latency.summary("teleop_latency_", recent),
