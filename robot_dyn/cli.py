@@ -117,6 +117,12 @@ def _bench(args) -> int:
 
         result = bench_imitation(quick=args.quick, workdir=args.out, demos=args.demos, rollouts=args.rollouts,
                                  tasks=tuple(args.tasks) if args.tasks else None)
+    elif args.what == "search":
+        from robot_dyn.bench.search import bench_search
+
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        result = bench_search(quick=args.quick, searches=args.searches, demos=args.demos, workers=args.workers,
+                              out=args.out, log=progress)
     elif args.what == "tracking":
         from robot_dyn.bench.tracking import bench_tracking
 
@@ -235,9 +241,47 @@ def _eval_policy(args) -> int:
     return 0
 
 
+def _train_search(args) -> int:
+    from robot_dyn.jobs.search import learn
+    from robot_dyn.search.model import SearchModelError
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    out = Path(args.out or f"runs/search/model-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        summary = learn(out, args.episodes or (), args.in_process, args.seed, log=lambda m: print(m, file=sys.stderr))
+    except (ValueError, SearchModelError) as exc:
+        raise SystemExit(f"train search: {exc}")
+    print(json.dumps(summary))
+    return 0
+
+
+def _search(args) -> int:
+    from robot_dyn.jobs.search import search_run
+    from robot_dyn.search.execution import SearchSettings
+    from robot_dyn.search.model import SearchModelError
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    out = Path(args.out or f"runs/search/{args.strategy}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        settings = SearchSettings(budget_s=args.budget, speed=args.speed).validated()
+        summary = search_run(args.strategy, out, Path(args.model) if args.model else None, args.episodes, args.seed,
+                             settings, None if args.offset_radius is None else args.offset_radius * 1e-3,
+                             None if args.clearance is None else args.clearance * 1e-3, args.workers,
+                             log=lambda m: print(m, file=sys.stderr))
+    except (ValueError, SearchModelError) as exc:
+        raise SystemExit(f"search: {exc}")
+    print(json.dumps({k: v for k, v in summary.items() if k != "searches_by_seed"}))
+    print(out, file=sys.stderr)
+    return 0
+
+
 def _train(args) -> int:
     if args.what == "policy":
         return _train_policy(args)
+    if args.what == "search":
+        return _train_search(args)
+    if not args.dataset:
+        raise SystemExit(f"train {args.what}: give --dataset")
     from robot_dyn.inverse_dynamics.jobs import train_job
     from robot_dyn.inverse_dynamics.training import TrainConfig
 
@@ -413,7 +457,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    p.add_argument("what", choices=["control", "inverse-dynamics", "safety", "tracking", "recording", "imitation"])
+    p.add_argument("what", choices=["control", "inverse-dynamics", "safety", "tracking", "recording", "imitation", "search"])
     p.add_argument("--json", action="store_true", help="compact single-line JSON")
     p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"], help="inverse-dynamics and safety use the first")
     p.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")
@@ -421,10 +465,14 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", default=None, help="tracking: a folder of recorded episodes (default: record held-out ones)")
     p.add_argument("--episodes-per-task", type=int, default=3, help="recording: graph episodes per task")
     p.add_argument("--out", default=None, help="tracking: write a contact-sheet PNG per episode and metrics.json here; "
-                                               "imitation: keep the datasets, encoders and policies here")
-    p.add_argument("--demos", type=int, default=None, help="imitation: expert demonstrations per task (default 100)")
+                                               "imitation: keep the datasets, encoders and policies here; "
+                                               "search: the report, plots and model")
+    p.add_argument("--demos", type=int, default=None, help="imitation: expert demonstrations per task (default 100); "
+                                                            "search: the person's searches (default 10)")
     p.add_argument("--rollouts", type=int, default=None, help="imitation: evaluation episodes per variant (default 50)")
     p.add_argument("--tasks", nargs="+", default=None, help="imitation: tasks (default pusht)")
+    p.add_argument("--searches", type=int, default=None, help="search: holes per radius, clearance and strategy (default 50)")
+    p.add_argument("--workers", type=int, default=2, help="search: processes")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("excitation", help="optimise a Fourier excitation trajectory (JSON out)")
@@ -467,8 +515,12 @@ def main(argv=None) -> int:
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("train", help="train a model on a dataset (inverse dynamics runs under torchrun for DDP)")
-    p.add_argument("what", choices=["inverse-dynamics", "policy"])
-    p.add_argument("--dataset", required=True)
+    p.add_argument("what", choices=["inverse-dynamics", "policy", "search"])
+    p.add_argument("--dataset", default=None, help="inverse-dynamics: a collected dataset; policy: a LeRobot export")
+    p.add_argument("--episodes", nargs="*", default=None,
+                   help="search: recorded insert episodes (robot-dyn demos --task insert, or a real arm's bags)")
+    p.add_argument("--in-process", type=int, default=0,
+                   help="search: also this many searches of the scripted person, in process (seeds --seed..)")
     p.add_argument("--model", default="hybrid", choices=["nominal", "identified", "blackbox", "hybrid"])
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--hidden", type=int, default=64)
@@ -497,6 +549,20 @@ def main(argv=None) -> int:
                         "success vs demonstrations plot")
     p.add_argument("--out", default=None, help="run folder (default runs/eval/<policy>-<stamp>)")
     p.set_defaults(func=_eval_policy)
+
+    p = sub.add_parser("search", help="search for an offset hole with the insert task's peg (in process): a strategy "
+                                      "against holes drawn in the uncertainty radius; results, plots")
+    p.add_argument("--strategy", required=True, choices=["ergodic", "sampling", "spiral", "random"])
+    p.add_argument("--model", default=None, help="a search model folder (robot-dyn train search), for ergodic and sampling")
+    p.add_argument("--episodes", type=int, default=10, help="searches, each a hole drawn by its seed")
+    p.add_argument("--seed", type=int, default=10000, help="the first hole's seed (held out from demonstrations)")
+    p.add_argument("--offset-radius", type=float, default=None, help="mm, the uncertainty radius (default: the task's, 10)")
+    p.add_argument("--clearance", type=float, default=None, help="mm, the hole's diametral clearance (default: the task's, 0.5)")
+    p.add_argument("--budget", type=float, default=60.0, help="s of searching before giving up")
+    p.add_argument("--speed", type=float, default=0.012, help="m/s along the learned and random paths")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default=None, help="run folder (default runs/search/<strategy>-<stamp>)")
+    p.set_defaults(func=_search)
 
     p = sub.add_parser("record", help="record simulated RGB-D episodes (format: robot_dyn/perception/episodes.py)")
     p.add_argument("what", choices=["rope"])

@@ -6,6 +6,7 @@ from rosbags.rosbag2 import Reader
 from robot_dyn.jobs.demos import record_expert_demo
 from robot_dyn.recording.episode_bag import TYPESTORE, episode_facts
 from robot_dyn.recording.lerobot_export import resample_episode
+from robot_dyn.search.demonstrations import demo_from_episode
 
 
 def assert_twists_followed(demo):
@@ -42,6 +43,11 @@ def test_the_insert_expert_puts_the_peg_in_through_the_teleop_path_and_the_episo
     refused = [e for e in demo["robot_events"] if "reference rejected" in e]
     assert all("is stale" in e for e in refused), refused
     assert stats["sim"]["rejected_references"] == len(refused)
+    # the episode is a search demonstration (robot_dyn.search): from the touch on the top to the drop
+    search = demo_from_episode(path)
+    assert search.found and search.duration > 0.5
+    assert np.median(search.forces[:, 2]) < -1.0  # pressing down while it searched
+    assert np.max(np.linalg.norm(search.offsets, axis=1)) < 0.025  # around the nominal hole
 
 
 def pusht_in_the_graph(tmp_path):

@@ -62,3 +62,19 @@ def _clik(jac, drift, error, twist_error, acc_ref, q, qd, q_posture, kp, kd, kp_
     task = jpinv @ (acc_ref - drift + kd * twist_error + kp * error)
     posture = -kp_null * (q - q_posture) - kd_null * qd
     return task + posture - jpinv @ (jac @ posture)
+
+
+def solve_pose(model, position, rotation, q0, tolerance: float = 1e-7, iterations: int = 200) -> np.ndarray:
+    """Joint positions (rad) that put the end-effector at (position m, rotation 3x3), base frame, from q0
+    by damped Newton steps with the posture q0 kept in the nullspace (pinocchio's kinematics through
+    `model`, a robot_dyn.dynamics.rigid_body.RigidBody); ValueError when it does not converge (out of reach)."""
+    q0 = np.asarray(q0, float)
+    q, zero = q0.copy(), np.zeros_like(q0)
+    for _ in range(iterations):
+        p, R, jac, _ = model.ee_kinematics(q, zero)
+        error = pose_error(np.asarray(position, float), np.asarray(rotation, float), p, R)
+        if np.linalg.norm(error) < tolerance:
+            return q
+        pinv = damped_pinv(jac, 1e-4)
+        q = q + pinv @ error + (np.eye(len(q)) - pinv @ jac) @ (0.1 * (q0 - q))
+    raise ValueError(f"inverse kinematics: no solution within {tolerance:g} for the pose at {np.round(position, 4).tolist()} m")

@@ -9,6 +9,7 @@ class Phased:
 
     def __init__(self, first_phase: str, give_up_s: float):
         self.phase, self.phase_since = first_phase, None
+        self.entered_at: dict[str, float] = {}  # phase -> the time (s) it was first entered
         self.give_up_s = give_up_s  # s after the first command
         self._began = None  # s, the first command's time
 
@@ -18,6 +19,7 @@ class Phased:
 
     def _enter(self, phase: str, t: float) -> None:
         self.phase, self.phase_since = phase, t
+        self.entered_at.setdefault(phase, t)
 
     def gives_up(self, t: float) -> bool:
         """Start the clocks at the first command; True (and done) once give_up_s have passed: the episode

@@ -46,15 +46,17 @@ def controller_parameters() -> dict:
 
 def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, settle: float = 0.5,
                observer=None, scene_extensions=(), expert=None, stop_when_solved: bool = False,
-               refusal_ends_episode: bool = False) -> EpisodeResult:
+               refusal_ends_episode: bool = False, start_q=None) -> EpisodeResult:
     """Episode `seed` of `task` (robot_dyn.tasks.load_task) solved by its expert; `settle` s after it is done.
 
     expert: who commands (default task.expert(seed)): command(t, tip, R, desired tip, objects) -> the
     unitless twist (6,) or None when done, and `phase` and `done` (robot_dyn.tasks.expert.Phased); a
-    policy (robot_dyn.imitation.rollout) is one. stop_when_solved: end the episode at the first decision
+    policy (robot_dyn.imitation.rollout) is one. An expert's `wrench` (6,) N, Nm, base frame, when it
+    has one and it is not None, goes to the controller with each command (a search's force). stop_when_solved: end the episode at the first decision
     that finds the task's success (how policies are scored), else when the expert is done.
     refusal_ends_episode: a reference the robot layer refuses ends the episode (a failure, the arm held: what
     a policy that drives the arm into a discontinuity meets), instead of raising ReferenceRejected.
+    start_q: the arm's joint positions at rest at the start (rad; default the robot's home).
 
     observer (optional) sees what the graph's nodes would publish: observer.start(arm, loop, episode) once,
     then per outer tick observer.state(t, q, qd, tau) (the measured state the tick answers, as the sim
@@ -65,9 +67,10 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
     arm_robot = with_tool(load_robot(robot), task.tool)
     episode = task.episode(seed)
     backend = make_backend("mujoco", arm_robot, scene=[episode.scene, *scene_extensions])
-    arm = SimulatedArm(arm_robot, backend, ImpedanceSettings.from_robot(arm_robot), arm_robot.home)
+    q0 = arm_robot.home if start_q is None else np.asarray(start_q, float)
+    arm = SimulatedArm(arm_robot, backend, ImpedanceSettings.from_robot(arm_robot), q0)
     loop = controller_loop(arm_robot, controller_parameters(), logging.getLogger("robot_dyn.in_process"))
-    loop.start(0.0, arm_robot.home)
+    loop.start(0.0, q0)
     expert = task.expert(seed) if expert is None else expert
     forces, phases = [], []
     if observer is not None:
@@ -109,6 +112,9 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
                     break
             published += 1
             loop.command_twist(loop.time, loop.time, command[:3], command[3:], "base")
+            wrench = getattr(expert, "wrench", None)
+            if wrench is not None:
+                loop.command_wrench(loop.time, loop.time, wrench[:3], wrench[3:], "base")
             if observer is not None:
                 observer.command(arm.time, command)
             arm.follow(tick, period, observe=observe, after_tick=after_tick)

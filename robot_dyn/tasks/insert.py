@@ -199,8 +199,12 @@ class InsertEpisode:
         offset (m); contact force of the fixture on the peg (3,), N, world frame."""
         result = insertion(self.config, self.hole, model, data)
         result["score"] = float(np.clip(result["depth_m"] / self.config.success_depth, 0.0, 1.0))
-        result["contact_force_n"] = contact_force(model, data)
+        result["contact_force_n"] = self.contact_force(model, data)
         return result
+
+    def contact_force(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+        """The contact force of the fixture on the peg (3,), N, world frame."""
+        return contact_force(model, data)
 
     def objects(self, model: mujoco.MjModel, data: mujoco.MjData) -> dict:
         """What an operator sees of the scene besides the arm: nothing here (the fixture is fixed, and

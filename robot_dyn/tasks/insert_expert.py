@@ -7,20 +7,24 @@ and knows the hole's nominal position and orientation, not its true offset. Phas
 1. align: move the tip above the nominal hole, turned to the hole's orientation;
 2. descend: go down until the peg is stopped (on the fixture's top) or drops in;
 3. search: on the top, press down lightly (the desired tip held `press` below the measured one,
-   a few newtons through the joint impedance) and move along an Archimedean spiral around the
-   nominal hole whose pitch is less than the chamfer's capture width, until the peg dips into the
-   chamfer;
+   a few newtons through the joint impedance, harder where it moves slowly) and wander around the
+   nominal hole as a person does (robot_dyn.search.paths.wandering_path: toward one believed spot
+   after another, along curves, at a varying pace), until the peg dips into the chamfer. A search
+   plan (robot_dyn.search.execution) replaces the wandering with a strategy's path, and its force
+   model's wrench (superposed on the impedance by the controller) replaces the pressing;
 4. insert: comply sideways (the reference follows the peg, so the chamfer centres it) and press on
    down to the success depth, then let go. Held at the chamfer's foot by friction (a fraction of a
    millimetre off the axis), it wiggles: small circles of growing radius until the peg drops.
-Human-like variety, seeded: the pace, the spiral's direction and phase, unsteadiness of the stick
+Human-like variety, seeded: the pace, the wandering, unsteadiness of the stick
 (robot_dyn.teleop.scripted's noise), and short pauses between phases.
 
 Output: the unitless base-frame command (6,) a device would give (robot_dyn.teleop), or None when
-done. Units: m, rad, s; poses in the base frame (the world of the task scenes).
+done, and `wrench`: the force and torque (6,) N, Nm, base frame, to superpose with it (None: none).
+Units: m, rad, s; poses in the base frame (the world of the task scenes).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +32,7 @@ import pinocchio as pin
 
 from robot_dyn.robots.tools import pointing_down
 from robot_dyn.tasks.expert import Phased
+from robot_dyn.search.paths import wandering_path
 from robot_dyn.tasks.insert import InsertConfig
 from robot_dyn.teleop.scripted import Hand
 
@@ -40,31 +45,51 @@ class InsertExpertSettings:
     angular_scale: float = 0.5  # rad/s of a unitless 1.0
     approach_height: float = 0.015  # m of the tip above the fixture's top before descending
     descend_speed: float = 0.03  # m/s
-    press: float = 0.001  # m the desired tip is held below the measured one while searching (a few N)
+    press: float = 0.003  # m the desired tip is held below the measured one while searching (a few N)
+    insert_press: float = 0.001  # m, the same while pressing the peg home: lighter, a hard push wedges it
     entered: float = 0.0007  # m below the top: the peg has found the chamfer
-    spiral_pitch: float = 0.004  # m between turns (less than 2 x the chamfer: the mouth is caught)
-    search_speed: float = 0.012  # m/s along the spiral
-    max_search_radius: float = 0.016  # m: beyond this the search restarts from the centre
+    search_speed: float = 0.012  # m/s, the wandering's mean pace
+    belief: float = 0.5  # the spread of where the person believes the hole is, as a share of the offset radius
     gain: float = 3.0  # 1/s, position error -> speed
     comply_gain: float = 10.0  # 1/s: how fast the reference follows the peg sideways while inserting
     wiggle: float = 0.05  # rad/s, amplitude of the twist about the vertical while inserting
     noise: float = 0.03  # unitless std of the stick's unsteadiness
     noise_time_constant: float = 0.3  # s
     give_up_s: float = 120.0  # s after the first command
+    search_budget_s: float = math.inf  # s of searching after which the search gives up (done, a failure)
+    stop_at_found: bool = False  # done once the peg drops into the hole (a search benchmark's end), not pressed home
 
 
 class InsertExpert(Phased):
     def __init__(self, config: InsertConfig, settings: InsertExpertSettings | None = None, seed: int = 0,
-                 hole_yaw: float = 0.0):
+                 hole_yaw: float = 0.0, plan=None):
+        """plan: a search strategy's (robot_dyn.search.execution.SearchPlan: `path`, offsets from the nominal
+        hole over time, and `force(velocity)` -> the force (3,) N to apply, or None to press by position);
+        default: a person's wandering."""
         self.config, self.settings = config, settings or InsertExpertSettings()
         super().__init__("align", self.settings.give_up_s)
         self.rng = np.random.default_rng(seed)
         self.hole_yaw = hole_yaw  # rad about z of the hole's square (its sides along x, y when 0)
         self.hand = Hand(self.rng, self.settings.noise, self.settings.noise_time_constant, pace=self.rng.uniform(0.7, 1.0))
         self._direction = self.rng.choice([-1.0, 1.0])
-        self._phase0 = self.rng.uniform(0, 2 * np.pi)
         self._pause = {p: self.rng.uniform(0.0, 0.4) for p in PHASES}
-        self._spiral_s = 0.0  # arc length travelled along the spiral, m
+        self.plan = plan
+        self._path = plan.path if plan is not None else None  # drawn when the search starts (a person's)
+        self._path_t = 0.0  # s along the path, advanced at the hand's pace
+        self._force = np.zeros(3)  # N, what the plan's force model asks for now
+        self.wrench = None  # (6,) N, Nm to superpose on the next command, base frame; None: none
+
+    def approach_configuration(self, robot, model) -> np.ndarray:
+        """Joint positions (rad) with the tip `approach_height` above the nominal hole, aligned with it:
+        where the align phase ends (a search can start there and skip the approach). robot: the
+        RobotDescription with the peg; model: its RigidBody."""
+        from robot_dyn.control.ik import solve_pose
+
+        c, s = self.config, self.settings
+        rotation = self.aligned_rotation(model.ee_pose(robot.home)[1])
+        tip = np.array([*c.nominal_hole, c.top + s.approach_height])
+        flange = tip - rotation @ np.array([0.0, 0.0, c.peg.length])
+        return solve_pose(model, flange, rotation, robot.home)
 
     def _enter(self, phase: str, t: float) -> None:
         super()._enter(phase, t)
@@ -108,14 +133,22 @@ class InsertExpert(Phased):
             elif desired_tip[2] < tip[2] - s.press:  # the reference goes on, the peg does not: it rests on the top
                 self._enter("search", t)
         elif self.phase == "search":
-            self._spiral_s += h * s.search_speed * self.hand.pace
-            target = nominal + self._spiral(self._spiral_s)
-            if np.linalg.norm(target - nominal) > s.max_search_radius:
-                self._spiral_s = 0.0
-            lateral = s.gain * (target - tip[:2]) + self._spiral_velocity(self._spiral_s) * s.search_speed * self.hand.pace
-            velocity = np.array([*lateral, self._pressing(tip, desired_tip, s.press)])
+            if t - self.phase_since > s.search_budget_s:
+                self._enter("done", t)
+                return None
+            if self._path is None:
+                spread = s.belief * c.offset_radius
+                self._path = wandering_path(s.give_up_s, s.search_speed, spread, self.rng)
+            self._path_t += h * self.hand.pace
+            offset, path_velocity = self._path.sample(self._path_t)
+            path_velocity = path_velocity * self.hand.pace
+            lateral = s.gain * (nominal + offset - tip[:2]) + path_velocity
+            velocity = np.array([*lateral, self._pressing(tip, desired_tip, self._press(path_velocity))])
             if tip[2] < c.top - s.entered:
                 self._enter("insert", t)
+                if s.stop_at_found:
+                    self._enter("done", t)
+                    return None
         elif self.phase == "insert":
             # comply sideways (the reference follows the peg, so the chamfer can centre it) and press on down
             depth = c.top - tip[2]
@@ -131,7 +164,8 @@ class InsertExpert(Phased):
                 phase = 2 * np.pi * age * self._direction
                 target = self._stuck_at + radius * np.array([np.cos(phase), np.sin(phase)])
                 lateral = s.gain * 3 * (target - desired_tip[:2])
-            velocity = np.array([*lateral, self._pressing(tip, desired_tip, s.press)])
+            self.wrench = None  # a search's force lapses (the controller ramps it out): pressed home by position
+            velocity = np.array([*lateral, self._pressing(tip, desired_tip, s.insert_press)])
             # keep the peg upright (contact torques tilt it through the wrist's impedance, and a tilted
             # peg jams at this clearance), with a person's small wiggle about the vertical
             wiggle = s.wiggle * np.sin(2 * np.pi * 2.0 * (t - self.phase_since))
@@ -141,25 +175,19 @@ class InsertExpert(Phased):
                 return np.zeros(6)
         return self.hand.stick(np.concatenate([velocity / s.linear_scale, angular / s.angular_scale]))
 
+    def _press(self, velocity: np.ndarray) -> float:
+        """How far (m) the desired tip is held below the measured one while searching at `velocity` (m/s):
+        a person presses harder where they move slowly (1.5x at rest, 0.7x at their mean pace and
+        faster). With a plan's force model the force comes from its wrench (set here) and the desired
+        tip stays level with the peg."""
+        if self.plan is not None and self.plan.force is not None:
+            self._force = np.asarray(self.plan.force(velocity), float)
+            self.wrench = np.concatenate([self._force, np.zeros(3)])
+            return 0.0
+        pace = float(np.linalg.norm(velocity)) / self.settings.search_speed
+        return self.settings.press * float(np.clip(1.5 - 0.8 * pace, 0.7, 1.5))
+
     def _pressing(self, tip: np.ndarray, desired_tip: np.ndarray, press: float) -> float:
         """Vertical speed (m/s) that holds the desired tip `press` below the peg's: a light, steady push
         through the joint impedance (1 mm: a few newtons), however far the peg is held up."""
         return self.settings.gain * ((tip[2] - press) - desired_tip[2])
-
-    def _spiral(self, arc: float) -> np.ndarray:
-        """The spiral's point (x, y offsets, m) after `arc` m along it: r = pitch * theta / 2 pi."""
-        theta = self._theta(arc)
-        r = self.settings.spiral_pitch * theta / (2 * np.pi)
-        angle = self._direction * theta + self._phase0
-        return r * np.array([np.cos(angle), np.sin(angle)])
-
-    def _spiral_velocity(self, arc: float) -> np.ndarray:
-        """The spiral's unit tangent at `arc`."""
-        a, b = self._spiral(arc), self._spiral(arc + 1e-4)
-        d = b - a
-        n = np.linalg.norm(d)
-        return d / n if n > 0 else np.zeros(2)
-
-    def _theta(self, arc: float) -> float:
-        """The spiral's angle after `arc` m (arc ~ pitch theta^2 / 4 pi for an Archimedean spiral)."""
-        return float(np.sqrt(4 * np.pi * arc / self.settings.spiral_pitch))

@@ -152,7 +152,11 @@ class PushTEpisode:
         pose = block_pose(model, data)
         value = coverage(self.config, pose)
         return {"score": value, "success": bool(value > self.config.success_coverage), "block_pose": pose,
-                "contact_force_n": _pusher_force(model, data)}
+                "contact_force_n": self.contact_force(model, data)}
+
+    def contact_force(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+        """The contact force of the block on the pusher (3,), N, world frame."""
+        return _pusher_force(model, data)
 
     def objects(self, model: mujoco.MjModel, data: mujoco.MjData) -> dict:
         """What an operator sees of the scene besides the arm: {'block_pose': (x, y, yaw)}, m and rad."""
