@@ -58,8 +58,8 @@ setup(
         "pyarrow>=14",
         "rosbags>=0.10",
         "mcap>=1.1",  # reading what a killed recorder left (robot_dyn/recording/episode_bag.py)
-        "pandas>=2",
-        "shapely>=2",  # the Push-T coverage: polygon intersection (robot_dyn/tasks/pusht.py)  # LeRobot's tasks table is a pandas frame indexed by the task (robot_dyn/recording/lerobot_export.py)
+        "pandas>=2",  # LeRobot's tasks table is a pandas frame indexed by the task (robot_dyn/recording/lerobot_export.py)
+        "shapely>=2",  # the Push-T coverage: polygon intersection (robot_dyn/tasks/pusht.py)
         "safetensors>=0.4",
         # Safety filter (OSQP called directly), robust filter (Clarabel SOCP), MPC (cvxpy).
         "osqp>=1.0",
@@ -76,6 +76,10 @@ setup(
         # both need torch, which `make` installs first (CPU build).
         "diffusers>=0.30",
         "vector-quantize-pytorch>=1.14",
+        # Search strategies (robot_dyn/search/model.py): Gaussian mixtures chosen by BIC, and Gaussian
+        # mixture regression of force on velocity.
+        "scikit-learn>=1.3",
+        "gmr>=1.6",
     ],
     extras_require={
         # rclpy and the message packages from the PyPI ROS 2 wheels; a ROS 2 install
