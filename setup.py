@@ -28,6 +28,7 @@ NODES = {
     "teleop": "robot_dyn.nodes.teleop_node:main",
     "recorder": "robot_dyn.nodes.recorder_node:main",
     "policy": "robot_dyn.nodes.policy_node:main",
+    "search": "robot_dyn.nodes.search_node:main",
 }
 
 setup(

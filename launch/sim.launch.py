@@ -1,5 +1,6 @@
 """ros2 launch robot_dyn sim.launch.py robot:=panda backend:=mujoco mode:=lockstep effects:=nominal perception:=false
    ros2 launch robot_dyn sim.launch.py scene:=pusht mode:=realtime policy:=runs/policies/pusht
+   ros2 launch robot_dyn sim.launch.py scene:=insert mode:=realtime search:=ergodic search_model:=runs/search/model
 
 The simulation graph on a ROS 2 install. The node set and parameters come from
 robot_dyn.bringup.graph.sim_graph, the same function `robot-dyn launch sim` uses,
@@ -20,7 +21,8 @@ def _nodes(context):
 
     perception = (arg("perception") or "false").lower() in ("true", "1", "yes")
     specs = sim_graph(robot=arg("robot"), backend=arg("backend"), mode=arg("mode"), effects=arg("effects"),
-                      perception=perception, task=arg("scene"), policy=arg("policy"))
+                      perception=perception, task=arg("scene"), policy=arg("policy"),
+                      search=arg("search"), search_model=arg("search_model"))
     return [
         Node(package="robot_dyn", executable=spec.executable, name=spec.name, parameters=[spec.parameters],
              remappings=list(spec.remappings), output="screen")
@@ -39,5 +41,10 @@ def generate_launch_description():
         DeclareLaunchArgument("scene", default_value="", description="an imitation task's scene: insert | pusht"),
         DeclareLaunchArgument("policy", default_value="",
                               description="a policy folder (robot-dyn train policy): the policy node drives the arm"),
+        DeclareLaunchArgument("search", default_value="",
+                              description="insert scene: a search strategy (ergodic | sampling | spiral | random) for the "
+                                          "search node; call /search/start to run one"),
+        DeclareLaunchArgument("search_model", default_value="",
+                              description="a search model folder (robot-dyn train search) for ergodic and sampling"),
         OpaqueFunction(function=_nodes),
     ])

@@ -76,7 +76,7 @@ def _launch(args) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the nodes too, instead of orphaning them
     nodes = sim_graph(args.robot, args.backend, args.mode, args.effects, overrides=_overrides(args.param),
                       perception=args.perception, teleop=args.teleop, recorder=args.record, task=args.task,
-                      policy=args.policy)
+                      policy=args.policy, search=args.search, search_model=args.search_model)
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     workdir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"starting {[n.name for n in nodes]} in ROS_DOMAIN_ID={domain}; parameter files in {workdir}; Ctrl-C stops")
@@ -454,6 +454,10 @@ def main(argv=None) -> int:
                         "--param teleop.script=FILE). The keyboard needs a terminal: `ros2 run robot_dyn teleop`")
     p.add_argument("--record", action="store_true",
                    help="add the recorder node (configs/recorder.yaml): episodes on /recorder/start and /recorder/stop")
+    p.add_argument("--search", default=None, choices=["ergodic", "sampling", "spiral", "random"],
+                   help="with --scene insert: add the search node with this strategy; /search/start runs a search")
+    p.add_argument("--search-model", default=None, metavar="DIR",
+                   help="a search model folder (robot-dyn train search), for --search ergodic or sampling")
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")

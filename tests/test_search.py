@@ -7,7 +7,7 @@ import pytest
 
 from robot_dyn.search.demonstrations import DemoError, SearchDemo, search_segment
 from robot_dyn.search.ergodic import CosineBasis, ergodic_metric, ergodic_path
-from robot_dyn.search.model import Mixture, SearchModel, SearchModelError, fit_search_model, load_search_model
+from robot_dyn.search.model import SearchModelError, fit_search_model, load_search_model
 from robot_dyn.search.paths import random_walk_path, sampling_path, spiral_path, tour_path
 
 BOX = (np.array([-0.01, -0.01]), np.array([0.01, 0.01]))

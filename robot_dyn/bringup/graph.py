@@ -123,7 +123,7 @@ def check_parameters(where: str, node: str, params: dict) -> dict:
 def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None = None, effects: str | None = None,
               overrides: dict | None = None, config_dir: Path | None = None, perception: bool = False,
               teleop: str | None = None, recorder: bool = False, task: str | None = None,
-              policy: str | None = None) -> list[NodeSpec]:
+              policy: str | None = None, search: str | None = None, search_model: str | None = None) -> list[NodeSpec]:
     """sim + controller, sharing robot and gravity handling; overrides: {node: {param: value}}.
 
     backend, mode and effects left as None keep the values of configs/sim.yaml.
@@ -136,6 +136,8 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     policy: a policy folder (robot-dyn train policy) drives the arm instead of a teleop device (the policy
     node, configs' defaults of schema.POLICY): the sim's cameras on, at the image size and without the
     shadows of the demonstrations it learned from.
+    search: a search strategy (robot_dyn.search) for the insert scene: the search node, whose /search/start
+    runs one (search_model: a model folder, robot-dyn train search, for the learned strategies).
     """
     config_dir = Path(config_dir) if config_dir else paths.config_path("")
     sim = load_node_parameters(config_dir / "sim.yaml", "sim")
@@ -160,6 +162,13 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
         width, height = meta.get("camera_size") or (schema.SIM["camera_width"][0], schema.SIM["camera_height"][0])
         sim.update(cameras=True, camera_width=int(width), camera_height=int(height), camera_shadow_size=0)
         nodes["policy"] = {**schema.defaults(schema.POLICY), "checkpoint": str(policy), "robot": robot, "use_sim_time": True}
+    if search:
+        if teleop or policy:
+            raise ConfigError("search and teleop or policy all command the arm: choose one")
+        if sim.get("scene") != "insert":
+            raise ConfigError(f"search: needs the insert scene (task 'insert'), not '{sim.get('scene', '')}'")
+        nodes["search"] = {**schema.defaults(schema.SEARCH), "robot": robot, "strategy": search,
+                           "model": str(search_model or ""), "task_config": sim.get("task_config", ""), "use_sim_time": True}
     if recorder:
         nodes["recorder"] = load_node_parameters(config_dir / "recorder.yaml", "recorder")
         nodes["recorder"].update(use_sim_time=True)
@@ -198,6 +207,8 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
         rig = camera_rig(_scene_config(sim), scene, sim.get("task_config") or None)
         nodes["policy"].update(task=scene if scene in TASK_NAMES else "", cameras=",".join(rig.names))
         specs.append(NodeSpec("policy", "policy", "robot_dyn.nodes.policy_node", nodes["policy"]))
+    if search:
+        specs.append(NodeSpec("search", "search", "robot_dyn.nodes.search_node", nodes["search"]))
     if recorder:
         if sim.get("cameras") and not nodes["recorder"].get("cameras"):
             rig = camera_rig(_scene_config(sim), sim.get("scene", schema.SIM["scene"][0]), sim.get("task_config") or None)

@@ -217,7 +217,19 @@ POLICY = {
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics (inference time p50/p99, steps, stale waits), s"),
 }
 
-NODES = {"sim": SIM, "controller": CONTROLLER, "teleop": TELEOP, "recorder": RECORDER, "hardware_adapter": HARDWARE_ADAPTER, "perception": PERCEPTION, "policy": POLICY}
+SEARCH = {
+    "robot": ("panda", "robot name"),
+    "task_config": ("", "the insert task's config file; empty = configs/tasks/insert.yaml (the graph copies the sim's task_config)"),
+    "strategy": ("spiral", "ergodic | sampling (learned: need `model`) | spiral | random"),
+    "model": ("", "a search model folder (robot-dyn train search), for the learned strategies"),
+    "budget_s": (60.0, "s of searching (from the peg's touch on the fixture) before the search gives up"),
+    "speed": (0.012, "m/s along the learned and random paths"),
+    "press_home": (True, "after the drop, press the peg home (false: the search ends at the drop)"),
+    "rate_hz": (50.0, "command rate while searching, Hz (twist and wrench commands)"),
+    "seed": (0, "the strategy's randomness (a search's seed is this plus the number of searches before it)"),
+}
+
+NODES = {"sim": SIM, "controller": CONTROLLER, "teleop": TELEOP, "recorder": RECORDER, "hardware_adapter": HARDWARE_ADAPTER, "perception": PERCEPTION, "policy": POLICY, "search": SEARCH}
 
 
 def defaults(schema: dict) -> dict:

@@ -96,6 +96,16 @@ class GoalRejected(ValueError):
     """A goal that cannot be executed; the message says why."""
 
 
+def _fresh(t: float, stamp: float, timeout: float, what: str) -> float:
+    """A streamed command's stamp on the loop's clock (0: now, t), if it is less than `timeout` s old at t;
+    else GoalRejected names header.stamp."""
+    stamp = t if stamp == 0 else stamp
+    if not np.isfinite(stamp) or t - stamp > timeout:
+        raise GoalRejected(f"header.stamp: the command is {t - stamp:.3f} s old at t={t:.4f} "
+                           f"(commands are {what} for {timeout:g} s after their stamp)")
+    return stamp
+
+
 class OuterLoop:
     """Holds the desired joint state and the active motion; tick() advances both.
 
@@ -236,10 +246,7 @@ class OuterLoop:
         preempts a twist. Returns True when it started following (False: it updated the running one)."""
         self._require_started()
         settings = self.config.twist
-        stamp = t if stamp == 0 else stamp
-        if not np.isfinite(stamp) or t - stamp > settings.timeout:
-            raise GoalRejected(f"header.stamp: the command is {t - stamp:.3f} s old at t={t:.4f} "
-                               f"(commands are followed for {settings.timeout:g} s after their stamp)")
+        stamp = _fresh(t, stamp, settings.timeout, "followed")
         p, R, jac, _ = self.model.ee_kinematics(self.q_d, self.qd_d)
         velocity, angular_velocity = commanded_twist(linear, angular, frame, R, settings)
         following = isinstance(self.motion, TwistFollowing) and self.motion.t_end == np.inf
@@ -257,10 +264,7 @@ class OuterLoop:
         external_force (the contact force its joint limits are kept against)."""
         self._require_started()
         settings = self.config.wrench
-        stamp = t if stamp == 0 else stamp
-        if not np.isfinite(stamp) or t - stamp > settings.timeout:
-            raise GoalRejected(f"header.stamp: the command is {t - stamp:.3f} s old at t={t:.4f} "
-                               f"(wrench commands are applied for {settings.timeout:g} s after their stamp)")
+        stamp = _fresh(t, stamp, settings.timeout, "applied")
         max_force = settings.max_force
         if self.safety is not None:
             max_force = min(max_force, self.safety.settings.external_force)

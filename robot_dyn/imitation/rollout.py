@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_dyn.tasks.in_process import EpisodeObserver
+
 EVAL_SEED_OFFSET = 100_000  # evaluation seeds: this + k, never a demonstration's (those start at 0)
 
 
@@ -35,7 +37,7 @@ class RolloutResult:
     video: list = field(default_factory=list, repr=False)  # (H, W, 3) uint8 frames of the first camera
 
 
-class PolicyCameras:
+class PolicyCameras(EpisodeObserver):
     """An in-process episode's observer (run_expert) that renders the policy's cameras at its rate and keeps
     the latest images (camera name -> (H, W, 3) uint8)."""
 
@@ -55,15 +57,6 @@ class PolicyCameras:
         self.latest = {f.name: f.rgb for f in capture.frames}
         if self.keep_video:
             self.video.append(capture.frames[0].rgb)
-
-    def state(self, t, q, qd, tau) -> None:
-        pass
-
-    def reference(self, ref) -> None:
-        pass
-
-    def command(self, t, command) -> None:
-        pass
 
     def after_tick(self, t) -> None:
         if self.capture.due(t):

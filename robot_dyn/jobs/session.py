@@ -29,7 +29,7 @@ class SimSession:
                  mode: str = "lockstep", overrides: dict | None = None, wall_timeout_factor: float = 20.0,
                  record_references: bool = False, teleop: str | None = None, recorder: bool = False,
                  perception: bool = False, task: str | None = None, hardware_emulation: str | None = None,
-                 policy: str | None = None):
+                 policy: str | None = None, search: str | None = None, search_model: str | None = None):
         self.robot = load_robot(robot)
         self.model = RigidBody(self.robot)
         self.workdir = Path(workdir)
@@ -43,7 +43,7 @@ class SimSession:
             self.mode, self.state_topic = "realtime", ARM_STATES
         else:
             self.nodes = sim_graph(robot, backend, mode, effects, overrides, perception=perception, teleop=teleop,
-                                   recorder=recorder, task=task, policy=policy)
+                                   recorder=recorder, task=task, policy=policy, search=search, search_model=search_model)
         self.timeout_factor = wall_timeout_factor  # wall seconds allowed per sim second before giving up
         self.record_references = record_references  # the client keeps every reference (else the first)
         self.graph: GraphProcesses | None = None

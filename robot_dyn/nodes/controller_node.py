@@ -425,20 +425,12 @@ class ControllerNode(Node):
     def on_twist_command(self, msg: TwistStamped) -> None:
         """Teleoperation: follow the commanded twist (robot_dyn.control.twist). The stamp is on the graph's
         clock (0: now); header.frame_id is the base frame ('' too) or the end-effector frame."""
-        frames = {"": "base", self.robot.base_link: "base", self.robot.ee_frame: "ee"}
-        if self.t_now is None or not self.loop.started:
-            return self._reject("twist", "no joint state received yet")
-        frame = frames.get(msg.header.frame_id)
-        if frame is None:
-            return self._reject("twist", f"header.frame_id: expected '{self.robot.base_link}' or '{self.robot.ee_frame}', "
-                                      f"got '{msg.header.frame_id}'")
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         linear, angular = msg.twist.linear, msg.twist.angular
-        try:
-            started = self.loop.command_twist(self.loop.time, stamp, [linear.x, linear.y, linear.z],
-                                              [angular.x, angular.y, angular.z], frame)
-        except (GoalRejected, ValueError) as exc:
-            return self._reject("twist", str(exc))
+        answer = self._stamped_command("twist", msg.header, lambda stamp, frame: self.loop.command_twist(
+            self.loop.time, stamp, [linear.x, linear.y, linear.z], [angular.x, angular.y, angular.z], frame))
+        if answer is None:
+            return
+        stamp, started = answer
         if self._twist_stamp is None:
             self._twist_stamp = stamp if stamp else self.t_now
             self.twist_age.add(max(self.t_now - self._twist_stamp, 0.0))
@@ -452,19 +444,26 @@ class ControllerNode(Node):
         """Superpose a wrench at the end-effector on the impedance (robot_dyn.control.wrench): force N, torque
         Nm; the stamp on the graph's clock (0: now); header.frame_id the base frame ('' too) or the
         end-effector frame. Bounded by wrench_max_force_n and the safety filter's external force."""
+        force, torque = msg.wrench.force, msg.wrench.torque
+        self._stamped_command("wrench", msg.header, lambda stamp, frame: self.loop.command_wrench(
+            self.loop.time, stamp, [force.x, force.y, force.z], [torque.x, torque.y, torque.z], frame))
+
+    def _stamped_command(self, kind: str, header, apply):
+        """A streamed command's checks (a joint state first; header.frame_id the base frame, '' or the
+        end-effector frame), then apply(stamp s, frame 'base' | 'ee'): (stamp, its answer), or None
+        when it was refused (and said why)."""
         frames = {"": "base", self.robot.base_link: "base", self.robot.ee_frame: "ee"}
         if self.t_now is None or not self.loop.started:
-            return self._reject("wrench", "no joint state received yet")
-        frame = frames.get(msg.header.frame_id)
+            return self._reject(kind, "no joint state received yet")
+        frame = frames.get(header.frame_id)
         if frame is None:
-            return self._reject("wrench", f"header.frame_id: expected '{self.robot.base_link}' or '{self.robot.ee_frame}', "
-                                          f"got '{msg.header.frame_id}'")
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        force, torque = msg.wrench.force, msg.wrench.torque
+            return self._reject(kind, f"header.frame_id: expected '{self.robot.base_link}' or '{self.robot.ee_frame}', "
+                                      f"got '{header.frame_id}'")
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         try:
-            self.loop.command_wrench(self.loop.time, stamp, [force.x, force.y, force.z], [torque.x, torque.y, torque.z], frame)
+            return stamp, apply(stamp, frame)
         except (GoalRejected, ValueError) as exc:
-            return self._reject("wrench", str(exc))
+            return self._reject(kind, str(exc))
 
     def _reject(self, kind: str, reason: str) -> None:
         """Say why a twist or wrench command was ignored: for each field at fault (the reason's start) the

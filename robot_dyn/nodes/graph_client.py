@@ -60,6 +60,7 @@ class GraphClient:
         self.teleop_events: list[str] = []
         self.recorder_events: list[str] = []
         self.policy_events: list[str] = []
+        self.search_events: list[str] = []
         self.task_scores: list[float] = []  # /task/score of a task scene, in order (coverage, inserted depth)
         self.task_success: list[bool] = []  # /task/success, in order
         self.diagnostics: dict[str, tuple[int, dict]] = {}  # status name -> (how many so far, the last values)
@@ -75,9 +76,10 @@ class GraphClient:
         n.create_subscription(String, "/teleop/events", lambda m: self.teleop_events.append(m.data), EVENTS)
         n.create_subscription(String, "/recorder/events", lambda m: self.recorder_events.append(m.data), EVENTS)
         n.create_subscription(String, "/policy/events", lambda m: self.policy_events.append(m.data), EVENTS)
+        n.create_subscription(String, "/search/events", lambda m: self.search_events.append(m.data), EVENTS)
         n.create_subscription(Float64, "/task/score", lambda m: self.task_scores.append(m.data), 10)
         n.create_subscription(Bool, "/task/success", lambda m: self.task_success.append(m.data), 10)
-        self._recorder_services = {}
+        self._services = {}  # service name -> its Trigger client
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
         self.joint_goal_pub = n.create_publisher(JointState, "/controller/joint_goal", RELIABLE)
         self.pose_goal_pub = n.create_publisher(PoseStamped, "/controller/pose_goal", RELIABLE)
@@ -187,18 +189,27 @@ class GraphClient:
 
     def recorder(self, command: str, wall_timeout: float = 30.0) -> tuple[bool, str]:
         """Call the recorder's /recorder/<command> service (start, stop, stop_failure, discard):
-        (success, the episode's folder or the reason it failed). A start the recorder is not ready
-        for (a required stream not heard yet) is asked again every 0.1 s, up to wall_timeout."""
+        (success, the episode's folder or the reason it failed)."""
+        return self.trigger(f"/recorder/{command}", wall_timeout)
+
+    def search(self, command: str, wall_timeout: float = 30.0) -> tuple[bool, str]:
+        """Call the search node's /search/<command> service (start, stop): (success, what it says)."""
+        return self.trigger(f"/search/{command}", wall_timeout)
+
+    def trigger(self, name: str, wall_timeout: float = 30.0) -> tuple[bool, str]:
+        """Call the std_srvs/Trigger service `name`: (success, message). A call the node is not ready for
+        (its answer starts 'not ready': a required stream not heard yet) is asked again every 0.1 s, up
+        to wall_timeout."""
         from std_srvs.srv import Trigger
 
-        if command not in self._recorder_services:
-            self._recorder_services[command] = self.node.create_client(Trigger, f"/recorder/{command}")
-        service = self._recorder_services[command]
+        if name not in self._services:
+            self._services[name] = self.node.create_client(Trigger, name)
+        service = self._services[name]
         deadline = time.monotonic() + wall_timeout
-        self.spin_until(service.service_is_ready, wall_timeout, f"the service /recorder/{command}")
+        self.spin_until(service.service_is_ready, wall_timeout, f"the service {name}")
         while True:
             future = service.call_async(Trigger.Request())
-            self.spin_until(future.done, max(deadline - time.monotonic(), 1.0), f"/recorder/{command}'s answer")
+            self.spin_until(future.done, max(deadline - time.monotonic(), 1.0), f"{name}'s answer")
             answer = future.result()
             if answer.success or not answer.message.startswith("not ready") or time.monotonic() > deadline:
                 return answer.success, answer.message

@@ -62,6 +62,15 @@ def twist_msg(command, stamp: float, frame_id: str) -> TwistStamped:
     return msg
 
 
+def wrench_msg(wrench, stamp: float, frame_id: str) -> WrenchStamped:
+    """A wrench (6,): force x y z (N), torque x y z (Nm), as a WrenchStamped."""
+    msg = WrenchStamped()
+    msg.header.stamp, msg.header.frame_id = to_stamp(stamp), frame_id
+    msg.wrench.force.x, msg.wrench.force.y, msg.wrench.force.z = (float(v) for v in wrench[:3])
+    msg.wrench.torque.x, msg.wrench.torque.y, msg.wrench.torque.z = (float(v) for v in wrench[3:])
+    return msg
+
+
 def task_score_msgs(score: dict, stamp: float, frame_id: str) -> tuple[Float64, Bool, WrenchStamped]:
     """A task's score (robot_dyn.tasks: 'score', 'success', 'contact_force_n' N) as /task/score, /task/success
     and /task/contact_wrench messages."""

@@ -24,6 +24,7 @@ import numpy as np
 from robot_dyn.search.demonstrations import SearchDemo, search_segment
 from robot_dyn.search.ergodic import ergodic_path
 from robot_dyn.search.paths import SearchPath, random_walk_path, sampling_path, spiral_path
+from robot_dyn.tasks.in_process import EpisodeObserver
 
 STRATEGIES = ("ergodic", "sampling", "spiral", "random")
 PERSON = "person"  # the scripted person's wandering search (a demonstration), not a strategy
@@ -101,31 +102,20 @@ def moving_average(t: np.ndarray, x: np.ndarray, window_s: float) -> np.ndarray:
     return np.column_stack([np.convolve(x[:, j], np.ones(width) / width, mode="same") for j in range(x.shape[1])])
 
 
-class SearchObserver:
+class SearchObserver(EpisodeObserver):
     """An in-process episode's observer (run_expert): the measured tip (m, base frame) and the contact force
     of the fixture on the peg (N, world = base frame) after every outer tick."""
 
     def start(self, arm, loop, episode) -> None:
-        from robot_dyn.tasks.insert import contact_force
-
-        self.arm, self.loop, self.episode, self._contact = arm, loop, episode, contact_force
+        self.arm, self.loop, self.episode = arm, loop, episode
         self.t, self.tip, self.force = [], [], []
-
-    def state(self, t, q, qd, tau) -> None:
-        pass
-
-    def reference(self, ref) -> None:
-        pass
-
-    def command(self, t, command) -> None:
-        pass
 
     def after_tick(self, t) -> None:
         p, R = self.loop.model.ee_pose(self.arm.state()[1])
         self.t.append(self.arm.time)
         self.tip.append(self.episode.config.peg.tip(p, R))
         backend = self.arm.backend
-        self.force.append(self._contact(backend.model, backend.data))
+        self.force.append(self.episode.contact_force(backend.model, backend.data))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.array(self.t), np.array(self.tip), np.array(self.force)

@@ -39,6 +39,25 @@ class EpisodeResult:
     refused: str = ""  # the robot layer's refusal that ended the episode (refusal_ends_episode), else empty
 
 
+class EpisodeObserver:
+    """What run_expert shows an observer; each hook does nothing here: subclasses keep what they need."""
+
+    def start(self, arm, loop, episode) -> None:
+        pass
+
+    def state(self, t, q, qd, tau) -> None:
+        pass
+
+    def reference(self, ref) -> None:
+        pass
+
+    def command(self, t, command) -> None:
+        pass
+
+    def after_tick(self, t) -> None:
+        pass
+
+
 def controller_parameters() -> dict:
     """The graph's controller parameters: the schema's defaults and configs/controller.yaml."""
     return {**schema.defaults(schema.CONTROLLER), **load_node_parameters(paths.config_path("controller.yaml"), "controller")}
