@@ -156,3 +156,36 @@ def test_a_blocked_arm_answers_a_reversed_command_at_once():
     rising = times[twists[:, 2] > 0.01]
     assert rising.size and rising[0] - times[0] < 0.3, rising[:1]
     assert loop.desired_pose()[0][2] > z_blocked + 0.02
+
+
+def test_a_motion_reference_is_held_within_hold_lag_of_an_arm_pushed_away_but_a_resting_one_is_not():
+    """A contact can push the compliant arm away from a reference whose motion is paused (a policy pushing the
+    pusht block took the gap from 0.033 rad to the robot layer's 0.05 rad guard in 30 ms): during a motion
+    the loop holds its reference within hold_lag of the measured arm, velocity zeroed there. At rest it
+    keeps its reference: holding position against a push is what the arm must do then."""
+    loop = started_loop()
+    config = loop.config
+    drive(loop, 0.0, 0.3, linear=[1.0, 0.0, 0.0])  # following a twist
+    pushed = loop.q_d.copy()
+    pushed[5] -= 0.047  # joint6 pushed 47 mrad away from the reference, as in the rollout
+    loop.observe(loop.time, pushed, np.zeros(ROBOT.n_joints))  # held as the state arrives
+    assert abs(loop.q_d[5] - pushed[5]) <= config.hold_lag + 1e-12
+    assert loop.qd_d[5] == 0.0 and loop.lag_holds == 1
+    loop.tick(loop.time + DT)  # and the next reference starts from there
+    assert abs(loop.q_d[5] - pushed[5]) <= config.hold_lag + 1e-4
+    assert any("reference held 40 mrad from the measured arm (['panda_joint6'])" in e for e in loop.events), loop.events
+
+    resting = started_loop()
+    drive(resting, 0.0, 0.2)  # no motion
+    q_rest = resting.q_d.copy()
+    pushed = q_rest.copy()
+    pushed[5] -= 0.047
+    resting.observe(resting.time, pushed, np.zeros(ROBOT.n_joints))
+    resting.tick(resting.time + DT)
+    np.testing.assert_array_equal(resting.q_d, q_rest)
+    assert resting.lag_holds == 0
+
+
+def test_the_lags_must_be_ordered():
+    with pytest.raises(ValueError, match="0 < slowdown_lag < pause_lag < hold_lag"):
+        OuterLoopConfig(pause_lag=0.03, hold_lag=0.03).validated()

@@ -191,9 +191,11 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     sim["reference_lead_ticks"] = controller.get("reference_lead_ticks", schema.CONTROLLER["reference_lead_ticks"][0])
     guard = sim.get("max_position_error_rad", schema.SIM["max_position_error_rad"][0])
     pause = controller.get("pause_lag_rad", schema.CONTROLLER["pause_lag_rad"][0])
-    if not pause < guard:
-        raise ConfigError(f"controller: 'pause_lag_rad' ({pause}) must be less than the sim's 'max_position_error_rad' "
-                          f"({guard}): a motion must pause before the robot layer refuses its reference")
+    hold = controller.get("hold_lag_rad", schema.CONTROLLER["hold_lag_rad"][0])
+    if not pause < guard or not hold < guard:
+        raise ConfigError(f"controller: 'pause_lag_rad' ({pause}) and 'hold_lag_rad' ({hold}) must be less than the "
+                          f"sim's 'max_position_error_rad' ({guard}): a motion must pause, and its reference stay, "
+                          "before the robot layer refuses it")
     specs = [
         NodeSpec("sim", "sim", "robot_dyn.nodes.sim_node", sim),
         NodeSpec("controller", "controller", "robot_dyn.nodes.controller_node", controller),

@@ -80,6 +80,7 @@ CONTROLLER = {  # all but controller_node.FIXED_AT_START change at run time
     "resync_threshold": (0.05, "rad: when the arm is this far from the desired state, restart from it (a motion under way is aborted: the robot layer refuses references that far, at its max_position_error_rad)"),
     "slowdown_lag_rad": (0.015, "time scaling: the motion's clock slows once the reference leads the measured arm by this much (any joint), rad"),
     "pause_lag_rad": (0.03, "time scaling: ... and pauses from this lead on, rad (less than the robot layer's max_position_error)"),
+    "hold_lag_rad": (0.04, "time scaling: during a motion the reference is held within this of the measured arm (a contact pushing the arm away from a paused reference), rad (between pause_lag_rad and the robot layer's max_position_error)"),
     "reference_lead_ticks": (4, "after the state at t, the reference for t + lead / rate_hz is computed and sent at once; the robot layer applies it at its stamp. 0: the reference for the state's own time, on its arrival (hardware adapters forward on receipt). At most 10 ms ahead (the robot layer's limit)"),
     "lockstep": (False, "the sim waits for every reference (set by the graph from the sim's mode; never on a real robot): each MPC plan (mpc_process) is taken exactly one replanning period after asking, so runs repeat whatever the load"),
     "test_tick_delay_s": (0.0, "testing only: wall seconds slept in the compute of every reference, to rehearse a slow machine"),

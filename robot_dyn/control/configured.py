@@ -31,7 +31,8 @@ def outer_loop_config(p: dict) -> OuterLoopConfig:
                             force_rate=p["wrench_force_rate"], torque_rate=p["wrench_torque_rate"],
                             timeout=p["wrench_timeout_s"])
     return OuterLoopConfig(**{k: p[k] for k in keys}, period=1.0 / p["rate_hz"], slowdown_lag=p["slowdown_lag_rad"],
-                           pause_lag=p["pause_lag_rad"], ik=ik, twist=twist, wrench=wrench).validated()
+                           pause_lag=p["pause_lag_rad"], hold_lag=p["hold_lag_rad"], ik=ik, twist=twist,
+                           wrench=wrench).validated()
 
 
 def filter_settings(p: dict) -> FilterSettings:

@@ -54,6 +54,10 @@ class OuterLoopConfig:
     time_scaling: bool = True
     slowdown_lag: float = 0.015
     pause_lag: float = 0.03
+    # rad: with time scaling, a motion's reference is held within this of the measured arm (any joint):
+    # pausing the clock stops the motion, but a contact can push the compliant arm on away from the paused
+    # reference (a policy pushing the pusht block took it from 0.033 to the guard in 30 ms). Below the guard.
+    hold_lag: float = 0.04
     ik: IKGains = field(default_factory=IKGains)
     twist: TwistSettings = field(default_factory=TwistSettings)
     wrench: WrenchSettings = field(default_factory=WrenchSettings)
@@ -69,9 +73,10 @@ class OuterLoopConfig:
         if self.joint_speed_scale > 1:
             raise ValueError(f"'joint_speed_scale' must be at most 1, got {self.joint_speed_scale}")
         if not (isinstance(self.slowdown_lag, (int, float)) and isinstance(self.pause_lag, (int, float))
-                and 0 < self.slowdown_lag < self.pause_lag < np.inf):
-            raise ValueError(f"'slowdown_lag' and 'pause_lag' must satisfy 0 < slowdown_lag < pause_lag (rad), "
-                             f"got {self.slowdown_lag!r} and {self.pause_lag!r}")
+                and isinstance(self.hold_lag, (int, float))
+                and 0 < self.slowdown_lag < self.pause_lag < self.hold_lag < np.inf):
+            raise ValueError(f"'slowdown_lag', 'pause_lag' and 'hold_lag' must satisfy 0 < slowdown_lag < pause_lag < "
+                             f"hold_lag (rad), got {self.slowdown_lag!r}, {self.pause_lag!r} and {self.hold_lag!r}")
         for name in ("position", "velocity", "nullspace_stiffness", "nullspace_damping", "damping"):
             value = getattr(self.ik, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
@@ -137,6 +142,8 @@ class OuterLoop:
         self._motion_done = True  # its end has been reported
         self.q_d = self.qd_d = self.qdd_d = None
         self._t_last = None
+        self._measured = None  # rad, the last measured joint positions (observe)
+        self.lag_holds = 0  # ticks on which the reference was held to the measured arm (hold_lag)
         self._resting: Reference | None = None  # the last reference, while it holds still (see tick)
         self.events: list[str] = []  # warnings for the operator (the node logs and publishes them)
         self.notices: list[str] = []  # progress: motions done, on time or late
@@ -466,9 +473,32 @@ class OuterLoop:
             self.events.append(f"reference clamped at joint limits: {[self.robot.joint_names[i] for i in np.flatnonzero(outside)]}")
         self.qd_d = np.clip(self.qd_d, -self.robot.qd_max, self.robot.qd_max)
 
+    def _hold_to_measured(self) -> None:
+        """During a motion, with time scaling: keep the reference within hold_lag of the measured arm, its
+        velocity zeroed where it was held (the arm, pushed by a contact, is not chased past the guard).
+        Done as each state arrives, on the reference of the last tick: a gap that grows over ticks (a
+        contact) is held; one that opens within a single tick (a stall: the tick integrates the time it
+        missed, while the robot layer held the arm) is seen by the next state's resync first, which
+        restarts from the arm instead of making the layer jump it to hold_lag from there."""
+        if self.motion is None or self._measured is None or not self.config.time_scaling:
+            return
+        gap = self.q_d - self._measured
+        held = np.abs(gap) > self.config.hold_lag
+        if not held.any():
+            return
+        self.q_d = np.where(held, self._measured + np.clip(gap, -self.config.hold_lag, self.config.hold_lag), self.q_d)
+        self.qd_d = np.where(held, 0.0, self.qd_d)
+        self.lag_holds += 1
+        if self.lag_holds in (1, 10, 100) or self.lag_holds % 1000 == 0:
+            self.events.append(f"{self.motion.kind}: reference held {self.config.hold_lag * 1e3:.0f} mrad from the measured "
+                               f"arm ({[self.robot.joint_names[i] for i in np.flatnonzero(held)]}) on {self.lag_holds} ticks")
+
     def observe(self, t: float, q: np.ndarray, qd: np.ndarray) -> None:
         """Measured state at time t: the motion clock's lag (how far the reference, at t, leads the arm)
         and a learned feedforward's recurrent state."""
+        self._measured = np.array(q, dtype=float)
+        if self.started:
+            self._hold_to_measured()
         if self.started and self.config.time_scaling:
             h = t - self._t_last
             self.clock.observe(float(np.max(np.abs(self.q_d + h * (self.qd_d + 0.5 * h * self.qdd_d) - q))))
