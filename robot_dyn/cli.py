@@ -122,7 +122,7 @@ def _bench(args) -> int:
 
         os.environ.setdefault("MUJOCO_GL", "egl")
         result = bench_search(quick=args.quick, searches=args.searches, demos=args.demos, workers=args.workers,
-                              out=args.out, log=progress)
+                              out=args.out, graph_searches=args.graph_searches, log=progress)
     elif args.what == "tracking":
         from robot_dyn.bench.tracking import bench_tracking
 
@@ -248,7 +248,8 @@ def _train_search(args) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     out = Path(args.out or f"runs/search/model-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
-        summary = learn(out, args.episodes or (), args.in_process, args.seed, log=lambda m: print(m, file=sys.stderr))
+        summary = learn(out, args.episodes or (), args.in_process, args.seed, wrench_topic=args.wrench_topic,
+                        log=lambda m: print(m, file=sys.stderr))
     except (ValueError, SearchModelError) as exc:
         raise SystemExit(f"train search: {exc}")
     print(json.dumps(summary))
@@ -477,6 +478,8 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", nargs="+", default=None, help="imitation: tasks (default pusht)")
     p.add_argument("--searches", type=int, default=None, help="search: holes per radius, clearance and strategy (default 50)")
     p.add_argument("--workers", type=int, default=2, help="search: processes")
+    p.add_argument("--graph-searches", type=int, default=None,
+                   help="search: holes searched again through the real-time graph per strategy (ergodic, spiral; default 3)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("excitation", help="optimise a Fourier excitation trajectory (JSON out)")
@@ -525,6 +528,9 @@ def main(argv=None) -> int:
                    help="search: recorded insert episodes (robot-dyn demos --task insert, or a real arm's bags)")
     p.add_argument("--in-process", type=int, default=0,
                    help="search: also this many searches of the scripted person, in process (seeds --seed..)")
+    p.add_argument("--wrench-topic", default="/task/contact_wrench",
+                   help="search: the episodes' WrenchStamped of the part's force on the tool, base frame "
+                        "(a real arm: its estimated external wrench)")
     p.add_argument("--model", default="hybrid", choices=["nominal", "identified", "blackbox", "hybrid"])
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--hidden", type=int, default=64)

@@ -32,8 +32,11 @@ BENCH_CHAMFER = 0.001
 
 
 def bench_search(quick: bool = False, searches: int | None = None, demos: int | None = None, radii_mm=(2.0, 5.0, 10.0),
-                 clearances_mm=(0.5, 0.25), workers: int = 2, out: str | None = None, log=lambda *_: None) -> dict:
-    from robot_dyn.jobs.search import plot_search, plot_success_over_time
+                 clearances_mm=(0.5, 0.25), workers: int = 2, out: str | None = None, graph_searches: int | None = None,
+                 log=lambda *_: None) -> dict:
+    import tempfile
+
+    from robot_dyn.jobs.search import graph_search, plot_search, plot_success_over_time
     from robot_dyn.tasks import load_task
 
     started = time.perf_counter()
@@ -70,6 +73,8 @@ def bench_search(quick: bool = False, searches: int | None = None, demos: int | 
             for s in STRATEGIES:
                 results_at_radius[s] += per_strategy[s]
                 pooled[s] += per_strategy[s]
+            if radius == max(radii_mm) and clearance == clearances_mm[0]:
+                by_seed = {(r.strategy, r.seed): r for r in found}
         cell["strategies"] = {s: summarise(r, settings.budget_s) for s, r in results_at_radius.items()}
         cell["best_learned_vs_spiral_time"] = _time_ratio(cell["strategies"])
         result["radii"][f"{radius:g}"] = cell
@@ -88,6 +93,12 @@ def bench_search(quick: bool = False, searches: int | None = None, demos: int | 
                                                                               settings.budget_s).items()
                                                   if k in ("success_rate", "time_s_median", "time_s_p95")}
                                               for s in LEARNED}
+    graph_searches = (1 if quick else 3) if graph_searches is None else graph_searches
+    if graph_searches:
+        result["graph_check"] = _graph_check(graph_search, by_seed, model, task_variant(task, max(radii_mm) * 1e-3,
+                                                                                       clearances_mm[0] * 1e-3),
+                                             graph_searches, Path(out_dir or tempfile.mkdtemp(prefix="bench-search-")) / "graph",
+                                             settings.budget_s, log)
     inside = [r for r in radii_mm if r <= result["demonstrated_radius_mm"] + 1e-9]
     learned_success = max(min(result["radii"][f"{r:g}"]["strategies"][s]["success_rate"] for r in inside) for s in LEARNED)
     result["targets_met"] = {
@@ -110,6 +121,23 @@ def bench_search(quick: bool = False, searches: int | None = None, demos: int | 
         model.save(out_dir / "model")
         (out_dir / "report.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _graph_check(graph_search, by_seed: dict, model, task, count: int, work: Path, budget_s: float, log) -> dict:
+    """The first `count` holes of the largest radius searched again through the real-time graph (the search
+    node, the controller, the sim over DDS) with ergodic and spiral, next to the same holes in process."""
+    model_dir = work / "model"
+    model.save(model_dir)
+    rows = []
+    for strategy in ("ergodic", "spiral"):
+        for i in range(count):
+            seed = FIRST_SEED + i
+            log(f"bench search: through the graph, {strategy}, hole {seed}")
+            row = graph_search(strategy, seed, task.config, work / f"{strategy}-{seed}", model_dir, budget_s)
+            same = by_seed[(strategy, seed)]
+            rows.append({**{key: value for key, value in row.items() if key != "event"},
+                         "in_process_found": same.found, "in_process_time_s": same.time_s if same.found else None})
+    return {"searches": rows, "found_agrees": sum(r["found"] == r["in_process_found"] for r in rows) / max(len(rows), 1)}
 
 
 def _time_ratio(strategies: dict) -> float | None:

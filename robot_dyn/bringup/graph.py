@@ -168,7 +168,7 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
         if sim.get("scene") != "insert":
             raise ConfigError(f"search: needs the insert scene (task 'insert'), not '{sim.get('scene', '')}'")
         nodes["search"] = {**schema.defaults(schema.SEARCH), "robot": robot, "strategy": search,
-                           "model": str(search_model or ""), "task_config": sim.get("task_config", ""), "use_sim_time": True}
+                           "model": str(search_model or ""), "use_sim_time": True}
     if recorder:
         nodes["recorder"] = load_node_parameters(config_dir / "recorder.yaml", "recorder")
         nodes["recorder"].update(use_sim_time=True)
@@ -185,6 +185,8 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
         controller["tool"], controller["tool_config"] = scene, sim.get("task_config", "")
         if teleop:
             nodes["teleop"]["task"], nodes["teleop"]["task_config"] = scene, sim.get("task_config", "")
+        if search:
+            nodes["search"]["task_config"] = sim.get("task_config", "")
     for scale in ("twist_linear_scale", "twist_angular_scale"):  # the scripted operator aims at the speeds it gets
         if teleop:
             nodes["teleop"][scale] = controller.get(scale, schema.CONTROLLER[scale][0])

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_dyn.search.demonstrations import DemoError, demo_from_episode
+from robot_dyn.search.ergodic import ergodic_metric
 from robot_dyn.search.execution import (STRATEGY_SEED_OFFSET, SearchJob, SearchSettings, demonstrate_searches,
                                         plan_search, run_searches, summarise, task_variant)
 from robot_dyn.search.model import fit_search_model, load_search_model
@@ -18,16 +19,18 @@ from robot_dyn.search.paths import SearchPath
 PLOTTED_S = 20.0  # s of a search path drawn over the distribution (a whole budget's path fills the box)
 
 
-def learn(out: Path, episodes=(), in_process: int = 0, seed: int = 0, workers: int = 2, log=lambda *_: None) -> dict:
-    """Fit a search model on the searches in recorded `episodes` (folders) and/or `in_process` searches of the
-    scripted person (seeds seed..); writes search_model.json and search_model.png to `out`."""
+def learn(out: Path, episodes=(), in_process: int = 0, seed: int = 0, workers: int = 2,
+          wrench_topic: str = "/task/contact_wrench", log=lambda *_: None) -> dict:
+    """Fit a search model on the searches in recorded `episodes` (folders; the contact force on
+    `wrench_topic`) and/or `in_process` searches of the scripted person (seeds seed..); writes
+    search_model.json and search_model.png to `out`."""
     from robot_dyn.tasks import load_task
 
     task = load_task("insert")
     demos = []
     for path in episodes:
         try:
-            demos.append(demo_from_episode(Path(path), task))
+            demos.append(demo_from_episode(Path(path), task, wrench_topic))
         except DemoError as exc:
             log(f"search learn: skipped {exc}")
     if in_process:
@@ -116,6 +119,34 @@ def search_run(strategy: str, out: Path, model_path: Path | None, episodes: int,
     plot_success_over_time(out / "success_over_time.png", {strategy: results}, settings.budget_s)
     if model is not None:
         path = plan_search(strategy, settings, np.random.default_rng(first_seed + STRATEGY_SEED_OFFSET), model).path
+        summary["ergodic_metric"] = ergodic_metric(path, model.density, *model.box(), settings.ergodic_coefficients)
+        (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
         shown = path.t <= PLOTTED_S
         plot_search(out / "search_path.png", model, search=SearchPath(path.t[shown], path.offsets[shown], strategy))
     return summary
+
+
+def graph_search(strategy: str, seed: int, config, out: Path, model_dir: Path | None = None, budget_s: float = 60.0) -> dict:
+    """One search through the real-time graph: the sim's insert scene with `config` (written to
+    out/insert.yaml, so the sim, the controller and the search node share it) and hole `seed`, the search
+    node with `strategy` seeded as an in-process search of that hole is (plan_search's generator), ending
+    at the drop. {'strategy', 'seed', 'found', 'time_s' (of searching, from the node's event), 'event'}."""
+    import re
+
+    from robot_dyn.jobs.session import SimSession
+    from robot_dyn.tasks.insert import save_insert_config
+
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = {"sim": {"task_seed": seed, "task_config": str(save_insert_config(config, out / "insert.yaml"))},
+                 "search": {"seed": seed + STRATEGY_SEED_OFFSET, "budget_s": budget_s, "press_home": False}}
+    with SimSession("panda", out, mode="realtime", task="insert", search=strategy,
+                    search_model=str(model_dir) if model_dir else None, overrides=overrides) as s:
+        c = s.client
+        c.wait_for_event(c.search_events, "search ready", wall_timeout=60)
+        ok, message = c.search("start")
+        if not ok:
+            raise RuntimeError(f"/search/start refused: {message}")
+        end = c.wait_for_event(c.search_events, "", pattern=r"(found|gave up|search (stopped|aborted))", wall_timeout=120 + 3 * budget_s)
+    found = re.search(r"after ([0-9.]+) s of searching", end) if end.startswith("found") else None
+    return {"strategy": strategy, "seed": seed, "found": found is not None,
+            "time_s": float(found.group(1)) if found else None, "event": end}

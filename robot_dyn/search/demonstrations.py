@@ -73,10 +73,12 @@ def search_segment(t, tip, applied_force, top: float, nominal, entered: float = 
     return SearchDemo(times, offsets, velocities, force[first:last + 1], bool(dropped.size), source)
 
 
-def demo_from_episode(path: str | Path, task=None) -> SearchDemo:
-    """The search in a recorded episode folder (the recorder's rosbag2): the tip from /joint_states by
-    forward kinematics with the task's tool (the robot named in its metadata), the applied force from
-    /task/contact_wrench held to each state. task: the `insert` task (default: configs/tasks/insert.yaml)."""
+def demo_from_episode(path: str | Path, task=None, wrench_topic: str = "/task/contact_wrench") -> SearchDemo:
+    """The search in a recorded episode folder (a rosbag2: the recorder's, or a real arm's): the tip from
+    /joint_states by forward kinematics with the task's tool (the robot named in its metadata, else the
+    Panda), the applied force from `wrench_topic` held to each state: a WrenchStamped of the force the
+    part exerts on the tool, base frame (the sim's contact wrench, or a robot's estimated external
+    wrench). task: the `insert` task (default: configs/tasks/insert.yaml)."""
     from rosbags.rosbag2 import Reader
 
     from robot_dyn.dynamics.rigid_body import RigidBody
@@ -95,7 +97,7 @@ def demo_from_episode(path: str | Path, task=None) -> SearchDemo:
     try:
         with Reader(path) as reader:
             by_topic = {c.topic: c for c in reader.connections}
-            for topic in ("/joint_states", "/task/contact_wrench"):
+            for topic in ("/joint_states", wrench_topic):
                 if topic not in by_topic:
                     raise DemoError(f"{path}: {topic}: not recorded (a search needs the arm's states and the contact wrench)")
 
@@ -103,13 +105,13 @@ def demo_from_episode(path: str | Path, task=None) -> SearchDemo:
                 connection = by_topic[topic]
                 return [TYPESTORE.deserialize_cdr(d, connection.msgtype) for _, _, d in reader.messages(connections=[connection])]
 
-            states, wrenches = read("/joint_states"), read("/task/contact_wrench")
+            states, wrenches = read("/joint_states"), read(wrench_topic)
     except DemoError:
         raise
     except Exception as exc:  # rosbags raises its own errors for damaged files
         raise DemoError(f"{path}: not a readable episode ({exc})") from None
     if not states or not wrenches:
-        raise DemoError(f"{path}: {'/joint_states' if not states else '/task/contact_wrench'}: no messages")
+        raise DemoError(f"{path}: {'/joint_states' if not states else wrench_topic}: no messages")
     robot = with_tool(load_robot(facts.get("robot") or "panda"), task.tool)
     names = list(states[0].name)
     missing = sorted(set(robot.joint_names) - set(names))

@@ -183,6 +183,24 @@ def load_insert_config(path: str | Path | None = None) -> InsertConfig:
                                                             "table": lambda v: TableConfig(**v), "nominal_hole": floats})
 
 
+def save_insert_config(config: InsertConfig, path: str | Path) -> Path:
+    """Write `config` as a task config file load_insert_config reads back (a variant for the graph's nodes)."""
+    import yaml
+
+    c = config.validated()
+    t = c.table
+    numbers = ("clearance", "chamfer", "hole_depth", "fixture_height", "fixture_side", "offset_radius", "success_depth",
+               "friction", "solref_timeconst")
+    section = {"peg": {"length": float(c.peg.length), "width": float(c.peg.width), "mass": float(c.peg.mass)},
+               "table": {"center": [float(v) for v in t.center], "half_extents": [float(v) for v in t.half_extents],
+                         "height": float(t.height), "friction": float(t.friction), "rgba": [float(v) for v in t.rgba]},
+               **{name: float(getattr(c, name)) for name in numbers},
+               "nominal_hole": [float(v) for v in c.nominal_hole]}
+    path = Path(path)
+    path.write_text(yaml.safe_dump({"insert": section}, sort_keys=False))
+    return path
+
+
 @dataclass
 class InsertEpisode:
     """One episode: its scene (a MuJoCo scene extension) and the score of a state."""
