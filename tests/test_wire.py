@@ -159,3 +159,14 @@ def test_cartesian_path_errors_name_the_point():
     msg.points[2].transforms = []
     with pytest.raises(ValueError, match=r"points\[2\].transforms: expected exactly one"):
         cartesian_path_from_data(wire.decode_cartesian_path(bytes(serialize_message(msg))), 0.0)
+
+
+def test_joint_positions_come_in_the_robots_order_whatever_the_messages():
+    robot_order = ["a", "b", "c"]
+    positions = wire.JointPositions(robot_order)
+    first = serialize_message(JointState(name=["c", "a", "b"], position=[3.0, 1.0, 2.0]))
+    np.testing.assert_array_equal(positions(first), [1.0, 2.0, 3.0])
+    reordered = serialize_message(JointState(name=["b", "c", "x", "a"], position=[2.0, 3.0, 9.0, 1.0]))
+    np.testing.assert_array_equal(positions(reordered), [1.0, 2.0, 3.0])  # a new layout: the order again
+    with pytest.raises(ValueError, match=r"joints \['b'\] missing"):
+        positions(serialize_message(JointState(name=["a", "c"], position=[1.0, 3.0])))

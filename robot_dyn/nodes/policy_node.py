@@ -57,14 +57,12 @@ class PolicyNode(Node):
         check_compatible(policy.meta, task=p["task"] or None, robot=p["robot"], joint_names=robot.joint_names,
                          cameras=graph_cameras)
         self.runner = PolicyRunner(policy, seed=p["seed"])
-        self.joint_names = list(robot.joint_names)
         self.frame_id = robot.base_link
         self.period = 1.0 / float(policy.meta["fps"])  # s between decisions, graph clock
         self.max_age = p["max_image_age_s"]
         self.images = {}  # camera -> (stamp s, Image message): decoded when the policy looks
         self.measured = None  # the last /joint_states (CDR bytes)
-        self.state_decoder = wire.JointStateDecoder()
-        self._order = None
+        self.joint_positions = wire.JointPositions(robot.joint_names)
         self.decided_at, self.command = -np.inf, None
         self.steps, self.stale, self.sent = 0, 0, 0
         self.twist_pub = self.create_publisher(TwistStamped, "/controller/twist_command", RELIABLE)
@@ -93,15 +91,6 @@ class PolicyNode(Node):
     def on_joint_state(self, data: bytes) -> None:
         self.measured = data
 
-    def _joint_positions(self) -> np.ndarray:
-        msg = self.state_decoder.decode(self.measured)
-        if self._order is None:
-            unknown = [j for j in self.joint_names if j not in msg.name]
-            if unknown:
-                raise ValueError(f"/joint_states: joints {unknown} missing")
-            self._order = [list(msg.name).index(j) for j in self.joint_names]
-        return np.asarray(msg.position)[self._order]
-
     def _decide(self, now: float) -> np.ndarray | None:
         """The policy's command for now, or None (nothing fresh to look at: the arm is left to stop)."""
         if not self.controller_ready:
@@ -114,7 +103,7 @@ class PolicyNode(Node):
                            f"{self.max_age:g} s", warn=True)
             return None
         images = {c: color_from_msg(fresh[c], f"/cameras/{c}/color") for c in self.runner.cameras}
-        command = self.runner.step(images, self._joint_positions())
+        command = self.runner.step(images, self.joint_positions(self.measured))
         self.steps += 1
         if self.steps == 1:
             self.event("policy acting")

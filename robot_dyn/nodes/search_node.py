@@ -56,8 +56,8 @@ class SearchNode(Node):
         self.strategy, self.seed, self.press_home = p["strategy"], int(p["seed"]), bool(p["press_home"])
         self.task = load_task("insert", p["task_config"] or None)
         robot = with_tool(load_robot(p["robot"]), self.task.tool)
-        self.rigid_body, self.joint_names, self.frame_id = RigidBody(robot), list(robot.joint_names), robot.base_link
-        self.state_decoder, self._order = wire.JointStateDecoder(), None
+        self.rigid_body, self.frame_id = RigidBody(robot), robot.base_link
+        self.joint_positions = wire.JointPositions(robot.joint_names)
         self.measured, self.pose = None, None  # the last /joint_states (CDR bytes); the desired pose (p, R)
         self.expert: InsertExpert | None = None  # the running search
         self.searches, self._phase = 0, None
@@ -104,13 +104,7 @@ class SearchNode(Node):
         return response
 
     def _tip_and_rotation(self) -> tuple[np.ndarray, np.ndarray]:
-        msg = self.state_decoder.decode(self.measured)
-        if self._order is None:
-            missing = [j for j in self.joint_names if j not in msg.name]
-            if missing:
-                raise ValueError(f"/joint_states: joints {missing} missing")
-            self._order = [list(msg.name).index(j) for j in self.joint_names]
-        p, R = self.rigid_body.ee_pose(np.asarray(msg.position, float)[self._order])
+        p, R = self.rigid_body.ee_pose(self.joint_positions(self.measured))
         return self.task.tool.tip(p, R), R
 
     def tick(self) -> None:

@@ -83,9 +83,8 @@ class TeleopNode(Node):
             # device streams its state (the controller stops a command older than its twist timeout)
             self.decision_period = 1.0 / task.teleop_rate_hz
             self.decided_at, self.decision = -float("inf"), None
-            self.state_decoder = wire.JointStateDecoder()
+            self.joint_positions = wire.JointPositions(robot.joint_names)
             self.measured = None  # the last /joint_states (CDR bytes)
-            self._order = None
             self.create_subscription(JointState, "/joint_states", self.on_joint_state, 10, raw=True)
             self.create_subscription(PoseStamped, "/controller/desired_pose", self.on_desired_pose, 10)
             self.objects = {}  # name -> the last planar pose (x, y, yaw) the sim published of the scene's objects
@@ -116,10 +115,7 @@ class TeleopNode(Node):
 
     def _measured_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """The flange's (position m, rotation) in the last /joint_states, base frame."""
-        msg = self.state_decoder.decode(self.measured)
-        if self._order is None:
-            self._order = [list(msg.name).index(j) for j in self.kinematics.robot.joint_names]
-        return self.kinematics.ee_pose(np.asarray(msg.position)[self._order])
+        return self.kinematics.ee_pose(self.joint_positions(self.measured))
 
     def _object_receiver(self, name: str):
         def receive(msg: PoseStamped) -> None:

@@ -203,6 +203,25 @@ class JointStateDecoder:
         return JointStateData(stamp, known.frame_id, known.name, position, velocity, effort)
 
 
+class JointPositions:
+    """positions(data) -> the joint positions (rad) of a serialized JointState in `joint_names`' order; the
+    order is worked out once per name layout. ValueError names the joints a message lacks."""
+
+    def __init__(self, joint_names):
+        self.joint_names = list(joint_names)
+        self.decoder = JointStateDecoder()
+        self._names, self._order = None, None
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        msg = self.decoder.decode(data)
+        if self._names != tuple(msg.name):
+            missing = [j for j in self.joint_names if j not in msg.name]
+            if missing:
+                raise ValueError(f"/joint_states: joints {missing} missing")
+            self._names, self._order = tuple(msg.name), [list(msg.name).index(j) for j in self.joint_names]
+        return np.asarray(msg.position, float)[self._order]
+
+
 class JointStateEncoder:
     """Serialized JointStates of fixed joint names and frame (the names are written once)."""
 
