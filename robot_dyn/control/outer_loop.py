@@ -142,7 +142,6 @@ class OuterLoop:
         self._motion_done = True  # its end has been reported
         self.q_d = self.qd_d = self.qdd_d = None
         self._t_last = None
-        self._measured = None  # rad, the last measured joint positions (observe)
         self.lag_holds = 0  # ticks on which the reference was held to the measured arm (hold_lag)
         self._resting: Reference | None = None  # the last reference, while it holds still (see tick)
         self.events: list[str] = []  # warnings for the operator (the node logs and publishes them)
@@ -473,20 +472,20 @@ class OuterLoop:
             self.events.append(f"reference clamped at joint limits: {[self.robot.joint_names[i] for i in np.flatnonzero(outside)]}")
         self.qd_d = np.clip(self.qd_d, -self.robot.qd_max, self.robot.qd_max)
 
-    def _hold_to_measured(self) -> None:
-        """During a motion, with time scaling: keep the reference within hold_lag of the measured arm, its
-        velocity zeroed where it was held (the arm, pushed by a contact, is not chased past the guard).
-        Done as each state arrives, on the reference of the last tick: a gap that grows over ticks (a
-        contact) is held; one that opens within a single tick (a stall: the tick integrates the time it
-        missed, while the robot layer held the arm) is seen by the next state's resync first, which
-        restarts from the arm instead of making the layer jump it to hold_lag from there."""
-        if self.motion is None or self._measured is None or not self.config.time_scaling:
+    def _hold_to_measured(self, lead: np.ndarray) -> None:
+        """During a motion, with time scaling: keep the reference within hold_lag of the measured arm (lead:
+        the reference at the state's time minus the measured positions, rad), its velocity zeroed where it
+        was held (the arm, pushed by a contact, is not chased past the guard). Done as each state arrives,
+        on the reference of the last tick: a gap that grows over ticks (a contact) is held; one that opens
+        within a single tick (a stall: the tick integrates the time it missed, while the robot layer held
+        the arm) is seen by the next state's resync first, which restarts from the arm instead of making
+        the layer jump it to hold_lag from there."""
+        if self.motion is None or not self.config.time_scaling:
             return
-        gap = self.q_d - self._measured
-        held = np.abs(gap) > self.config.hold_lag
+        held = np.abs(lead) > self.config.hold_lag
         if not held.any():
             return
-        self.q_d = np.where(held, self._measured + np.clip(gap, -self.config.hold_lag, self.config.hold_lag), self.q_d)
+        self.q_d = self.q_d - (lead - np.clip(lead, -self.config.hold_lag, self.config.hold_lag))
         self.qd_d = np.where(held, 0.0, self.qd_d)
         self.lag_holds += 1
         if self.lag_holds in (1, 10, 100) or self.lag_holds % 1000 == 0:
@@ -494,14 +493,16 @@ class OuterLoop:
                                f"arm ({[self.robot.joint_names[i] for i in np.flatnonzero(held)]}) on {self.lag_holds} ticks")
 
     def observe(self, t: float, q: np.ndarray, qd: np.ndarray) -> None:
-        """Measured state at time t: the motion clock's lag (how far the reference, at t, leads the arm)
-        and a learned feedforward's recurrent state."""
-        self._measured = np.array(q, dtype=float)
+        """Measured state at time t: how far the reference, taken back (or on) to t, leads the arm (the
+        motion clock's lag, and the hold to hold_lag), and a learned feedforward's recurrent state. The
+        reference is compared at the state's own time: it runs ahead of the states by the reference lead
+        and by how late they arrive, which is no lag of the arm."""
         if self.started:
-            self._hold_to_measured()
-        if self.started and self.config.time_scaling:
             h = t - self._t_last
-            self.clock.observe(float(np.max(np.abs(self.q_d + h * (self.qd_d + 0.5 * h * self.qdd_d) - q))))
+            lead = self.q_d + h * (self.qd_d + 0.5 * h * self.qdd_d) - np.asarray(q, float)
+            if self.config.time_scaling:
+                self.clock.observe(float(np.max(np.abs(lead))))
+            self._hold_to_measured(lead)
         if self.learned is not None and self.config.feedforward in LEARNED_MODES:
             self.learned.observe(t, q, qd)
 
