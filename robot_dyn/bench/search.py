@@ -110,11 +110,9 @@ def bench_search(quick: bool = False, searches: int | None = None, demos: int | 
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         from robot_dyn.search.execution import STRATEGY_SEED_OFFSET, plan_search
-        from robot_dyn.search.paths import SearchPath
 
         path = plan_search("ergodic", settings, np.random.default_rng(STRATEGY_SEED_OFFSET), model).path
-        first = path.t <= 20.0
-        plot_search(out_dir / "search_path.png", model, demos=shown, search=SearchPath(path.t[first], path.offsets[first], "ergodic"))
+        plot_search(out_dir / "search_path.png", model, demos=shown, search=path)
         for radius, results in by_radius.items():
             plot_success_over_time(out_dir / f"success_over_time_{radius:g}mm.png", results, settings.budget_s,
                                    f"holes within {radius:g} mm, clearances {', '.join(f'{c:g}' for c in clearances_mm)} mm")

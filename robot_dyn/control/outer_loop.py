@@ -282,7 +282,6 @@ class OuterLoop:
                 self.events.append(f"wrench command clipped to {max_force:g} N / {settings.max_torque:g} Nm "
                                    f"on {self._wrench_clips} commands")
         self.wrench.command(stamp + settings.timeout, f, m)
-        self._resting = None
 
     def resync(self, t: float, q: np.ndarray, threshold: float) -> str | None:
         """When the arm is more than `threshold` rad from the desired state, restart from the measured
@@ -480,7 +479,7 @@ class OuterLoop:
         within a single tick (a stall: the tick integrates the time it missed, while the robot layer held
         the arm) is seen by the next state's resync first, which restarts from the arm instead of making
         the layer jump it to hold_lag from there."""
-        if self.motion is None or not self.config.time_scaling:
+        if self.motion is None:
             return
         held = np.abs(lead) > self.config.hold_lag
         if not held.any():
@@ -497,11 +496,10 @@ class OuterLoop:
         motion clock's lag, and the hold to hold_lag), and a learned feedforward's recurrent state. The
         reference is compared at the state's own time: it runs ahead of the states by the reference lead
         and by how late they arrive, which is no lag of the arm."""
-        if self.started:
+        if self.started and self.config.time_scaling:
             h = t - self._t_last
             lead = self.q_d + h * (self.qd_d + 0.5 * h * self.qdd_d) - np.asarray(q, float)
-            if self.config.time_scaling:
-                self.clock.observe(float(np.max(np.abs(lead))))
+            self.clock.observe(float(np.max(np.abs(lead))))
             self._hold_to_measured(lead)
         if self.learned is not None and self.config.feedforward in LEARNED_MODES:
             self.learned.observe(t, q, qd)

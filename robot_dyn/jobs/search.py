@@ -14,7 +14,6 @@ from robot_dyn.search.ergodic import ergodic_metric
 from robot_dyn.search.execution import (STRATEGY_SEED_OFFSET, SearchJob, SearchSettings, demonstrate_searches,
                                         plan_search, run_searches, summarise, task_variant)
 from robot_dyn.search.model import fit_search_model, load_search_model
-from robot_dyn.search.paths import SearchPath
 
 PLOTTED_S = 20.0  # s of a search path drawn over the distribution (a whole budget's path fills the box)
 
@@ -51,7 +50,7 @@ def learn(out: Path, episodes=(), in_process: int = 0, seed: int = 0, workers: i
 
 def plot_search(path: Path, model, demos=(), search=None) -> Path:
     """The learned density over the search box (offsets from the nominal hole, mm) with the demonstrations'
-    paths and, if given, one search path (robot_dyn.search.paths.SearchPath) on top."""
+    paths and, if given, the first PLOTTED_S of a search path (robot_dyn.search.paths.SearchPath) on top."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +65,8 @@ def plot_search(path: Path, model, demos=(), search=None) -> Path:
     for demo in demos:
         ax.plot(demo.offsets[:, 0] * 1e3, demo.offsets[:, 1] * 1e3, lw=0.6, alpha=0.6)
     if search is not None:
-        ax.plot(search.offsets[:, 0] * 1e3, search.offsets[:, 1] * 1e3, "r-", lw=0.9, label=f"{search.strategy} path")
+        shown = search.offsets[search.t <= search.t[0] + PLOTTED_S]
+        ax.plot(shown[:, 0] * 1e3, shown[:, 1] * 1e3, "r-", lw=0.9, label=f"{search.strategy} path, first {PLOTTED_S:g} s")
         ax.legend(loc="upper right")
     ax.set(xlabel="x offset from the nominal hole (mm)", ylabel="y offset (mm)", aspect="equal",
            title="learned exploration distribution" + (" and demonstrations" if demos else ""))
@@ -115,14 +115,12 @@ def search_run(strategy: str, out: Path, model_path: Path | None, episodes: int,
                "offset_radius_m": task.config.offset_radius, "clearance_m": task.config.clearance,
                "settings": asdict(settings), **summarise(results, settings.budget_s),
                "searches_by_seed": [{k: v for k, v in asdict(r).items() if k != "demo"} for r in results]}
-    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
-    plot_success_over_time(out / "success_over_time.png", {strategy: results}, settings.budget_s)
-    if model is not None:
+    if model is not None:  # the first hole's path: how well it covers the learned distribution, and a plot
         path = plan_search(strategy, settings, np.random.default_rng(first_seed + STRATEGY_SEED_OFFSET), model).path
         summary["ergodic_metric"] = ergodic_metric(path, model.density, *model.box(), settings.ergodic_coefficients)
-        (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
-        shown = path.t <= PLOTTED_S
-        plot_search(out / "search_path.png", model, search=SearchPath(path.t[shown], path.offsets[shown], strategy))
+        plot_search(out / "search_path.png", model, search=path)
+    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    plot_success_over_time(out / "success_over_time.png", {strategy: results}, settings.budget_s)
     return summary
 
 

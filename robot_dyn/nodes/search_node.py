@@ -60,7 +60,7 @@ class SearchNode(Node):
         self.joint_positions = wire.JointPositions(robot.joint_names)
         self.measured, self.pose = None, None  # the last /joint_states (CDR bytes); the desired pose (p, R)
         self.expert: InsertExpert | None = None  # the running search
-        self.searches, self._phase = 0, None
+        self.searches, self._reported = 0, set()  # searches started; milestones told of the running one
         self.twist_pub = self.create_publisher(TwistStamped, "/controller/twist_command", RELIABLE)
         self.wrench_pub = self.create_publisher(WrenchStamped, "/controller/wrench_command", RELIABLE)
         self.event = Events(self, "/search/events")
@@ -89,7 +89,7 @@ class SearchNode(Node):
             seed = self.seed + self.searches
             plan = plan_search(self.strategy, self.settings, np.random.default_rng(seed), self.model)
             settings = InsertExpertSettings(search_budget_s=self.settings.budget_s, stop_at_found=not self.press_home)
-            self.expert, self._phase = InsertExpert(self.task.config, settings, seed=seed, plan=plan), None
+            self.expert, self._reported = InsertExpert(self.task.config, settings, seed=seed, plan=plan), set()
             self.searches += 1
             response.success, response.message = True, f"{self.strategy} search {self.searches} started (seed {seed})"
             self.event(response.message)
@@ -117,7 +117,7 @@ class SearchNode(Node):
             return self._finish(now, f"aborted: {exc}")
         pd, Rd = self.pose
         command = self.expert.command(now, tip, R, self.task.tool.tip(pd, Rd), {})
-        self._report_phase(now)
+        self._report_progress()
         if command is None:
             return self._finish(now, "")
         stamp = self._now()  # stamped when sent, as a device's command
@@ -125,15 +125,14 @@ class SearchNode(Node):
         if self.expert.wrench is not None:
             self.wrench_pub.publish(wrench_msg(self.expert.wrench, stamp, self.frame_id))
 
-    def _report_phase(self, now: float) -> None:
-        """Say what the search reached: the touch, the drop (after how long), done or given up."""
-        phase, entered = self.expert.phase, self.expert.entered_at
-        if phase == self._phase:
-            return
-        self._phase = phase
-        if phase == "search":
-            self.event(f"touched the fixture at t={now:.3f}: searching")
-        elif phase == "insert" or (phase == "done" and "insert" in entered and self.expert.settings.stop_at_found):
+    def _report_progress(self) -> None:
+        """Say, once each, what the search reached: the touch and the drop (after how long searching)."""
+        entered = self.expert.entered_at
+        if "search" in entered and "search" not in self._reported:
+            self._reported.add("search")
+            self.event(f"touched the fixture at t={entered['search']:.3f}: searching")
+        if "insert" in entered and "insert" not in self._reported:
+            self._reported.add("insert")
             began = entered.get("search", entered["insert"])
             self.event(f"found: the peg dropped in at t={entered['insert']:.3f} after {entered['insert'] - began:.2f} s "
                        f"of searching ({self.strategy})")

@@ -103,22 +103,17 @@ def moving_average(t: np.ndarray, x: np.ndarray, window_s: float) -> np.ndarray:
 
 
 class SearchObserver(EpisodeObserver):
-    """An in-process episode's observer (run_expert): the measured tip (m, base frame) and the contact force
-    of the fixture on the peg (N, world = base frame) after every outer tick."""
+    """An in-process episode's observer (run_expert): the time (s) and the measured peg tip (m, base frame)
+    after every outer tick, beside run_expert's contact force of the same ticks."""
 
     def start(self, arm, loop, episode) -> None:
         self.arm, self.loop, self.episode = arm, loop, episode
-        self.t, self.tip, self.force = [], [], []
+        self.t, self.tip = [], []
 
     def after_tick(self, t) -> None:
         p, R = self.loop.model.ee_pose(self.arm.state()[1])
         self.t.append(self.arm.time)
         self.tip.append(self.episode.config.peg.tip(p, R))
-        backend = self.arm.backend
-        self.force.append(self.episode.contact_force(backend.model, backend.data))
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return np.array(self.t), np.array(self.tip), np.array(self.force)
 
 
 @dataclass
@@ -164,15 +159,14 @@ def run_search(task, seed: int, plan: SearchPlan | None, settings: SearchSetting
     observer = SearchObserver()
     episode = run_expert(task, seed, robot, time_limit=s.budget_s + 30.0, observer=observer, expert=expert,
                          refusal_ends_episode=True, start_q=expert.approach_configuration(arm_robot, RigidBody(arm_robot)))
-    t, tip, contact = observer.arrays()
+    t, tip, contact = np.array(observer.t), np.array(observer.tip), episode.contact_force_n
     began = expert.entered_at.get("search")
     dropped = expert.entered_at.get("insert")
-    found = began is not None and dropped is not None and dropped - began <= s.budget_s
-    if began is None:  # the peg dropped in as it came down: no search at all
-        window = np.zeros(len(t), bool)
-        time_s = 0.0 if dropped is not None else math.nan
-        found = dropped is not None
+    if began is None:  # the peg dropped in as it came down (no search at all), or never got there
+        found, window = dropped is not None, np.zeros(len(t), bool)
+        time_s = 0.0 if found else math.nan
     else:
+        found = dropped is not None and dropped - began <= s.budget_s
         window = (t >= began) & (t <= (dropped if dropped is not None else t[-1]))
         time_s = dropped - began if found else math.nan
     smooth = moving_average(t, contact, FORCE_WINDOW_S)

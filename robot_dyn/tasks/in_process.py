@@ -107,7 +107,7 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
         return reference
 
     def after_tick(t, q):
-        forces.append(episode.score(backend.model, backend.data)["contact_force_n"])
+        forces.append(episode.contact_force(backend.model, backend.data))
         if observer is not None:
             observer.after_tick(t)
 

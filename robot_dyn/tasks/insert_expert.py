@@ -76,7 +76,6 @@ class InsertExpert(Phased):
         self.plan = plan
         self._path = plan.path if plan is not None else None  # drawn when the search starts (a person's)
         self._path_t = 0.0  # s along the path, advanced at the hand's pace
-        self._force = np.zeros(3)  # N, what the plan's force model asks for now
         self.wrench = None  # (6,) N, Nm to superpose on the next command, base frame; None: none
 
     def approach_configuration(self, robot, model) -> np.ndarray:
@@ -143,7 +142,11 @@ class InsertExpert(Phased):
             offset, path_velocity = self._path.sample(self._path_t)
             path_velocity = path_velocity * self.hand.pace
             lateral = s.gain * (nominal + offset - tip[:2]) + path_velocity
-            velocity = np.array([*lateral, self._pressing(tip, desired_tip, self._press(path_velocity))])
+            press = self._press(path_velocity)
+            if self.plan is not None and self.plan.force is not None:  # the plan's force as a wrench, the
+                # desired tip level with the peg: the push comes from the wrench alone
+                self.wrench, press = np.concatenate([self.plan.force(path_velocity), np.zeros(3)]), 0.0
+            velocity = np.array([*lateral, self._pressing(tip, desired_tip, press)])
             if tip[2] < c.top - s.entered:
                 self._enter("insert", t)
                 if s.stop_at_found:
@@ -177,13 +180,7 @@ class InsertExpert(Phased):
 
     def _press(self, velocity: np.ndarray) -> float:
         """How far (m) the desired tip is held below the measured one while searching at `velocity` (m/s):
-        a person presses harder where they move slowly (1.5x at rest, 0.7x at their mean pace and
-        faster). With a plan's force model the force comes from its wrench (set here) and the desired
-        tip stays level with the peg."""
-        if self.plan is not None and self.plan.force is not None:
-            self._force = np.asarray(self.plan.force(velocity), float)
-            self.wrench = np.concatenate([self._force, np.zeros(3)])
-            return 0.0
+        a person presses harder where they move slowly (1.5x at rest, 0.7x at their mean pace and faster)."""
         pace = float(np.linalg.norm(velocity)) / self.settings.search_speed
         return self.settings.press * float(np.clip(1.5 - 0.8 * pace, 0.7, 1.5))
 
