@@ -1,0 +1,261 @@
+"""Particle-trajectory datasets for learning how the rope moves under the pusher.
+
+After Zhang, Zhang, Li (CoRL 2024): the object is a set of N control particles, the tool one more
+particle, and a dynamics model maps the particles' recent history and the tool's next move to the
+particles' next positions. A dataset holds, per push, those trajectories at a fixed time step and
+the ground truth the predictions are scored against.
+
+Step: one frame of the recordings, 1 / fps s of sim time (0.1 s at the default 10 fps). At the
+default push speed (0.12 m/s) the tool moves up to 12 mm per step while pushing -- close to the
+paper's 1 cm of tool travel per step -- and less while it is lowered, lifted or at rest.
+
+Sources of the particles:
+- "truth": the rope's simulation vertices (all of them, or `n_particles` of them picked by
+  farthest-point sampling on the first frame). Training on these is the ablation.
+- "tracked": the control particles of a 3D Gaussian track (robot-dyn track's track.npz: the
+  tracked Gaussian centres at the particle indices). Training on these and scoring against the
+  ground truth is the honest setting.
+The tool particle is the pusher tip's centre from forward kinematics of the measured joints.
+
+Format "robot_dyn.particle_dynamics", version 1: a folder with meta.json and one episode_NNN.npz
+per push. meta.json: format, version, source, step_s, n_particles, object (rope: n_vertices,
+spacing, radius), table_height (m), tool_radius (m, the tip sphere), episodes ([{file, n_frames,
+seed}]). Each npz (numpy, no pickled objects; T frames; world frame, z up, m): ``particles``
+(T, N, 3), ``tool`` (T, 3), ``truth`` (T, V, 3) the rope's vertices, ``time`` (T,) s.
+``load_dataset`` checks all of it and raises ValueError naming the file and field.
+"""
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "robot_dyn.particle_dynamics"
+VERSION = 1
+SOURCES = ("truth", "tracked")
+ARRAYS = ("particles", "tool", "truth", "time")
+
+
+@dataclass
+class ParticleEpisode:
+    """One push: particles (T, N, 3) m, tool (T, 3) m, truth (T, V, 3) m, time (T,) s; world frame."""
+
+    particles: np.ndarray
+    tool: np.ndarray
+    truth: np.ndarray
+    time: np.ndarray
+    name: str = ""
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.time)
+
+
+@dataclass
+class ParticleDataset:
+    """Episodes sharing a source, a step and a particle count; `meta` as stored in meta.json."""
+
+    episodes: list[ParticleEpisode]
+    meta: dict
+
+    @property
+    def step_s(self) -> float:
+        return float(self.meta["step_s"])
+
+    @property
+    def n_particles(self) -> int:
+        return int(self.meta["n_particles"])
+
+    def split(self, validation: int) -> tuple["ParticleDataset", "ParticleDataset"]:
+        """(training, validation): the last `validation` episodes held out, the others for training."""
+        if not 0 < validation < len(self.episodes):
+            raise ValueError(f"validation: need 1..{len(self.episodes) - 1} of {len(self.episodes)} episodes, "
+                             f"got {validation}")
+        cut = len(self.episodes) - validation
+        return ParticleDataset(self.episodes[:cut], self.meta), ParticleDataset(self.episodes[cut:], self.meta)
+
+
+# --- making episodes -----------------------------------------------------------
+
+def truth_particles(vertices: np.ndarray, n_particles: int | None) -> np.ndarray:
+    """Indices (N,) of the ground-truth vertices used as particles: all of them (n_particles None or
+    >= V), else n_particles by farthest-point sampling of the first frame's vertices (T, V, 3)."""
+    from robot_dyn.perception.particles import sample_particles
+
+    count = vertices.shape[1]
+    if n_particles is None or n_particles >= count:
+        return np.arange(count)
+    return np.sort(sample_particles(vertices[0], int(n_particles), seed=0))
+
+
+def simulate_push(seed, config=None, n_particles: int | None = None, sim=None) -> ParticleEpisode:
+    """One scripted push (robot_dyn.perception.episodes' scene and push, no cameras), ground-truth
+    particles. `sim` reuses a RopePushSim(render=False) across pushes."""
+    from robot_dyn.perception.episodes import RopePushSim, plan_push
+
+    sim = sim or RopePushSim(config, render=False)
+    rng = np.random.default_rng(seed)
+    vertices = sim.reset(rng)
+    push = plan_push(rng, vertices, sim.config)
+    records = []
+    sim.run_push(push, records.append)
+    truth = np.array([r.rope_vertices for r in records])
+    return ParticleEpisode(truth[:, truth_particles(truth, n_particles)], np.array([r.pusher_tip for r in records]),
+                           truth, np.array([r.time for r in records]))
+
+
+def _simulate_chunk(job: tuple) -> list[ParticleEpisode]:
+    config, n_particles, seeds = job
+    from robot_dyn.perception.episodes import RopePushSim
+
+    sim = RopePushSim(config, render=False)
+    return [simulate_push(seed, n_particles=n_particles, sim=sim) for seed in seeds]
+
+
+def record_pushes(out: str | Path, n: int, seed: int = 0, config=None, n_particles: int | None = None,
+                  workers: int = 1, progress=None) -> ParticleDataset:
+    """Simulate n pushes (push i uses the seed (seed, i)) and write them as a "truth" dataset to `out`.
+    config: an EpisodeConfig, a YAML path, or None for configs/perception.yaml."""
+    from robot_dyn.parallel import spawn_map
+    from robot_dyn.perception.episodes import EpisodeConfig, load_config
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"'n' (pushes) must be a positive integer, got {n!r}")
+    config = config if isinstance(config, EpisodeConfig) else load_config(config)
+    seeds = [(seed, i) for i in range(n)]
+    per_chunk = max(1, math.ceil(n / (4 * max(workers, 1))))
+    jobs = [(config, n_particles, seeds[i:i + per_chunk]) for i in range(0, n, per_chunk)]
+    chunks = spawn_map(_simulate_chunk, jobs, workers, chunk=1,
+                       progress=(lambda done, total: progress(min(done * per_chunk, n), n)) if progress else None)
+    episodes = [episode for chunk in chunks for episode in chunk]
+    return write_dataset(out, episodes, "truth", 1.0 / config.fps, config, seeds)
+
+
+def tracked_episode(episode_dir: str | Path, track_dir: str | Path) -> ParticleEpisode:
+    """The control particles of a track (robot-dyn track's run folder: track.npz with 'means' (T, G, 3)
+    and 'particle_indices' (N,)) of a recorded episode (robot-dyn record rope), with its ground truth."""
+    from robot_dyn.perception.episodes import load_episode
+
+    episode = load_episode(episode_dir, images=False)
+    file = Path(track_dir) / "track.npz"
+    arrays = _read_npz(file, ("means", "particle_indices"))
+    means, indices = arrays["means"], arrays["particle_indices"]
+    if means.ndim != 3 or means.shape[2] != 3 or not np.all(np.isfinite(means)):
+        raise ValueError(f"{file}: 'means' must be finite (T, G, 3), got {means.shape}")
+    if indices.ndim != 1 or not len(indices) or indices.min() < 0 or indices.max() >= means.shape[1]:
+        raise ValueError(f"{file}: 'particle_indices' must index the {means.shape[1]} Gaussians")
+    frames = len(means)
+    if frames > episode.n_frames:
+        raise ValueError(f"{file}: {frames} tracked frames, but the episode {episode.path} has {episode.n_frames}")
+    return ParticleEpisode(means[:, indices], episode.pusher_tip[:frames], episode.rope_vertices[:frames],
+                           episode.time[:frames], episode.path.name)
+
+
+def import_tracks(out: str | Path, episode_dirs: list, track_dirs: list) -> ParticleDataset:
+    """A "tracked" dataset from recorded episodes and their tracks (pairs in the same order)."""
+    from robot_dyn.perception.episodes import load_config, load_episode
+
+    if len(episode_dirs) != len(track_dirs) or not episode_dirs:
+        raise ValueError(f"need one track per episode, got {len(episode_dirs)} episodes and {len(track_dirs)} tracks")
+    episodes = [tracked_episode(e, t) for e, t in zip(episode_dirs, track_dirs)]
+    counts = {e.particles.shape[1] for e in episodes}
+    if len(counts) != 1:
+        raise ValueError(f"the tracks have different particle counts {sorted(counts)}: track them with one config")
+    first = load_episode(episode_dirs[0], images=False)
+    seeds = [load_episode(e, images=False).meta["push"].get("seed") for e in episode_dirs]
+    return write_dataset(out, episodes, "tracked", 1.0 / first.fps, load_config(), seeds)
+
+
+# --- the format ----------------------------------------------------------------
+
+def write_dataset(out: str | Path, episodes: list[ParticleEpisode], source: str, step_s: float, config,
+                  seeds: list) -> ParticleDataset:
+    """Write episodes as a dataset folder (must not hold one yet); returns it as loaded."""
+    out = Path(out)
+    if (out / "meta.json").exists():
+        raise ValueError(f"{out}: already holds a dataset (meta.json); choose an empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    listing = []
+    for i, (episode, seed) in enumerate(zip(episodes, seeds)):
+        name = f"episode_{i:03d}.npz"
+        np.savez(out / name, **{k: getattr(episode, k) for k in ARRAYS})
+        listing.append({"file": name, "n_frames": episode.n_frames,
+                        "seed": list(seed) if isinstance(seed, tuple) else seed})
+    meta = {"format": FORMAT, "version": VERSION, "source": source, "step_s": step_s,
+            "n_particles": int(episodes[0].particles.shape[1]),
+            "object": {"type": "rope", "n_vertices": config.rope.n_vertices, "spacing": config.rope.spacing,
+                       "radius": config.rope.radius},
+            "table_height": config.table.height, "tool_radius": config.pusher.tip_radius, "episodes": listing}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    return load_dataset(out)
+
+
+def _read_npz(file: Path, keys) -> dict:
+    if not file.is_file():
+        raise ValueError(f"{file}: missing")
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            missing = [k for k in keys if k not in npz.files]
+            if missing:
+                raise ValueError(f"{file}: missing array(s) {missing}")
+            return {k: npz[k] for k in keys}
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ValueError(f"{file}: unreadable or truncated: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(str(exc) if str(exc).startswith(str(file)) else f"{file}: {exc}") from None
+
+
+def load_dataset(path: str | Path) -> ParticleDataset:
+    """Read and check a dataset folder; ValueError names the file and the field that is wrong."""
+    path = Path(path)
+    file = path / "meta.json"
+    try:
+        meta = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{file}: missing (not a particle dataset: make one with 'robot-dyn record pushes')") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file}: unreadable or malformed JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{file}: expected a JSON object")
+    for key in ("format", "version", "source", "step_s", "n_particles", "table_height", "tool_radius", "episodes"):
+        if key not in meta:
+            raise ValueError(f"{file}: missing field '{key}'")
+    if meta["format"] != FORMAT or meta["version"] != VERSION:
+        raise ValueError(f"{file}: 'format'/'version' are {meta['format']!r}/{meta['version']!r}, "
+                         f"expected {FORMAT!r}/{VERSION}")
+    if meta["source"] not in SOURCES:
+        raise ValueError(f"{file}: 'source' must be one of {list(SOURCES)}, got {meta['source']!r}")
+    for key in ("step_s", "tool_radius"):
+        if not isinstance(meta[key], (int, float)) or not meta[key] > 0:
+            raise ValueError(f"{file}: '{key}' must be a positive number, got {meta[key]!r}")
+    if not isinstance(meta["episodes"], list) or not meta["episodes"]:
+        raise ValueError(f"{file}: 'episodes' must be a non-empty list")
+    episodes = []
+    for i, entry in enumerate(meta["episodes"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "/" in entry["file"]:
+            raise ValueError(f"{file}: 'episodes[{i}].file' must be a file name in the dataset folder")
+        arrays = _read_npz(path / entry["file"], ARRAYS)
+        episodes.append(_checked_episode(path / entry["file"], arrays, meta["n_particles"], entry))
+    return ParticleDataset(episodes, meta)
+
+
+def _checked_episode(file: Path, a: dict, n_particles: int, entry: dict) -> ParticleEpisode:
+    frames = len(a["time"])
+    shapes = {"particles": (frames, n_particles, 3), "tool": (frames, 3), "time": (frames,)}
+    for key, shape in shapes.items():
+        if a[key].shape != shape:
+            raise ValueError(f"{file}: '{key}' has shape {a[key].shape}, expected {shape}")
+    if a["truth"].ndim != 3 or a["truth"].shape[0] != frames or a["truth"].shape[2] != 3:
+        raise ValueError(f"{file}: 'truth' must have shape ({frames}, V, 3), got {a['truth'].shape}")
+    if frames != entry.get("n_frames") or frames < 2:
+        raise ValueError(f"{file}: {frames} frames, meta.json says {entry.get('n_frames')!r} (need >= 2)")
+    for key in ARRAYS:
+        if not np.issubdtype(a[key].dtype, np.floating) or not np.all(np.isfinite(a[key])):
+            raise ValueError(f"{file}: '{key}' must be finite floating-point numbers")
+    if not np.all(np.diff(a["time"]) > 0):
+        raise ValueError(f"{file}: 'time' must increase")
+    return ParticleEpisode(*(a[k].astype(np.float64) for k in ARRAYS), name=file.stem)
