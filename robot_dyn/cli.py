@@ -10,6 +10,9 @@
   robot-dyn record rope         record rope-push RGB-D episodes (images, ground truth) for offline tracking
   robot-dyn track EPISODE       track a recorded episode with 3D Gaussians, score it against the ground truth
   robot-dyn bench tracking      tracking accuracy and speed, one JSON object
+  robot-dyn record pushes       rope pushes as particle trajectories (a dynamics dataset)
+  robot-dyn train dynamics      a particle dynamics model (GNN, MLP, spring-mass) on such a dataset
+  robot-dyn bench dynamics      dynamics models against the ground truth on held-out pushes, one JSON object
   robot-dyn launch sim --perception    the graph with the rope scene, cameras and the perception node
   robot-dyn launch sim --mode realtime --teleop joy    drive the arm with a gamepad (joy_node on /joy)
   robot-dyn launch sim --mode realtime --record        record demonstrations (/recorder/start, /recorder/stop)
@@ -123,6 +126,12 @@ def _bench(args) -> int:
         os.environ.setdefault("MUJOCO_GL", "egl")
         result = bench_search(quick=args.quick, searches=args.searches, demos=args.demos, workers=args.workers,
                               out=args.out, graph_searches=args.graph_searches, log=progress)
+    elif args.what == "dynamics":
+        from robot_dyn.bench.dynamics import bench_dynamics
+
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        result = bench_dynamics(quick=args.quick, train_pushes=args.pushes, steps=args.steps, workers=args.workers,
+                                out=args.out, log=progress)
     elif args.what == "tracking":
         from robot_dyn.bench.tracking import bench_tracking
 
@@ -215,7 +224,7 @@ def _train_policy(args) -> int:
             encoder, meta = ResNetEncoder(layout.encoder_width, small_images=layout.small_images), None
             cameras = args.cameras.split(",") if args.cameras else None
         frames = DemoFrames.load(Path(args.dataset), cameras=cameras, image_size=size)
-        config = PolicyConfig(head=args.head, steps=args.steps, seed=args.seed, finetune_encoder=args.end_to_end or not args.encoder,
+        config = PolicyConfig(head=args.head, steps=args.steps or 4000, seed=args.seed, finetune_encoder=args.end_to_end or not args.encoder,
                               **({"batch_size": args.batch_size} if args.batch_size else {}))
     except ValueError as exc:
         raise SystemExit(f"train policy: {exc}")
@@ -276,6 +285,36 @@ def _search(args) -> int:
     return 0
 
 
+def _train_dynamics(args) -> int:
+    from robot_dyn.object_dynamics.dataset import load_dataset
+    from robot_dyn.object_dynamics.evaluation import evaluate
+    from robot_dyn.object_dynamics.models import ModelConfig, load_model
+    from robot_dyn.object_dynamics.training import TrainConfig, train
+
+    kind = args.model or "gnn"
+    out = Path(args.out or f"runs/dynamics/{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        dataset = load_dataset(args.dataset)
+        training, validation = dataset.split(args.validation) if args.validation else (dataset, None)
+        model_config = ModelConfig(kind=kind, n_particles=dataset.n_particles, hidden=args.hidden or ModelConfig.hidden)
+        config = TrainConfig(steps=args.steps or TrainConfig.steps, batch_size=args.batch_size or TrainConfig.batch_size,
+                             seed=args.seed)
+        metrics = train(training, out, model_config, config, validation, device=args.device,
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (ValueError, FloatingPointError) as exc:
+        raise SystemExit(f"train dynamics: {exc}")
+    if not metrics:
+        return 0  # a torchrun rank other than 0
+    if validation is not None:
+        scores = evaluate(load_model(out)[0], validation, whole_push=True)
+        metrics["validation"] = scores
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(json.dumps({"out": str(out), "kind": kind, "wall_s": round(metrics["wall_s"], 1),
+                      **({k: round(v, 3) for k, v in metrics["validation"].items() if k.startswith(("mde_mm_at", "whole"))}
+                         if validation is not None else {})}))
+    return 0
+
+
 def _train(args) -> int:
     if args.what == "policy":
         return _train_policy(args)
@@ -283,10 +322,15 @@ def _train(args) -> int:
         return _train_search(args)
     if not args.dataset:
         raise SystemExit(f"train {args.what}: give --dataset")
+    if args.what == "dynamics":
+        return _train_dynamics(args)
     from robot_dyn.inverse_dynamics.jobs import train_job
     from robot_dyn.inverse_dynamics.training import TrainConfig
 
-    config = TrainConfig(kind=args.model, epochs=args.epochs, seed=args.seed, use_exact=args.exact, hidden=args.hidden)
+    if args.model not in (None, "nominal", "identified", "blackbox", "hybrid"):
+        raise SystemExit(f"train inverse-dynamics: --model must be nominal, identified, blackbox or hybrid, not {args.model}")
+    config = TrainConfig(kind=args.model or "hybrid", epochs=args.epochs, seed=args.seed, use_exact=args.exact,
+                         hidden=args.hidden or 64)
     train_job(Path(args.dataset), config, Path(args.out) if args.out else None)
     return 0
 
@@ -366,10 +410,34 @@ def _recording(args) -> int:
     return 1 if failed else 0
 
 
+def _record_pushes(args) -> int:
+    from robot_dyn.object_dynamics.dataset import import_tracks, record_pushes
+
+    try:
+        if args.tracks:
+            episodes = []
+            for run in args.tracks:
+                try:
+                    episodes.append(json.loads(Path(run, "config.json").read_text())["episode"])
+                except (OSError, ValueError, KeyError) as exc:
+                    raise ValueError(f"{run}/config.json: not a 'robot-dyn track' run folder ({exc!r})") from None
+            dataset = import_tracks(Path(args.out), episodes, args.tracks)
+        else:
+            dataset = record_pushes(Path(args.out), args.episodes, args.seed, args.config, args.particles, args.workers,
+                                    progress=lambda done, n: print(f"[record] pushes {done}/{n}", file=sys.stderr))
+    except ValueError as exc:
+        raise SystemExit(f"record pushes: {exc}")
+    print(json.dumps({"out": args.out, "source": dataset.meta["source"], "pushes": len(dataset.episodes),
+                      "frames": sum(e.n_frames for e in dataset.episodes), "particles": dataset.n_particles}))
+    return 0
+
+
 def _record(args) -> int:
     from robot_dyn.perception.episodes import record_episodes
 
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if args.what == "pushes":
+        return _record_pushes(args)
     try:
         written = record_episodes(Path(args.out), args.episodes, seed=args.seed, config=args.config, width=args.width,
                                   height=args.height, fps=args.fps, shadow_size=args.shadow_size)
@@ -462,7 +530,8 @@ def main(argv=None) -> int:
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
-    p.add_argument("what", choices=["control", "inverse-dynamics", "safety", "tracking", "recording", "imitation", "search"])
+    p.add_argument("what", choices=["control", "inverse-dynamics", "safety", "tracking", "recording", "imitation", "search",
+                                    "dynamics"])
     p.add_argument("--json", action="store_true", help="compact single-line JSON")
     p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"], help="inverse-dynamics and safety use the first")
     p.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")
@@ -471,13 +540,15 @@ def main(argv=None) -> int:
     p.add_argument("--episodes-per-task", type=int, default=3, help="recording: graph episodes per task")
     p.add_argument("--out", default=None, help="tracking: write a contact-sheet PNG per episode and metrics.json here; "
                                                "imitation: keep the datasets, encoders and policies here; "
-                                               "search: the report, plots and model")
+                                               "search, dynamics: the report, plots and models")
     p.add_argument("--demos", type=int, default=None, help="imitation: expert demonstrations per task (default 100); "
                                                             "search: the person's searches (default 10)")
     p.add_argument("--rollouts", type=int, default=None, help="imitation: evaluation episodes per variant (default 50)")
     p.add_argument("--tasks", nargs="+", default=None, help="imitation: tasks (default pusht)")
     p.add_argument("--searches", type=int, default=None, help="search: holes per radius, clearance and strategy (default 50)")
-    p.add_argument("--workers", type=int, default=2, help="search: processes")
+    p.add_argument("--workers", type=int, default=2, help="search, dynamics: processes")
+    p.add_argument("--pushes", type=int, default=None, help="dynamics: training pushes (default 200)")
+    p.add_argument("--steps", type=int, default=None, help="dynamics: training steps of the GNN and the MLP (default 3000)")
     p.add_argument("--graph-searches", type=int, default=None,
                    help="search: holes searched again through the real-time graph per strategy (ergodic, spiral; default 3)")
     p.set_defaults(func=_bench)
@@ -522,8 +593,9 @@ def main(argv=None) -> int:
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("train", help="train a model on a dataset (inverse dynamics runs under torchrun for DDP)")
-    p.add_argument("what", choices=["inverse-dynamics", "policy", "search"])
-    p.add_argument("--dataset", default=None, help="inverse-dynamics: a collected dataset; policy: a LeRobot export")
+    p.add_argument("what", choices=["inverse-dynamics", "policy", "search", "dynamics"])
+    p.add_argument("--dataset", default=None, help="inverse-dynamics: a collected dataset; policy: a LeRobot export; "
+                                                   "dynamics: a particle dataset (robot-dyn record pushes)")
     p.add_argument("--episodes", nargs="*", default=None,
                    help="search: recorded insert episodes (robot-dyn demos --task insert, or a real arm's bags)")
     p.add_argument("--in-process", type=int, default=0,
@@ -531,9 +603,14 @@ def main(argv=None) -> int:
     p.add_argument("--wrench-topic", default="/task/contact_wrench",
                    help="search: the episodes' WrenchStamped of the part's force on the tool, base frame "
                         "(a real arm: its estimated external wrench)")
-    p.add_argument("--model", default="hybrid", choices=["nominal", "identified", "blackbox", "hybrid"])
+    p.add_argument("--model", default=None,
+                   choices=["nominal", "identified", "blackbox", "hybrid", "gnn", "mlp", "spring_mass", "zero_motion"],
+                   help="inverse-dynamics: nominal | identified | blackbox | hybrid (default); "
+                        "dynamics: gnn (default) | mlp | spring_mass | zero_motion")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--hidden", type=int, default=None, help="feature width (inverse-dynamics default 64, dynamics 128)")
+    p.add_argument("--validation", type=int, default=0,
+                   help="dynamics: hold out the last N pushes and score the model on them after training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--exact", action="store_true", help="train on the simulator's exact states, not filtered ones")
     p.add_argument("--out", default=None, help="checkpoint folder; default runs/models/<robot>-<model>-<stamp> "
@@ -543,9 +620,9 @@ def main(argv=None) -> int:
     p.add_argument("--head", default="diffusion", choices=["diffusion", "vqbet", "mlp"], help="policy: the action head")
     p.add_argument("--end-to-end", action="store_true", help="policy: train the pretrained encoder with the head")
     p.add_argument("--cameras", default=None, help="policy without --encoder: comma-separated cameras")
-    p.add_argument("--steps", type=int, default=4000, help="policy: training steps")
-    p.add_argument("--batch-size", type=int, default=None, help="policy: samples per step (default 256)")
-    p.add_argument("--device", default="cpu", help="policy: torch device, e.g. cuda")
+    p.add_argument("--steps", type=int, default=None, help="policy, dynamics: training steps (default 4000, 3000)")
+    p.add_argument("--batch-size", type=int, default=None, help="policy, dynamics: samples per step (default 256, 32)")
+    p.add_argument("--device", default="cpu", help="policy, dynamics: torch device, e.g. cuda")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a policy in the sim: a run folder with videos, a success table and plots")
@@ -574,9 +651,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="run folder (default runs/search/<strategy>-<stamp>)")
     p.set_defaults(func=_search)
 
-    p = sub.add_parser("record", help="record simulated RGB-D episodes (format: robot_dyn/perception/episodes.py)")
-    p.add_argument("what", choices=["rope"])
+    p = sub.add_parser("record", help="rope: simulated RGB-D episodes (format: robot_dyn/perception/episodes.py); "
+                                      "pushes: particle datasets (robot_dyn/object_dynamics/dataset.py)")
+    p.add_argument("what", choices=["rope", "pushes"])
     p.add_argument("--episodes", type=int, default=1, help="number of episodes (one push each)")
+    p.add_argument("--tracks", nargs="*", default=None,
+                   help="pushes: run folders of 'robot-dyn track' whose tracked particles make the dataset "
+                        "(instead of simulating pushes with ground-truth particles)")
+    p.add_argument("--particles", type=int, default=None,
+                   help="pushes: ground-truth particles per push (farthest-point sampled; default all vertices)")
+    p.add_argument("--workers", type=int, default=2, help="pushes: processes")
     p.add_argument("--out", required=True, help="folder for episode_000, episode_001, ...")
     p.add_argument("--seed", type=int, default=0, help="episode i uses the seed (seed, i)")
     p.add_argument("--width", type=int, default=None, help="image width, px (default: configs/perception.yaml)")

@@ -18,10 +18,11 @@ Sources of the particles:
 The tool particle is the pusher tip's centre from forward kinematics of the measured joints.
 
 Format "robot_dyn.particle_dynamics", version 1: a folder with meta.json and one episode_NNN.npz
-per push. meta.json: format, version, source, step_s, n_particles, object (rope: n_vertices,
+per push. meta.json: format, version, source, step_s, robot, n_particles, object (rope: n_vertices,
 spacing, radius), table_height (m), tool_radius (m, the tip sphere), episodes ([{file, n_frames,
 seed}]). Each npz (numpy, no pickled objects; T frames; world frame, z up, m): ``particles``
-(T, N, 3), ``tool`` (T, 3), ``truth`` (T, V, 3) the rope's vertices, ``time`` (T,) s.
+(T, N, 3), ``tool`` (T, 3), ``truth`` (T, V, 3) the rope's vertices, ``time`` (T,) s, the arm's
+``joint_positions`` (T, n) rad and ``joint_velocities`` (T, n) rad/s (what the MuJoCo oracle replays).
 ``load_dataset`` checks all of it and raises ValueError naming the file and field.
 """
 from __future__ import annotations
@@ -37,17 +38,20 @@ import numpy as np
 FORMAT = "robot_dyn.particle_dynamics"
 VERSION = 1
 SOURCES = ("truth", "tracked")
-ARRAYS = ("particles", "tool", "truth", "time")
+ARRAYS = ("particles", "tool", "truth", "time", "joint_positions", "joint_velocities")
 
 
 @dataclass
 class ParticleEpisode:
-    """One push: particles (T, N, 3) m, tool (T, 3) m, truth (T, V, 3) m, time (T,) s; world frame."""
+    """One push: particles (T, N, 3) m, tool (T, 3) m, truth (T, V, 3) m, time (T,) s, and the arm's
+    measured joint_positions (T, n) rad and joint_velocities (T, n) rad/s; world frame."""
 
     particles: np.ndarray
     tool: np.ndarray
     truth: np.ndarray
     time: np.ndarray
+    joint_positions: np.ndarray
+    joint_velocities: np.ndarray
     name: str = ""
 
     @property
@@ -105,7 +109,8 @@ def simulate_push(seed, config=None, n_particles: int | None = None, sim=None) -
     sim.run_push(push, records.append)
     truth = np.array([r.rope_vertices for r in records])
     return ParticleEpisode(truth[:, truth_particles(truth, n_particles)], np.array([r.pusher_tip for r in records]),
-                           truth, np.array([r.time for r in records]))
+                           truth, np.array([r.time for r in records]), np.array([r.q for r in records]),
+                           np.array([r.qd for r in records]))
 
 
 def _simulate_chunk(job: tuple) -> list[ParticleEpisode]:
@@ -152,7 +157,8 @@ def tracked_episode(episode_dir: str | Path, track_dir: str | Path) -> ParticleE
     if frames > episode.n_frames:
         raise ValueError(f"{file}: {frames} tracked frames, but the episode {episode.path} has {episode.n_frames}")
     return ParticleEpisode(means[:, indices], episode.pusher_tip[:frames], episode.rope_vertices[:frames],
-                           episode.time[:frames], episode.path.name)
+                           episode.time[:frames], episode.joint_positions[:frames], episode.joint_velocities[:frames],
+                           episode.path.name)
 
 
 def import_tracks(out: str | Path, episode_dirs: list, track_dirs: list) -> ParticleDataset:
@@ -185,7 +191,7 @@ def write_dataset(out: str | Path, episodes: list[ParticleEpisode], source: str,
         np.savez(out / name, **{k: getattr(episode, k) for k in ARRAYS})
         listing.append({"file": name, "n_frames": episode.n_frames,
                         "seed": list(seed) if isinstance(seed, tuple) else seed})
-    meta = {"format": FORMAT, "version": VERSION, "source": source, "step_s": step_s,
+    meta = {"format": FORMAT, "version": VERSION, "source": source, "step_s": step_s, "robot": config.robot,
             "n_particles": int(episodes[0].particles.shape[1]),
             "object": {"type": "rope", "n_vertices": config.rope.n_vertices, "spacing": config.rope.spacing,
                        "radius": config.rope.radius},
@@ -199,14 +205,13 @@ def _read_npz(file: Path, keys) -> dict:
         raise ValueError(f"{file}: missing")
     try:
         with np.load(file, allow_pickle=False) as npz:
-            missing = [k for k in keys if k not in npz.files]
-            if missing:
-                raise ValueError(f"{file}: missing array(s) {missing}")
-            return {k: npz[k] for k in keys}
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(f"{file}: unreadable or truncated: {exc}") from None
-    except ValueError as exc:
-        raise ValueError(str(exc) if str(exc).startswith(str(file)) else f"{file}: {exc}") from None
+            arrays = {k: npz[k] for k in keys if k in npz.files}
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ValueError(f"{file}: unreadable or not a numpy .npz archive ({exc})") from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise ValueError(f"{file}: missing array(s) {missing}")
+    return arrays
 
 
 def load_dataset(path: str | Path) -> ParticleDataset:
@@ -221,7 +226,8 @@ def load_dataset(path: str | Path) -> ParticleDataset:
         raise ValueError(f"{file}: unreadable or malformed JSON: {exc}") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{file}: expected a JSON object")
-    for key in ("format", "version", "source", "step_s", "n_particles", "table_height", "tool_radius", "episodes"):
+    for key in ("format", "version", "source", "step_s", "robot", "n_particles", "table_height", "tool_radius",
+                "episodes"):
         if key not in meta:
             raise ValueError(f"{file}: missing field '{key}'")
     if meta["format"] != FORMAT or meta["version"] != VERSION:
@@ -251,6 +257,9 @@ def _checked_episode(file: Path, a: dict, n_particles: int, entry: dict) -> Part
             raise ValueError(f"{file}: '{key}' has shape {a[key].shape}, expected {shape}")
     if a["truth"].ndim != 3 or a["truth"].shape[0] != frames or a["truth"].shape[2] != 3:
         raise ValueError(f"{file}: 'truth' must have shape ({frames}, V, 3), got {a['truth'].shape}")
+    for key in ("joint_positions", "joint_velocities"):
+        if a[key].ndim != 2 or a[key].shape != (frames, a["joint_positions"].shape[-1]):
+            raise ValueError(f"{file}: '{key}' must have shape ({frames}, joints), got {a[key].shape}")
     if frames != entry.get("n_frames") or frames < 2:
         raise ValueError(f"{file}: {frames} frames, meta.json says {entry.get('n_frames')!r} (need >= 2)")
     for key in ARRAYS:

@@ -63,28 +63,44 @@ def to_vertices(predicted: np.ndarray, particles0: np.ndarray, truth0: np.ndarra
     return propagate(attach(truth0, particles0), frames)[1:]
 
 
-def _predict(model, episode: ParticleEpisode, starts: np.ndarray, steps: int, history: int) -> np.ndarray:
-    """Rollouts (S, steps, N, 3) from each start frame along the recorded tool path (held at its last
-    position past the episode's end)."""
-    import torch
+class LearnedPredictor:
+    """Rollouts of a particle model (robot_dyn.object_dynamics.models interface) for evaluation."""
 
-    from robot_dyn.object_dynamics.models import rollout
+    outputs_vertices = False
 
-    last = episode.n_frames - 1
-    offsets = np.arange(-history, 1)
-    ahead = np.minimum(starts[:, None] + np.arange(1, steps + 1), last)
-    objects = torch.as_tensor(episode.particles[starts[:, None] + offsets], dtype=torch.float32)
-    tool = torch.as_tensor(episode.tool[starts[:, None] + offsets], dtype=torch.float32)
-    path = torch.as_tensor(episode.tool[ahead], dtype=torch.float32)
-    with torch.no_grad():
-        return rollout(model, objects, tool, path).double().numpy()
+    def __init__(self, model):
+        self.model, self.history = model, model.config.history
+
+    def predict(self, episode: ParticleEpisode, starts: np.ndarray, steps: int) -> np.ndarray:
+        """Rollouts (S, steps, N, 3) m from each start frame along the recorded tool path (held at its last
+        position past the episode's end)."""
+        import torch
+
+        from robot_dyn.object_dynamics.models import rollout
+
+        last = episode.n_frames - 1
+        offsets = np.arange(-self.history, 1)
+        ahead = np.minimum(starts[:, None] + np.arange(1, steps + 1), last)
+        objects = torch.as_tensor(episode.particles[starts[:, None] + offsets], dtype=torch.float32)
+        tool = torch.as_tensor(episode.tool[starts[:, None] + offsets], dtype=torch.float32)
+        path = torch.as_tensor(episode.tool[ahead], dtype=torch.float32)
+        with torch.no_grad():
+            return rollout(self.model, objects, tool, path).double().numpy()
 
 
 def evaluate(model, dataset: ParticleDataset, horizons=HORIZONS, whole_push: bool = False) -> dict:
     """mde_mm_at_<h>, chamfer_mm_at_<h>, emd_mm_at_<h> for each horizon h (mean over windows),
     mde_mm_curve (steps 1 .. max h), windows (count) and, with whole_push, whole_push_mde_mm (mean over
-    pushes) and whole_push_mde_mm_max."""
-    history = model.config.history
+    pushes) and whole_push_mde_mm_max. model: a particle model, or a predictor with history,
+    outputs_vertices and predict(episode, starts, steps) (the MuJoCo oracle)."""
+    predictor = model if hasattr(model, "predict") else LearnedPredictor(model)
+    history = predictor.history
+
+    def vertices_of(predicted, episode, t):
+        if predictor.outputs_vertices:
+            return predicted
+        return to_vertices(predicted, episode.particles[t], episode.truth[t])
+
     top = max(horizons)
     errors = {name: [[] for _ in range(top)] for name in ("mde", "chamfer", "emd")}
     count = 0
@@ -95,10 +111,10 @@ def evaluate(model, dataset: ParticleDataset, horizons=HORIZONS, whole_push: boo
         if not len(starts):
             continue
         count += len(starts)
-        predicted = _predict(model, episode, starts, top, history)
+        predicted = predictor.predict(episode, starts, top)
         for s, t in enumerate(starts):
             steps = min(top, episode.n_frames - 1 - t)
-            vertices = to_vertices(predicted[s, :steps], episode.particles[t], episode.truth[t])
+            vertices = vertices_of(predicted[s, :steps], episode, t)
             for k in range(steps):
                 truth = episode.truth[t + k + 1]
                 errors["mde"][k].append(np.linalg.norm(vertices[k] - truth, axis=1).mean())
@@ -116,8 +132,8 @@ def evaluate(model, dataset: ParticleDataset, horizons=HORIZONS, whole_push: boo
         finals = []
         for episode in dataset.episodes:
             steps = episode.n_frames - 1 - history
-            predicted = _predict(model, episode, np.array([history]), steps, history)[0]
-            vertices = to_vertices(predicted, episode.particles[history], episode.truth[history])
+            predicted = predictor.predict(episode, np.array([history]), steps)[0]
+            vertices = vertices_of(predicted, episode, history)
             finals.append(np.linalg.norm(vertices[-1] - episode.truth[-1], axis=1).mean())
         result["whole_push_mde_mm"] = mm(finals)
         result["whole_push_mde_mm_max"] = float(np.max(finals) * 1e3)

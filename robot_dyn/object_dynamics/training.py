@@ -163,7 +163,7 @@ def train(dataset: ParticleDataset, out: str | Path, model_config: ModelConfig, 
         torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
         optimiser.step()
         if rank == 0 and (step % config.log_every == 0 or step == config.steps - 1):
-            entry = {"step": step, "loss": float(loss), **terms, "wall_s": time.monotonic() - start}
+            entry = {"step": step, "loss": loss.item(), **terms, "wall_s": time.monotonic() - start}
             if validation is not None:
                 entry["val_mde_mm_at_10"] = evaluate(model.eval(), validation, horizons=(10,))["mde_mm_at_10"]
             history.append(entry)

@@ -228,27 +228,32 @@ def rope_vertices(model: mujoco.MjModel, data: mujoco.MjData, name: str = "rope"
     return flex_vertices(model, data, name)
 
 
-def set_flex_vertices(model: mujoco.MjModel, data: mujoco.MjData, positions: np.ndarray, name: str = "rope") -> None:
-    """Place the named flex's vertices at `positions` (V, 3), world frame, at rest; runs mj_forward.
+def set_flex_vertices(model: mujoco.MjModel, data: mujoco.MjData, positions: np.ndarray, name: str = "rope",
+                      velocities: np.ndarray | None = None) -> None:
+    """Place the named flex's vertices at `positions` (V, 3), world frame, m, moving at `velocities`
+    (V, 3) m/s (None: at rest); runs mj_forward.
 
-    Each vertex is a body with slide joints; its joint positions are set to the offset from the
-    body's reference position, projected on each slide axis."""
+    Each vertex is a body with slide joints; its joint positions (velocities) are set to the offset
+    from the body's reference position (the velocity), projected on each slide axis."""
     fid = flex_id(model, name)
     start, count = model.flex_vertadr[fid], model.flex_vertnum[fid]
     positions = np.asarray(positions, float)
-    if positions.shape != (count, 3) or not np.all(np.isfinite(positions)):
-        raise ValueError(f"flex '{name}' vertex positions must be finite with shape ({count}, 3), got {positions.shape}")
-    for body, target in zip(model.flex_vertbodyid[start:start + count], positions):
+    velocities = np.zeros_like(positions) if velocities is None else np.asarray(velocities, float)
+    for label, value in (("positions", positions), ("velocities", velocities)):
+        if value.shape != (count, 3) or not np.all(np.isfinite(value)):
+            raise ValueError(f"flex '{name}' vertex {label} must be finite with shape ({count}, 3), got {value.shape}")
+    for body, target, velocity in zip(model.flex_vertbodyid[start:start + count], positions, velocities):
         if model.body_parentid[body] != 0:
             raise ValueError(f"flex '{name}': vertex body {body} is not a child of the world body")
         rot = np.zeros(9)
         mujoco.mju_quat2Mat(rot, model.body_quat[body])
         offset = rot.reshape(3, 3).T @ (target - model.body_pos[body])  # in the body frame
+        local_velocity = rot.reshape(3, 3).T @ velocity
         for j in range(model.body_jntadr[body], model.body_jntadr[body] + model.body_jntnum[body]):
             if model.jnt_type[j] != mujoco.mjtJoint.mjJNT_SLIDE:
                 raise ValueError(f"flex '{name}': vertex joint {j} is not a slide joint")
             data.qpos[model.jnt_qposadr[j]] = offset @ model.jnt_axis[j]
-            data.qvel[model.jnt_dofadr[j]] = 0.0
+            data.qvel[model.jnt_dofadr[j]] = local_velocity @ model.jnt_axis[j]
     mujoco.mj_forward(model, data)
 
 

@@ -1,0 +1,169 @@
+"""Particle dynamics (robot_dyn.object_dynamics): datasets from simulated pushes, the GNN's graph and
+invariances, training, the baselines, the MuJoCo oracle and the scores -- on real MuJoCo pushes."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from robot_dyn.object_dynamics.dataset import load_dataset, record_pushes
+from robot_dyn.object_dynamics.evaluation import chamfer, emd, evaluate, push_frames, to_vertices
+from robot_dyn.object_dynamics.models import ModelConfig, ParticleGNN, build_edges, build_model, load_model, rollout
+from robot_dyn.object_dynamics.training import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def pushes_folder(tmp_path_factory):
+    """Four simulated pushes (about 10 s): three to train on, one held out."""
+    folder = tmp_path_factory.mktemp("pushes") / "data"
+    record_pushes(folder, 4, seed=3, workers=1)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pushes(pushes_folder):
+    return load_dataset(pushes_folder)
+
+
+def test_recorded_pushes_hold_the_particles_the_tool_and_the_truth(pushes):
+    assert pushes.meta["source"] == "truth" and pushes.n_particles == 32 and pushes.step_s == pytest.approx(0.1)
+    for episode in pushes.episodes:
+        np.testing.assert_array_equal(episode.particles, episode.truth)  # all vertices are the particles
+        assert np.allclose(np.diff(episode.time), 0.1, atol=2e-3)
+        assert episode.joint_positions.shape == (episode.n_frames, 7)
+        pushing = push_frames(episode, pushes.meta["table_height"], pushes.meta["tool_radius"])
+        assert len(pushing) >= 3
+        moved = np.linalg.norm(episode.truth[-1] - episode.truth[0], axis=1).max()
+        assert moved > 0.01, "every push moves the rope"
+
+
+def test_a_corrupt_dataset_is_refused_with_the_file_and_field_named(pushes_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(pushes_folder, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    arrays = dict(np.load(folder / "episode_000.npz"))
+    arrays["particles"][3, 5, 0] = np.nan
+    np.savez(folder / "episode_000.npz", **arrays)
+    with pytest.raises(ValueError, match=r"episode_000.npz: 'particles' must be finite"):
+        load_dataset(folder)
+    arrays["particles"] = arrays["particles"][:, :20]
+    np.savez(folder / "episode_000.npz", **arrays)
+    with pytest.raises(ValueError, match=r"'particles' has shape"):
+        load_dataset(folder)
+    (folder / "episode_001.npz").write_bytes(b"not a zip")
+    (folder / "meta.json").write_text(json.dumps({**meta, "episodes": meta["episodes"][1:]}))
+    with pytest.raises(ValueError, match=r"episode_001.npz: unreadable"):
+        load_dataset(folder)
+    (folder / "meta.json").write_text(json.dumps({**meta, "source": "guessed"}))
+    with pytest.raises(ValueError, match=r"meta.json: 'source'"):
+        load_dataset(folder)
+    with pytest.raises(ValueError, match="already holds a dataset"):
+        record_pushes(folder, 1)
+
+
+def test_edges_follow_the_radius_and_neighbour_limits_and_only_objects_receive():
+    config = ModelConfig(object_radius=0.035, tool_radius=0.045, max_neighbours=3)
+    line = torch.zeros(1, 11, 3)
+    line[0, :10, 0] = torch.arange(10) * 0.015  # a straight rope, 15 mm spacing
+    line[0, 10] = torch.tensor([0.0, 0.03, 0.0])  # the tool, 30 mm beside particle 0
+    senders, receivers, is_tool = build_edges(line, config)
+    assert not torch.any(receivers == 10), "the tool receives nothing"
+    assert not torch.any(senders == receivers)
+    object_edges = ~is_tool
+    lengths = (line[0, senders[object_edges]] - line[0, receivers[object_edges]]).norm(dim=1)
+    assert torch.all(lengths < 0.035)
+    counts = torch.bincount(receivers[object_edges], minlength=10)
+    assert counts.max() <= 3 and counts.min() >= 2  # ends have 2 neighbours within 35 mm, the middle 4 (cut to 3)
+    tool_receivers = set(receivers[is_tool].tolist())
+    near = {i for i in range(10) if float((line[0, i] - line[0, 10]).norm()) < 0.045}
+    assert tool_receivers == near and tool_receivers
+
+
+def test_the_gnn_is_translation_invariant_and_batches_like_single_samples():
+    torch.manual_seed(0)
+    model = ParticleGNN(ModelConfig(hidden=32, n_particles=8)).eval()
+    objects = torch.rand(3, 3, 8, 3) * 0.05
+    tool = torch.rand(3, 3, 3) * 0.05
+    tool_next = tool[:, -1] + 0.01
+    with torch.no_grad():
+        batched = model(objects, tool, tool_next)
+        single = torch.cat([model(objects[i:i + 1], tool[i:i + 1], tool_next[i:i + 1]) for i in range(3)])
+        shift = torch.tensor([0.3, -0.2, 0.1])
+        shifted = model(objects + shift, tool + shift, tool_next + shift)
+    torch.testing.assert_close(batched, single, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(shifted - shift, batched, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"tool must have shape"):
+        model(objects, tool[:, :2], tool_next)
+
+
+def test_chamfer_and_emd_agree_on_simple_sets():
+    a = np.random.default_rng(0).random((20, 3))
+    assert chamfer(a, a) == 0 and emd(a, a[::-1].copy()) == pytest.approx(0)
+    b = a + np.array([0.01, 0, 0])
+    assert emd(a, b) == pytest.approx(0.01, rel=1e-6)
+    bunched = np.repeat(a[:1], 20, axis=0)
+    assert emd(a, bunched) > chamfer(a, bunched)  # EMD penalises bunching, Chamfer less so
+    moved = a[None] + 0.002
+    np.testing.assert_allclose(to_vertices(moved, a, a), moved)  # particles that are the vertices
+    np.testing.assert_allclose(to_vertices(moved[:, :15], a[:15], a), moved, atol=1e-9)  # attached: a shift carries over
+
+
+def test_training_beats_zero_motion_and_the_checkpoint_round_trips(pushes, tmp_path):
+    training, held_out = pushes.split(1)
+    config = ModelConfig(kind="gnn", hidden=32, message_steps=2)
+    metrics = train(training, tmp_path / "gnn", config, TrainConfig(steps=120, batch_size=16, log_every=60),
+                    log=lambda *_: None)
+    assert metrics["history"][-1]["loss"] < 0.5 * metrics["history"][0]["loss"]
+    model, meta = load_model(tmp_path / "gnn")
+    assert meta["source"] == "truth" and meta["step_s"] == pytest.approx(0.1)
+    zero = build_model(ModelConfig(kind="zero_motion"))
+    learned, still = evaluate(model, training, horizons=(1, 5)), evaluate(zero, training, horizons=(1, 5))
+    assert learned["mde_mm_at_1"] < 0.7 * still["mde_mm_at_1"]
+    episode = held_out.episodes[0]
+    objects = torch.as_tensor(episode.particles[None, 5:8], dtype=torch.float32)
+    tool = torch.as_tensor(episode.tool[None, 5:8], dtype=torch.float32)
+    path = torch.as_tensor(episode.tool[None, 8:12], dtype=torch.float32)
+    again, _ = load_model(tmp_path / "gnn")
+    with torch.no_grad():
+        torch.testing.assert_close(rollout(model, objects, tool, path), rollout(again, objects, tool, path))
+    (tmp_path / "gnn" / "model.safetensors").write_bytes(b"\0" * 64)
+    with pytest.raises(ValueError, match=r"model.safetensors: weights unreadable"):
+        load_model(tmp_path / "gnn")
+    (tmp_path / "gnn" / "model.json").write_text("{\"model\": {\"kind\": \"gnn\", \"hiden\": 3}}")
+    with pytest.raises(ValueError, match=r"model.json: not a dynamics model"):
+        load_model(tmp_path / "gnn")
+
+
+def test_the_identified_spring_mass_model_and_the_oracle_beat_zero_motion(pushes, tmp_path):
+    from robot_dyn.object_dynamics.oracle import MujocoOracle
+
+    training, held_out = pushes.split(1)
+    train(training, tmp_path / "spring", ModelConfig(kind="spring_mass"), log=lambda *_: None)
+    spring, _ = load_model(tmp_path / "spring")
+    zero = build_model(ModelConfig(kind="zero_motion"))
+    radius = float(spring.physical[0])
+    assert 0.01 < radius < 0.03, "the contact radius is about the tip's plus the rope's (19 mm)"
+    scores = {name: evaluate(m, held_out, horizons=(1, 5)) for name, m in
+              (("spring", spring), ("zero", zero), ("oracle", MujocoOracle(pushes.meta)))}
+    assert scores["spring"]["mde_mm_at_5"] < 0.8 * scores["zero"]["mde_mm_at_5"]
+    assert scores["oracle"]["mde_mm_at_5"] < 0.5 * scores["zero"]["mde_mm_at_5"]
+    assert scores["oracle"]["mde_mm_at_1"] < 1.0
+
+
+def test_record_and_train_from_the_command_line(tmp_path):
+    out = tmp_path / "data"
+    run = lambda *args: subprocess.run([sys.executable, "-m", "robot_dyn.cli", *args], capture_output=True,  # noqa: E731
+                                       text=True, timeout=300)
+    done = run("record", "pushes", "--episodes", "2", "--workers", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["pushes"] == 2
+    done = run("train", "dynamics", "--dataset", str(out), "--model", "mlp", "--steps", "5", "--validation", "1",
+               "--out", str(tmp_path / "mlp"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mde_mm_at_10"] > 0
+    done = run("train", "dynamics", "--dataset", str(tmp_path / "missing"))
+    assert done.returncode != 0 and "meta.json: missing" in done.stderr
