@@ -608,7 +608,7 @@ def main(argv=None) -> int:
                    help="inverse-dynamics: nominal | identified | blackbox | hybrid (default); "
                         "dynamics: gnn (default) | mlp | spring_mass | zero_motion")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--hidden", type=int, default=None, help="feature width (inverse-dynamics default 64, dynamics 128)")
+    p.add_argument("--hidden", type=int, default=None, help="feature width (inverse-dynamics and dynamics default 64)")
     p.add_argument("--validation", type=int, default=0,
                    help="dynamics: hold out the last N pushes and score the model on them after training")
     p.add_argument("--seed", type=int, default=0)

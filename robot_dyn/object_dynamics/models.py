@@ -43,14 +43,17 @@ class ModelConfig:
     tool_radius: tool-object edges up to this distance (tip radius + rope radius + a step of travel);
     max_neighbours: object edges per receiver; hidden: feature width; message_steps: rounds;
     length_scale: the unit lengths are divided by (about one step of tool travel);
-    n_particles: object particles (the MLP's input size; the GNN takes any N)."""
+    n_particles: object particles (the MLP's input size; the GNN takes any N).
+    Defaults: a rope's particles at 15 mm have 4 neighbours within 35 mm; width 64 trains on a 2-core
+    CPU in minutes (held-out MDE at 10 steps 6.9 mm after 1,500 steps on 20 pushes, as good as width
+    128 after 600, at a quarter of the cost per step)."""
 
     kind: str = "gnn"
     history: int = 2
     object_radius: float = 0.035
     tool_radius: float = 0.045
-    max_neighbours: int = 6
-    hidden: int = 128
+    max_neighbours: int = 4
+    hidden: int = 64
     message_steps: int = 3
     length_scale: float = 0.01
     n_particles: int = 32
