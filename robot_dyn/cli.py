@@ -12,6 +12,7 @@
   robot-dyn bench tracking      tracking accuracy and speed, one JSON object
   robot-dyn record pushes       rope pushes as particle trajectories (a dynamics dataset)
   robot-dyn train dynamics      a particle dynamics model (GNN, MLP, spring-mass) on such a dataset
+  robot-dyn predict MODEL --dataset DIR   a model's rollout of a whole push beside the real one (mp4)
   robot-dyn bench dynamics      dynamics models against the ground truth on held-out pushes, one JSON object
   robot-dyn launch sim --perception    the graph with the rope scene, cameras and the perception node
   robot-dyn launch sim --mode realtime --teleop joy    drive the arm with a gamepad (joy_node on /joy)
@@ -315,6 +316,19 @@ def _train_dynamics(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from robot_dyn.jobs.dynamics import predict_push
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    out = Path(args.out or f"runs/predict/{Path(args.model).name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        summary = predict_push(args.model, args.dataset, args.episode, out, oracle=args.model == "oracle")
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"predict: {exc}")
+    print(json.dumps({k: v for k, v in summary.items() if k != "mde_mm_per_step"}))
+    return 0
+
+
 def _train(args) -> int:
     if args.what == "policy":
         return _train_policy(args)
@@ -421,7 +435,7 @@ def _record_pushes(args) -> int:
                     episodes.append(json.loads(Path(run, "config.json").read_text())["episode"])
                 except (OSError, ValueError, KeyError) as exc:
                     raise ValueError(f"{run}/config.json: not a 'robot-dyn track' run folder ({exc!r})") from None
-            dataset = import_tracks(Path(args.out), episodes, args.tracks)
+            dataset = import_tracks(Path(args.out), episodes, args.tracks, args.particles)
         else:
             dataset = record_pushes(Path(args.out), args.episodes, args.seed, args.config, args.particles, args.workers,
                                     progress=lambda done, n: print(f"[record] pushes {done}/{n}", file=sys.stderr))
@@ -455,7 +469,7 @@ def _track(args) -> int:
     import numpy as np
 
     from robot_dyn.perception.episodes import load_episode
-    from robot_dyn.perception.tracking import load_tracking_config, track_episode
+    from robot_dyn.perception.tracking import load_tracking_config, save_track, track_episode
     from robot_dyn.perception.tracking_metrics import score
 
     try:
@@ -469,8 +483,7 @@ def _track(args) -> int:
                                                  "frames": args.frames, "tracking": asdict(config)}, indent=2) + "\n")
     result = track_episode(episode, config, progress=lambda m: print(m, file=sys.stderr, flush=True),
                            device=args.device, n_frames=args.frames)
-    np.savez(out / "track.npz", means=result.means, rotations=result.rotations, particle_indices=result.particle_indices,
-             particles=result.particles, tool=result.tool, seconds=result.seconds, cpu_seconds=result.cpu_seconds)
+    save_track(out, result)
     metrics = {"episode": str(episode.path), "frames": result.n_frames, "gaussians": int(result.means.shape[1]),
                "particles": int(result.particles.shape[1]), "init_seconds": float(result.seconds[0]),
                "seconds_per_frame": result.seconds_per_frame, "cpu_seconds_per_frame": result.cpu_seconds_per_frame,
@@ -625,6 +638,14 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="policy, dynamics: torch device, e.g. cuda")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("predict", help="a dynamics model's rollout of a recorded push beside the real one: an mp4, "
+                                       "the per-step error")
+    p.add_argument("model", help="a model folder (robot-dyn train dynamics), or 'oracle' for MuJoCo itself")
+    p.add_argument("--dataset", required=True, help="a particle dataset (robot-dyn record pushes)")
+    p.add_argument("--episode", type=int, default=0, help="which push of the dataset")
+    p.add_argument("--out", default=None, help="run folder (default runs/predict/<model>-<stamp>)")
+    p.set_defaults(func=_predict)
+
     p = sub.add_parser("eval", help="evaluate a policy in the sim: a run folder with videos, a success table and plots")
     p.add_argument("what", choices=["policy"])
     p.add_argument("policy", help="a policy folder (robot-dyn train policy)")
@@ -659,7 +680,8 @@ def main(argv=None) -> int:
                    help="pushes: run folders of 'robot-dyn track' whose tracked particles make the dataset "
                         "(instead of simulating pushes with ground-truth particles)")
     p.add_argument("--particles", type=int, default=None,
-                   help="pushes: ground-truth particles per push (farthest-point sampled; default all vertices)")
+                   help="pushes: particles per push, farthest-point sampled from the ground-truth vertices or "
+                        "the tracked particles (default: all)")
     p.add_argument("--workers", type=int, default=2, help="pushes: processes")
     p.add_argument("--out", required=True, help="folder for episode_000, episode_001, ...")
     p.add_argument("--seed", type=int, default=0, help="episode i uses the seed (seed, i)")

@@ -13,6 +13,8 @@ from robot_dyn.object_dynamics.evaluation import chamfer, emd, evaluate, push_fr
 from robot_dyn.object_dynamics.models import ModelConfig, ParticleGNN, build_edges, build_model, load_model, rollout
 from robot_dyn.object_dynamics.training import TrainConfig, train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
 
 @pytest.fixture(scope="module")
 def pushes_folder(tmp_path_factory):
@@ -63,6 +65,35 @@ def test_a_corrupt_dataset_is_refused_with_the_file_and_field_named(pushes_folde
         load_dataset(folder)
     with pytest.raises(ValueError, match="already holds a dataset"):
         record_pushes(folder, 1)
+
+
+def test_tracked_particles_import_as_a_dataset_scored_against_the_truth(tmp_path):
+    """The honest setting's data path: a recorded RGB-D push, tracked with Gaussians (a short stretch: 6
+    frames while the pusher lowers, about 10 s of CPU), imported with its ground truth."""
+    from robot_dyn.object_dynamics.dataset import import_tracks
+    from robot_dyn.perception.episodes import load_config, load_episode, record_episodes
+    from robot_dyn.perception.tracking import TrackingConfig, save_track, track_episode
+
+    config = load_config().with_images(width=160, height=120, shadow_size=0)
+    (path,) = record_episodes(tmp_path / "rgbd", 1, seed=3, config=config, progress=False)
+    track = track_episode(load_episode(path), TrackingConfig(init_iterations=30, iterations=5), frames=range(2, 8))
+    (tmp_path / "run").mkdir()
+    save_track(tmp_path / "run", track)
+    dataset = import_tracks(tmp_path / "tracked", [path], [tmp_path / "run"], n_particles=24)
+    assert dataset.meta["source"] == "tracked" and dataset.n_particles == 24
+    (episode,) = dataset.episodes
+    assert episode.n_frames == 6 and episode.truth.shape == (6, 32, 3)
+    np.testing.assert_allclose(episode.truth, load_episode(path, images=False).rope_vertices[2:8])
+    # the tracked particles lie on the rope's surface: within a few radii of the centreline vertices
+    gap = np.linalg.norm(episode.particles[0][:, None] - episode.truth[0][None], axis=-1).min(axis=1)
+    assert gap.max() < 0.02
+    # the tracked particles, carried to the vertices by the attachment, follow the (resting) rope
+    estimate = to_vertices(episode.particles[1:], episode.particles[0], episode.truth[0])
+    assert np.linalg.norm(estimate - episode.truth[1:], axis=-1).mean() < 0.003
+    np.savez(tmp_path / "run" / "track.npz", **{**dict(np.load(tmp_path / "run" / "track.npz")),
+                                                "frames": np.array([2, 3, 5, 6, 7, 8])})
+    with pytest.raises(ValueError, match=r"track.npz: 'frames' must be consecutive"):
+        import_tracks(tmp_path / "again", [path], [tmp_path / "run"])
 
 
 def test_edges_follow_the_radius_and_neighbour_limits_and_only_objects_receive():
@@ -165,5 +196,13 @@ def test_record_and_train_from_the_command_line(tmp_path):
                "--out", str(tmp_path / "mlp"))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["mde_mm_at_10"] > 0
+    done = run("predict", str(tmp_path / "mlp"), "--dataset", str(out), "--episode", "1", "--out", str(tmp_path / "video"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "video" / "prediction.json").read_text())
+    import cv2
+
+    video = cv2.VideoCapture(str(tmp_path / "video" / "prediction.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == summary["steps"] + 1 == len(summary["mde_mm_per_step"])
+    assert summary["mde_mm_per_step"][0] == 0.0  # the start, shown in both panels
     done = run("train", "dynamics", "--dataset", str(tmp_path / "missing"))
     assert done.returncode != 0 and "meta.json: missing" in done.stderr

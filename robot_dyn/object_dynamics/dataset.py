@@ -85,15 +85,15 @@ class ParticleDataset:
 
 # --- making episodes -----------------------------------------------------------
 
-def truth_particles(vertices: np.ndarray, n_particles: int | None) -> np.ndarray:
-    """Indices (N,) of the ground-truth vertices used as particles: all of them (n_particles None or
-    >= V), else n_particles by farthest-point sampling of the first frame's vertices (T, V, 3)."""
+def particle_subset(points: np.ndarray, n_particles: int | None) -> np.ndarray:
+    """Indices (N,) of the points (T, M, 3) kept as particles: all of them (n_particles None or >= M), else
+    n_particles by farthest-point sampling of the first frame (evenly spread over the object)."""
     from robot_dyn.perception.particles import sample_particles
 
-    count = vertices.shape[1]
+    count = points.shape[1]
     if n_particles is None or n_particles >= count:
         return np.arange(count)
-    return np.sort(sample_particles(vertices[0], int(n_particles), seed=0))
+    return np.sort(sample_particles(points[0], int(n_particles), seed=0))
 
 
 def simulate_push(seed, config=None, n_particles: int | None = None, sim=None) -> ParticleEpisode:
@@ -108,7 +108,7 @@ def simulate_push(seed, config=None, n_particles: int | None = None, sim=None) -
     records = []
     sim.run_push(push, records.append)
     truth = np.array([r.rope_vertices for r in records])
-    return ParticleEpisode(truth[:, truth_particles(truth, n_particles)], np.array([r.pusher_tip for r in records]),
+    return ParticleEpisode(truth[:, particle_subset(truth, n_particles)], np.array([r.pusher_tip for r in records]),
                            truth, np.array([r.time for r in records]), np.array([r.q for r in records]),
                            np.array([r.qd for r in records]))
 
@@ -140,34 +140,39 @@ def record_pushes(out: str | Path, n: int, seed: int = 0, config=None, n_particl
     return write_dataset(out, episodes, "truth", 1.0 / config.fps, config, seeds)
 
 
-def tracked_episode(episode_dir: str | Path, track_dir: str | Path) -> ParticleEpisode:
-    """The control particles of a track (robot-dyn track's run folder: track.npz with 'means' (T, G, 3)
-    and 'particle_indices' (N,)) of a recorded episode (robot-dyn record rope), with its ground truth."""
+def tracked_episode(episode_dir: str | Path, track_dir: str | Path, n_particles: int | None = None) -> ParticleEpisode:
+    """The control particles of a track (robot-dyn track's run folder: track.npz with 'means' (T, G, 3),
+    'particle_indices' (N,) and 'frames' (T,), the episode's frames tracked) of a recorded episode (robot-dyn record rope), with its ground truth;
+    n_particles of them (farthest-point sampled) when given."""
     from robot_dyn.perception.episodes import load_episode
 
     episode = load_episode(episode_dir, images=False)
     file = Path(track_dir) / "track.npz"
-    arrays = _read_npz(file, ("means", "particle_indices"))
-    means, indices = arrays["means"], arrays["particle_indices"]
+    arrays = _read_npz(file, ("means", "particle_indices", "frames"))
+    means, indices, frames = arrays["means"], arrays["particle_indices"], arrays["frames"]
     if means.ndim != 3 or means.shape[2] != 3 or not np.all(np.isfinite(means)):
         raise ValueError(f"{file}: 'means' must be finite (T, G, 3), got {means.shape}")
     if indices.ndim != 1 or not len(indices) or indices.min() < 0 or indices.max() >= means.shape[1]:
         raise ValueError(f"{file}: 'particle_indices' must index the {means.shape[1]} Gaussians")
-    frames = len(means)
-    if frames > episode.n_frames:
-        raise ValueError(f"{file}: {frames} tracked frames, but the episode {episode.path} has {episode.n_frames}")
-    return ParticleEpisode(means[:, indices], episode.pusher_tip[:frames], episode.rope_vertices[:frames],
-                           episode.time[:frames], episode.joint_positions[:frames], episode.joint_velocities[:frames],
-                           episode.path.name)
+    if (frames.shape != (len(means),) or len(frames) < 2 or np.any(np.diff(frames) != 1) or frames[0] < 0
+            or frames[-1] >= episode.n_frames):
+        raise ValueError(f"{file}: 'frames' must be consecutive frames of the episode {episode.path} "
+                         f"(0..{episode.n_frames - 1}), one per tracked frame")
+    particles = means[:, indices]
+    particles = particles[:, particle_subset(particles, n_particles)]
+    kept = slice(int(frames[0]), int(frames[-1]) + 1)
+    return ParticleEpisode(particles, episode.pusher_tip[kept], episode.rope_vertices[kept], episode.time[kept],
+                           episode.joint_positions[kept], episode.joint_velocities[kept], episode.path.name)
 
 
-def import_tracks(out: str | Path, episode_dirs: list, track_dirs: list) -> ParticleDataset:
-    """A "tracked" dataset from recorded episodes and their tracks (pairs in the same order)."""
+def import_tracks(out: str | Path, episode_dirs: list, track_dirs: list, n_particles: int | None = None) -> ParticleDataset:
+    """A "tracked" dataset from recorded episodes and their tracks (pairs in the same order), with n_particles
+    of each track's control particles (farthest-point sampled; None: all)."""
     from robot_dyn.perception.episodes import load_config, load_episode
 
     if len(episode_dirs) != len(track_dirs) or not episode_dirs:
         raise ValueError(f"need one track per episode, got {len(episode_dirs)} episodes and {len(track_dirs)} tracks")
-    episodes = [tracked_episode(e, t) for e, t in zip(episode_dirs, track_dirs)]
+    episodes = [tracked_episode(e, t, n_particles) for e, t in zip(episode_dirs, track_dirs)]
     counts = {e.particles.shape[1] for e in episodes}
     if len(counts) != 1:
         raise ValueError(f"the tracks have different particle counts {sorted(counts)}: track them with one config")

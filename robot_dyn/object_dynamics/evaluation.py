@@ -88,19 +88,33 @@ class LearnedPredictor:
             return rollout(self.model, objects, tool, path).double().numpy()
 
 
+def predictor_of(model):
+    """The model as a predictor: itself when it has predict() (the oracle), else a LearnedPredictor."""
+    return model if hasattr(model, "predict") else LearnedPredictor(model)
+
+
+def vertices_of(predictor, predicted: np.ndarray, episode: ParticleEpisode, t: int) -> np.ndarray:
+    """A rollout (K, N or V, 3) from frame t as ground-truth vertices (K, V, 3)."""
+    if predictor.outputs_vertices:
+        return predicted
+    return to_vertices(predicted, episode.particles[t], episode.truth[t])
+
+
+def whole_push_rollout(predictor, episode: ParticleEpisode) -> tuple[int, np.ndarray]:
+    """(start frame, predicted vertices (T - 1 - start, V, 3)): one rollout from the first frame with a
+    full history to the last frame."""
+    start = predictor.history
+    predicted = predictor.predict(episode, np.array([start]), episode.n_frames - 1 - start)[0]
+    return start, vertices_of(predictor, predicted, episode, start)
+
+
 def evaluate(model, dataset: ParticleDataset, horizons=HORIZONS, whole_push: bool = False) -> dict:
     """mde_mm_at_<h>, chamfer_mm_at_<h>, emd_mm_at_<h> for each horizon h (mean over windows),
-    mde_mm_curve (steps 1 .. max h), windows (count) and, with whole_push, whole_push_mde_mm (mean over
-    pushes) and whole_push_mde_mm_max. model: a particle model, or a predictor with history,
+    mde_mm_curve (steps 1 .. max h), windows (count) and, with whole_push, whole_push_mde_mm (mean
+    over pushes) and whole_push_mde_mm_max. model: a particle model, or a predictor with history,
     outputs_vertices and predict(episode, starts, steps) (the MuJoCo oracle)."""
-    predictor = model if hasattr(model, "predict") else LearnedPredictor(model)
+    predictor = predictor_of(model)
     history = predictor.history
-
-    def vertices_of(predicted, episode, t):
-        if predictor.outputs_vertices:
-            return predicted
-        return to_vertices(predicted, episode.particles[t], episode.truth[t])
-
     top = max(horizons)
     errors = {name: [[] for _ in range(top)] for name in ("mde", "chamfer", "emd")}
     count = 0
@@ -114,7 +128,7 @@ def evaluate(model, dataset: ParticleDataset, horizons=HORIZONS, whole_push: boo
         predicted = predictor.predict(episode, starts, top)
         for s, t in enumerate(starts):
             steps = min(top, episode.n_frames - 1 - t)
-            vertices = vertices_of(predicted[s, :steps], episode, t)
+            vertices = vertices_of(predictor, predicted[s, :steps], episode, t)
             for k in range(steps):
                 truth = episode.truth[t + k + 1]
                 errors["mde"][k].append(np.linalg.norm(vertices[k] - truth, axis=1).mean())
@@ -131,9 +145,7 @@ def evaluate(model, dataset: ParticleDataset, horizons=HORIZONS, whole_push: boo
     if whole_push:
         finals = []
         for episode in dataset.episodes:
-            steps = episode.n_frames - 1 - history
-            predicted = predictor.predict(episode, np.array([history]), steps)[0]
-            vertices = vertices_of(predicted, episode, history)
+            _, vertices = whole_push_rollout(predictor, episode)
             finals.append(np.linalg.norm(vertices[-1] - episode.truth[-1], axis=1).mean())
         result["whole_push_mde_mm"] = mm(finals)
         result["whole_push_mde_mm_max"] = float(np.max(finals) * 1e3)

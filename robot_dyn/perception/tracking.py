@@ -504,6 +504,16 @@ class EpisodeTrack:
         return float(np.mean(self.cpu_seconds[1:])) if self.n_frames > 1 else float("nan")
 
 
+def save_track(out, track: EpisodeTrack) -> Path:
+    """out/track.npz: every array of the track (not the appearance or the losses), with `frames`, the
+    episode's frame index of each tracked frame. What robot_dyn.object_dynamics.dataset imports."""
+    path = Path(out) / "track.npz"
+    np.savez(path, means=track.means, rotations=track.rotations, particle_indices=track.particle_indices,
+             particles=track.particles, tool=track.tool, seconds=track.seconds, cpu_seconds=track.cpu_seconds,
+             frames=np.asarray(track.frames, dtype=np.int64))
+    return path
+
+
 def episode_frames(episode, t: int) -> list[CameraFrame]:
     """The camera frames of frame t of a loaded episode (robot_dyn.perception.episodes.Episode)."""
     if episode.rgb is None:
