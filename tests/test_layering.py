@@ -9,7 +9,7 @@ from pathlib import Path
 import robot_dyn
 
 CORES = ("robots", "dynamics", "sim", "control", "inverse_dynamics", "safety", "perception", "teleop", "recording",
-         "tasks", "imitation", "bringup")
+         "tasks", "imitation", "search", "object_dynamics", "bringup")
 FORBIDDEN = ("rclpy", "robot_dyn.nodes", "robot_dyn.jobs", "robot_dyn.bench")
 ROOT = Path(robot_dyn.__file__).parent
 

@@ -90,6 +90,12 @@ def test_tracked_particles_import_as_a_dataset_scored_against_the_truth(tmp_path
     # the tracked particles, carried to the vertices by the attachment, follow the (resting) rope
     estimate = to_vertices(episode.particles[1:], episode.particles[0], episode.truth[0])
     assert np.linalg.norm(estimate - episode.truth[1:], axis=-1).mean() < 0.003
+    # rendering: Gaussians skinned to unmoved particles render exactly as the Gaussians left in place
+    from robot_dyn.object_dynamics.rendering import compare_renders
+
+    renders = compare_renders(build_model(ModelConfig(kind="zero_motion")), episode, path, tmp_path / "run")
+    assert renders["predicted"]["mask_iou"] == pytest.approx(renders["frozen"]["mask_iou"], abs=1e-6)
+    assert renders["tracked"]["mask_iou"] > 0.6 and renders["tracked"]["psnr_db"] > 25
     np.savez(tmp_path / "run" / "track.npz", **{**dict(np.load(tmp_path / "run" / "track.npz")),
                                                 "frames": np.array([2, 3, 5, 6, 7, 8])})
     with pytest.raises(ValueError, match=r"track.npz: 'frames' must be consecutive"):

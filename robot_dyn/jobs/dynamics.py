@@ -1,10 +1,13 @@
-"""`robot-dyn predict`: a dynamics model's rollout of a whole recorded push, beside the real one."""
+"""Dynamics jobs: tracked push datasets (record RGB-D pushes, track them, import the particles) and
+`robot-dyn predict` (a model's rollout of a whole recorded push, beside the real one)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import numpy as np
+
+from robot_dyn.jobs.tracking import track_run
 
 
 def predict_push(model_dir, dataset_dir, episode: int, out, oracle: bool = False) -> dict:
@@ -43,3 +46,29 @@ def predict_push(model_dir, dataset_dir, episode: int, out, oracle: bool = False
                "mde_mm_per_step": [round(float(e), 3) for e in errors_mm], "video": str(video)}
     (out / "prediction.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _track_job(job: tuple) -> dict:
+    import torch
+
+    episode_dir, out = job
+    torch.set_num_threads(1)  # one tracker per core
+    return track_run(episode_dir, out, overlay=False)
+
+
+def record_tracked_pushes(out, n: int, seed: int = 0, workers: int = 2, n_particles: int | None = 32, config=None,
+                          progress=None):
+    """The honest setting's data: n RGB-D pushes (robot-dyn record rope at 160x120, no shadows; push i uses
+    the seed (seed, i)) in out/rgbd, each tracked with 3D Gaussians (the tracking: section of
+    configs/perception.yaml) in out/tracks (in `workers` processes), imported as a "tracked" particle
+    dataset in out/dataset with n_particles of each track's control particles. Returns the dataset."""
+    from robot_dyn.object_dynamics.dataset import import_tracks
+    from robot_dyn.parallel import spawn_map
+    from robot_dyn.perception.episodes import EpisodeConfig, load_config, record_episodes
+
+    out = Path(out)
+    config = config if isinstance(config, EpisodeConfig) else load_config(config)
+    episodes = record_episodes(out / "rgbd", n, seed, config.with_images(160, 120, 0), progress=False)
+    tracks = [out / "tracks" / p.name for p in episodes]
+    spawn_map(_track_job, list(zip(episodes, tracks)), workers, chunk=1, progress=progress)
+    return import_tracks(out / "dataset", episodes, tracks, n_particles)

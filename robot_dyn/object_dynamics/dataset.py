@@ -148,7 +148,7 @@ def tracked_episode(episode_dir: str | Path, track_dir: str | Path, n_particles:
 
     episode = load_episode(episode_dir, images=False)
     file = Path(track_dir) / "track.npz"
-    arrays = _read_npz(file, ("means", "particle_indices", "frames"))
+    arrays = read_npz(file, ("means", "particle_indices", "frames"))
     means, indices, frames = arrays["means"], arrays["particle_indices"], arrays["frames"]
     if means.ndim != 3 or means.shape[2] != 3 or not np.all(np.isfinite(means)):
         raise ValueError(f"{file}: 'means' must be finite (T, G, 3), got {means.shape}")
@@ -205,7 +205,7 @@ def write_dataset(out: str | Path, episodes: list[ParticleEpisode], source: str,
     return load_dataset(out)
 
 
-def _read_npz(file: Path, keys) -> dict:
+def read_npz(file: Path, keys) -> dict:
     if not file.is_file():
         raise ValueError(f"{file}: missing")
     try:
@@ -249,7 +249,7 @@ def load_dataset(path: str | Path) -> ParticleDataset:
     for i, entry in enumerate(meta["episodes"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "/" in entry["file"]:
             raise ValueError(f"{file}: 'episodes[{i}].file' must be a file name in the dataset folder")
-        arrays = _read_npz(path / entry["file"], ARRAYS)
+        arrays = read_npz(path / entry["file"], ARRAYS)
         episodes.append(_checked_episode(path / entry["file"], arrays, meta["n_particles"], entry))
     return ParticleDataset(episodes, meta)
 

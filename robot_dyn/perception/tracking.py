@@ -505,12 +505,13 @@ class EpisodeTrack:
 
 
 def save_track(out, track: EpisodeTrack) -> Path:
-    """out/track.npz: every array of the track (not the appearance or the losses), with `frames`, the
-    episode's frame index of each tracked frame. What robot_dyn.object_dynamics.dataset imports."""
+    """out/track.npz: every array of the track and its appearance (colors, log_scales, opacity_logits; not
+    the losses), with `frames`, the episode's frame index of each tracked frame. What
+    robot_dyn.object_dynamics.dataset imports and its rendering skins."""
     path = Path(out) / "track.npz"
     np.savez(path, means=track.means, rotations=track.rotations, particle_indices=track.particle_indices,
              particles=track.particles, tool=track.tool, seconds=track.seconds, cpu_seconds=track.cpu_seconds,
-             frames=np.asarray(track.frames, dtype=np.int64))
+             frames=np.asarray(track.frames, dtype=np.int64), **track.appearance)
     return path
 
 

@@ -67,6 +67,12 @@ def attach(truth0: np.ndarray, tracked0: np.ndarray, k: int = 16) -> Attachment:
 
 def propagate(attachment: Attachment, tracked: np.ndarray) -> np.ndarray:
     """The attached ground-truth points (T, V, 3) moved with the tracked points (T, M, 3)."""
+    return rigid_patches(attachment, tracked)[0]
+
+
+def rigid_patches(attachment: Attachment, tracked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The attached points moved with the tracked points (T, M, 3): their positions (T, V, 3) and each one's
+    patch rotation (T, V, 3, 3) from frame 0 (what turns an attached frame or Gaussian with the patch)."""
     tracked = _check_points("tracked", tracked, 3)
     idx, w = attachment.indices, attachment.weights[None, :, :, None]  # (1, V, k, 1)
     P0 = tracked[0][idx][None]  # (1, V, k, 3)
@@ -77,7 +83,7 @@ def propagate(attachment: Attachment, tracked: np.ndarray) -> np.ndarray:
     D = np.ones(U.shape[:-1])
     D[..., -1] = np.sign(np.linalg.det(np.swapaxes(Vt, -1, -2) @ np.swapaxes(U, -1, -2)))
     R = np.swapaxes(Vt, -1, -2) @ (D[..., None] * np.swapaxes(U, -1, -2))  # Kabsch: frame 0 -> t
-    return ct + np.einsum("tvij,tvj->tvi", R, attachment.points0[None] - c0)
+    return ct + np.einsum("tvij,tvj->tvi", R, attachment.points0[None] - c0), R
 
 
 def errors(tracked: np.ndarray, truth: np.ndarray, k: int = 16) -> tuple[np.ndarray, np.ndarray]:
