@@ -147,17 +147,13 @@ def evaluate(path: Path, episodes: int, time_limit: float = 30.0, workers: int =
     """`episodes` rollouts of the policy at `path` on seeds first_seed.. (held out from the demonstrations),
     in `workers` processes: {'success_rate', 'success_ci95', 'mean_score', 'policy_infer_ms_p99', 'episodes',
     'rollouts' (per seed), 'videos' (the first keep_video rollouts' frames)}."""
-    import multiprocessing as mp
+    from robot_dyn.parallel import spawn_map
 
     seeds = [first_seed + k for k in range(episodes)]
     workers = max(1, min(workers, episodes))
     shares = [seeds[w::workers] for w in range(workers)]
     jobs = [(str(path), share, time_limit, w < keep_video) for w, share in enumerate(shares)]
-    if workers == 1:
-        results = _worker(jobs[0])
-    else:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            results = [r for part in pool.map(_worker, jobs) for r in part]
+    results = [r for part in spawn_map(_worker, jobs, workers, chunk=1) for r in part]
     results.sort(key=lambda r: r.seed)
     successes = sum(r.success for r in results)
     infer = np.concatenate([r.infer_ms for r in results]) if results else np.zeros(1)

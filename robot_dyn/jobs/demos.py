@@ -174,10 +174,7 @@ def _demo_job(args) -> dict:
 def record_expert_demos_in_process(task: str, seeds, out: Path, camera_names=None, workers: int = 1) -> list:
     """record_expert_demo_in_process for each seed, in `workers` processes; episode folders under
     out/seed<NNNNN>/. The results in the seeds' order."""
-    import multiprocessing as mp
+    from robot_dyn.parallel import spawn_map
 
     jobs = [(task, int(seed), str(out), tuple(camera_names) if camera_names else None) for seed in seeds]
-    if workers <= 1:
-        return [_demo_job(j) for j in jobs]
-    with mp.get_context("spawn").Pool(workers) as pool:
-        return pool.map(_demo_job, jobs)
+    return spawn_map(_demo_job, jobs, workers)

@@ -223,36 +223,12 @@ def _run_job(job: SearchJob) -> SearchResult:
     return run_search(InsertTask(job.config), job.seed, plan, job.settings, job.robot, press_home=False)
 
 
-def _worker(jobs: list) -> list:
-    import os
-
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    return [_run_job(job) for job in jobs]
-
-
 def run_searches(jobs: list[SearchJob], workers: int = 2, progress=None) -> list[SearchResult]:
-    """Run the jobs in `workers` processes (spawned: MuJoCo and the controller are not fork-safe), ending
-    each at the drop; results in the jobs' order. progress(done, total) after each finished chunk."""
-    import multiprocessing as mp
+    """Run the jobs in `workers` processes (robot_dyn.parallel.spawn_map), ending each at the drop; results in
+    the jobs' order. progress(done, total) after each finished search."""
+    from robot_dyn.parallel import spawn_map
 
-    if workers <= 1 or len(jobs) <= 1:
-        results = []
-        for k, job in enumerate(jobs):
-            results.append(_run_job(job))
-            if progress:
-                progress(k + 1, len(jobs))
-        return results
-    chunks = [list(range(i, min(i + 4, len(jobs)))) for i in range(0, len(jobs), 4)]
-    results: list = [None] * len(jobs)
-    done = 0
-    with mp.get_context("spawn").Pool(workers) as pool:
-        for indices, part in zip(chunks, pool.imap(_worker, [[jobs[i] for i in c] for c in chunks])):
-            for i, result in zip(indices, part):
-                results[i] = result
-            done += len(indices)
-            if progress:
-                progress(done, len(jobs))
-    return results
+    return spawn_map(_run_job, jobs, workers, chunk=4, progress=progress)
 
 
 def summarise(results: list[SearchResult], budget_s: float) -> dict:
