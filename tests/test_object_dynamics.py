@@ -212,3 +212,35 @@ def test_record_and_train_from_the_command_line(tmp_path):
     assert summary["mde_mm_per_step"][0] == 0.0  # the start, shown in both panels
     done = run("train", "dynamics", "--dataset", str(tmp_path / "missing"))
     assert done.returncode != 0 and "meta.json: missing" in done.stderr
+
+
+def test_target_shapes_are_as_long_as_the_rope_and_centred_on_it():
+    from robot_dyn.object_dynamics.planning import TARGET_SHAPES, target_shape
+
+    rope = np.column_stack([0.5 + 0.05 * np.sin(np.linspace(0, 3, 32)), np.linspace(-0.2, 0.2, 32), np.full(32, 0.107)])
+    length = np.linalg.norm(np.diff(rope, axis=0), axis=1).sum()
+    for name in TARGET_SHAPES:
+        target = target_shape(name, rope, 64)
+        assert np.linalg.norm(np.diff(target, axis=0), axis=1).sum() == pytest.approx(length, rel=0.02), name
+        assert np.allclose(target[:, 2], 0.107)
+        assert np.linalg.norm(target[:, :2].mean(0) - rope[:, :2].mean(0)) < 0.05, name
+    with pytest.raises(ValueError, match="target shape"):
+        target_shape("circle", rope)
+
+
+def test_a_planned_push_is_feasible_and_improves_the_predicted_shape():
+    from robot_dyn.object_dynamics.planning import PlannerConfig, chamfer_xy, plan_push, target_shape, tool_paths
+
+    config = PlannerConfig(samples=64, iterations=2, elites=8)
+    rope = np.column_stack([np.full(32, 0.5), np.linspace(-0.23, 0.23, 32), np.full(32, 0.107)])
+    target = target_shape("u", rope)
+    model = build_model(ModelConfig(kind="spring_mass", history=1))
+    plan = plan_push(model, rope, target, height=0.115, config=config, seed=1)
+    before = float(chamfer_xy(torch.as_tensor(rope[None], dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32))[0])
+    assert plan.cost < 0.9 * before and plan.evaluated > config.samples  # one push of <= 12 cm bends a 46 cm rope only so far
+    assert np.linalg.norm(rope[:, :2] - plan.start, axis=1).min() >= config.clearance
+    for xy in (plan.start, plan.end):
+        assert config.workspace_x[0] <= xy[0] <= config.workspace_x[1] and config.workspace_y[0] <= xy[1] <= config.workspace_y[1]
+    path = tool_paths(np.array([[*plan.start, plan.angle, plan.length]]), 0.115, config)[0]
+    steps = np.linalg.norm(np.diff(path, axis=0), axis=1)
+    assert np.all(steps <= config.step_length + 1e-9) and np.allclose(path[-1, :2], plan.end)
