@@ -244,3 +244,16 @@ def test_a_planned_push_is_feasible_and_improves_the_predicted_shape():
     path = tool_paths(np.array([[*plan.start, plan.angle, plan.length]]), 0.115, config)[0]
     steps = np.linalg.norm(np.diff(path, axis=0), axis=1)
     assert np.all(steps <= config.step_length + 1e-9) and np.allclose(path[-1, :2], plan.end)
+
+
+def test_the_closed_loop_plans_pushes_the_simulated_rope_and_observes_it():
+    from robot_dyn.object_dynamics.planning import PlannerConfig, plan_push, push_to_shape
+    from robot_dyn.perception.episodes import RopePushSim, load_config
+
+    config = PlannerConfig(samples=64, iterations=1)
+    model = build_model(ModelConfig(kind="spring_mass", history=1))
+    sim = RopePushSim(load_config(), render=False)
+    result = push_to_shape(sim, lambda p, t, h, s: plan_push(model, p, t, h, config, s), "u", seed=11, pushes=1,
+                           config=config)
+    before, after = result["chamfer_m"]
+    assert len(result["plan_s"]) == 1 and abs(after - before) > 0.002, "the planned push reached the rope"

@@ -177,3 +177,50 @@ def plan_push(model, particles: np.ndarray, target: np.ndarray, height: float, c
     direction = np.array([np.cos(push[2]), np.sin(push[2])])
     return PushPlan(push[:2].copy(), push[:2] + (config.approach + push[3]) * direction, float(push[2]), float(push[3]),
                     predicted, cost, evaluated)
+
+
+def random_plan(particles: np.ndarray, config: PlannerConfig = PlannerConfig(), seed: int = 0) -> PushPlan:
+    """The random-push baseline: one feasible push aimed at the rope (step 1 only), not rolled out."""
+    push = sample_pushes(np.random.default_rng(seed), np.asarray(particles, dtype=float), 1, config)[0]
+    direction = np.array([np.cos(push[2]), np.sin(push[2])])
+    return PushPlan(push[:2].copy(), push[:2] + (config.approach + push[3]) * direction, float(push[2]), float(push[3]),
+                    np.asarray(particles, dtype=float), float("nan"), 0)
+
+
+def push_to_shape(sim, planner, shape: str, seed: int, pushes: int = 5, config: PlannerConfig = PlannerConfig(),
+                  stop_at: float = 0.0) -> dict:
+    """Closed loop in process: a rope in the random start shape of `seed` (robot_dyn.perception.episodes'
+    RopePushSim, no cameras), the target `shape` made from it, then up to `pushes` rounds of plan, push
+    (through the control cores, as recorded pushes are) and observe the rope's vertices, stopping once the
+    Chamfer distance to the target is at most `stop_at` m. planner(particles (N, 3), target (M, 3),
+    height, seed) -> PushPlan. Returns the Chamfer distance (m) before and after each push and the
+    planning times (s)."""
+    import time
+
+    from robot_dyn.perception.episodes import Push
+    from robot_dyn.sim.deformables import rope_vertices
+
+    c = sim.config
+    height = c.table.height + c.pusher.tip_radius + c.push.clearance
+    vertices = sim.reset(np.random.default_rng(seed))
+    target = target_shape(shape, vertices)
+    distances, plan_s = [chamfer_xy_np(vertices, target)], []
+    for k in range(pushes):
+        if distances[-1] <= stop_at:
+            break
+        began = time.perf_counter()
+        plan = planner(vertices, target, height, seed * 100 + k)
+        plan_s.append(time.perf_counter() - began)
+        direction = np.array([np.cos(plan.angle), np.sin(plan.angle), 0.0])
+        start, end = np.array([*plan.start, height]), np.array([*plan.end, height])
+        sim.run_push(Push(-1, start + config.approach * direction, direction, plan.length, start, end), lambda _: None)
+        vertices = rope_vertices(sim.model, sim.data, c.rope.name)
+        distances.append(chamfer_xy_np(vertices, target))
+    return {"seed": seed, "shape": shape, "chamfer_m": distances, "plan_s": plan_s}
+
+
+def chamfer_xy_np(points: np.ndarray, target: np.ndarray) -> float:
+    """chamfer_xy for one point set (N, 3) and a target (M, 3), numpy, m."""
+    import torch
+
+    return float(chamfer_xy(torch.as_tensor(points[None], dtype=torch.float64), torch.as_tensor(target, dtype=torch.float64))[0])
