@@ -14,6 +14,7 @@
   robot-dyn train dynamics      a particle dynamics model (GNN, MLP, spring-mass) on such a dataset
   robot-dyn predict MODEL --dataset DIR   a model's rollout of a whole push beside the real one (mp4)
   robot-dyn bench dynamics      dynamics models against the ground truth on held-out pushes, one JSON object
+  robot-dyn bench planning --model DIR   pushing the rope to target shapes with the model, in closed loop
   robot-dyn launch sim --perception    the graph with the rope scene, cameras and the perception node
   robot-dyn launch sim --mode realtime --teleop joy    drive the arm with a gamepad (joy_node on /joy)
   robot-dyn launch sim --mode realtime --record        record demonstrations (/recorder/start, /recorder/stop)
@@ -133,6 +134,14 @@ def _bench(args) -> int:
         os.environ.setdefault("MUJOCO_GL", "egl")
         result = bench_dynamics(quick=args.quick, train_pushes=args.pushes, steps=args.steps, tracked=args.tracked,
                                 workers=args.workers, out=args.out, log=progress)
+    elif args.what == "planning":
+        from robot_dyn.bench.planning import bench_planning
+
+        if not args.model:
+            raise SystemExit("bench planning: give --model DIR, a dynamics model (robot-dyn train dynamics, or "
+                             "the models/gnn folder of bench dynamics --out)")
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        result = bench_planning(args.model, quick=args.quick, seeds=args.seeds, workers=args.workers, log=progress)
     elif args.what == "tracking":
         from robot_dyn.bench.tracking import bench_tracking
 
@@ -531,7 +540,9 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")
     p.add_argument("what", choices=["control", "inverse-dynamics", "safety", "tracking", "recording", "imitation", "search",
-                                    "dynamics"])
+                                    "dynamics", "planning"])
+    p.add_argument("--model", default=None, help="planning: the dynamics model to plan with")
+    p.add_argument("--seeds", type=int, default=None, help="planning: start shapes per target shape (default 20)")
     p.add_argument("--json", action="store_true", help="compact single-line JSON")
     p.add_argument("--robots", nargs="+", default=["panda", "iiwa14"], help="inverse-dynamics and safety use the first")
     p.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")

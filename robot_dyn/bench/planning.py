@@ -1,0 +1,85 @@
+"""`robot-dyn bench planning`: pushing the rope to a target shape with a dynamics model, in closed loop, in
+process.
+
+For each target shape (straight, U, S) and seed (held-out start shapes, seeds 30000..), the rope starts in
+the seed's random shape, and each planner gets up to `pushes` rounds of plan, push (through the control
+cores) and observe (the rope's true vertices; the graph's perception node is not in this loop yet):
+- gnn: robot_dyn.object_dynamics.planning.plan_push with the trained GNN (a model folder);
+- random: one random feasible push aimed at the rope per round.
+Figures per planner: success rate at Chamfer thresholds (a run succeeds once the Chamfer distance to the
+target falls to the threshold), the final Chamfer distance's median, its ratio to the start's, and the
+planning time per push (p50, p95). The planner that plans with MuJoCo itself (the oracle) is not here yet.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+from robot_dyn.object_dynamics.planning import TARGET_SHAPES, PlannerConfig
+
+FIRST_SEED = 30000
+THRESHOLDS_MM = (5.0, 10.0, 15.0)
+PLANNERS = ("gnn", "random")
+
+
+def _episode(job: tuple) -> dict:
+    import torch
+
+    from robot_dyn.object_dynamics.models import load_model
+    from robot_dyn.object_dynamics.planning import plan_push, push_to_shape, random_plan
+    from robot_dyn.perception.episodes import RopePushSim, load_config
+
+    planner_name, model_dir, shape, seed, pushes, config = job
+    torch.set_num_threads(1)
+    if planner_name == "gnn":
+        model, _ = load_model(model_dir)
+        planner = lambda p, t, h, s: plan_push(model, p, t, h, config, s)  # noqa: E731
+    else:
+        planner = lambda p, t, h, s: random_plan(p, config, s)  # noqa: E731
+    sim = RopePushSim(load_config(), render=False)
+    result = push_to_shape(sim, planner, shape, seed, pushes, config, stop_at=min(THRESHOLDS_MM) * 1e-3)
+    return {"planner": planner_name, **result}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Success at each threshold, final and start Chamfer (mm), plan times (s) of a planner's runs."""
+    best = np.array([min(r["chamfer_m"]) for r in runs]) * 1e3
+    final = np.array([r["chamfer_m"][-1] for r in runs]) * 1e3
+    start = np.array([r["chamfer_m"][0] for r in runs]) * 1e3
+    plan_s = np.concatenate([r["plan_s"] for r in runs]) if runs else np.zeros(0)
+    return {"runs": len(runs), **{f"success_rate_at_{t:g}_mm": float(np.mean(best <= t)) for t in THRESHOLDS_MM},
+            "final_chamfer_mm_median": float(np.median(final)), "start_chamfer_mm_median": float(np.median(start)),
+            "final_over_start_median": float(np.median(final / start)),
+            "pushes_mean": float(np.mean([len(r["chamfer_m"]) - 1 for r in runs])),
+            "plan_s_p50": float(np.median(plan_s)) if plan_s.size else 0.0,
+            "plan_s_p95": float(np.percentile(plan_s, 95)) if plan_s.size else 0.0}
+
+
+def bench_planning(model_dir, quick: bool = False, seeds: int | None = None, pushes: int = 5, workers: int = 2,
+                   log=lambda *_: None) -> dict:
+    from robot_dyn.parallel import spawn_map
+
+    started = time.perf_counter()
+    seeds = seeds or (2 if quick else 20)
+    shapes = ("straight", "u") if quick else TARGET_SHAPES
+    config = PlannerConfig()
+    jobs = [(planner, str(model_dir), shape, FIRST_SEED + k, pushes, config)
+            for planner in PLANNERS for shape in shapes for k in range(seeds)]
+    log(f"bench planning: {len(jobs)} closed-loop runs of up to {pushes} pushes")
+    runs = spawn_map(_episode, jobs, workers, chunk=1,
+                     progress=lambda d, n: log(f"  {d}/{n}") if d % 10 == 0 or d == n else None)
+    result = {"machine": {"cpu_count": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()},
+              "model": str(model_dir), "seeds_per_shape": seeds, "max_pushes": pushes, "thresholds_mm": list(THRESHOLDS_MM),
+              "planner_config": {k: v for k, v in config.__dict__.items()}, "planners": {}, "shapes": {}}
+    for planner in PLANNERS:
+        mine = [r for r in runs if r["planner"] == planner]
+        result["planners"][planner] = summarise(mine)
+        result["shapes"][planner] = {shape: summarise([r for r in mine if r["shape"] == shape]) for shape in shapes}
+    gnn, rnd = result["planners"]["gnn"], result["planners"]["random"]
+    result["plan_s_p50"] = gnn["plan_s_p50"]
+    result["gnn_vs_random_final_chamfer"] = gnn["final_chamfer_mm_median"] / rnd["final_chamfer_mm_median"]
+    result["wall_s"] = time.perf_counter() - started
+    return result
