@@ -240,7 +240,8 @@ def _train_policy(args) -> int:
         raise SystemExit(f"train policy: {exc}")
     out = Path(args.out or f"runs/policies/{frames.tasks[0] if frames.tasks else 'task'}-{args.head}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
-        train_policy(frames, encoder, meta, out, config, log=lambda m: print(m, file=sys.stderr), device=args.device)
+        train_policy(frames, encoder, meta, out, config, log=lambda m: print(m, file=sys.stderr),
+                     device=args.device or "cpu")
     except ValueError as exc:
         raise SystemExit(f"train policy: {exc}")
     print(out)
@@ -309,7 +310,10 @@ def _train_dynamics(args) -> int:
         model_config = ModelConfig(kind=kind, n_particles=dataset.n_particles, hidden=args.hidden or ModelConfig.hidden)
         config = TrainConfig(steps=args.steps or TrainConfig.steps, batch_size=args.batch_size or TrainConfig.batch_size,
                              seed=args.seed)
-        metrics = train(training, out, model_config, config, validation, device=args.device,
+        import torch
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        metrics = train(training, out, model_config, config, validation, device=device,
                         log=lambda m: print(m, file=sys.stderr, flush=True))
     except (ValueError, FloatingPointError) as exc:
         raise SystemExit(f"train dynamics: {exc}")
@@ -635,7 +639,8 @@ def main(argv=None) -> int:
     p.add_argument("--cameras", default=None, help="policy without --encoder: comma-separated cameras")
     p.add_argument("--steps", type=int, default=None, help="policy, dynamics: training steps (default 4000, 3000)")
     p.add_argument("--batch-size", type=int, default=None, help="policy, dynamics: samples per step (default 256, 32)")
-    p.add_argument("--device", default="cpu", help="policy, dynamics: torch device, e.g. cuda")
+    p.add_argument("--device", default=None, help="policy, dynamics: torch device, e.g. cuda (default: policy cpu, "
+                                                  "dynamics cuda when present)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("predict", help="a dynamics model's rollout of a recorded push beside the real one: an mp4, "

@@ -52,3 +52,21 @@ def test_pretraining_runs_data_parallel_and_rank_zero_alone_saves(tmp_path):
     metrics = json.loads((tmp_path / "encoder" / "metrics.json").read_text())
     assert np.isfinite(metrics["final"]["loss"])
     assert metrics["ranks_agree"]  # different batches per rank, the same model: the gradients were averaged
+
+
+def test_dynamics_training_runs_data_parallel_and_rank_zero_alone_saves(tmp_path):
+    from robot_dyn.object_dynamics.dataset import record_pushes
+
+    record_pushes(tmp_path / "pushes", 2, seed=4)
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1", MUJOCO_GL="egl")
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+         "--master_port=29519", "-m", "robot_dyn.cli", "train", "dynamics", "--dataset", str(tmp_path / "pushes"),
+         "--steps", "4", "--batch-size", "4", "--hidden", "16", "--validation", "1", "--out", str(tmp_path / "gnn")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((tmp_path / "gnn" / "model.json").read_text())["world_size"] == 2
+    metrics = json.loads((tmp_path / "gnn" / "metrics.json").read_text())
+    assert metrics["ranks_agree"] and np.isfinite(metrics["validation"]["mde_mm_at_10"])
+    assert out.stdout.count(str(tmp_path / "gnn")) == 1  # rank 0 alone saved and said so

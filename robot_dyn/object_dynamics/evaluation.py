@@ -84,8 +84,9 @@ class LearnedPredictor:
         objects = torch.as_tensor(episode.particles[starts[:, None] + offsets], dtype=torch.float32)
         tool = torch.as_tensor(episode.tool[starts[:, None] + offsets], dtype=torch.float32)
         path = torch.as_tensor(episode.tool[ahead], dtype=torch.float32)
+        device = next(iter(self.model.parameters()), torch.zeros(0)).device  # where the model is (a GPU in training)
         with torch.no_grad():
-            return rollout(self.model, objects, tool, path).double().numpy()
+            return rollout(self.model, objects.to(device), tool.to(device), path.to(device)).double().cpu().numpy()
 
 
 def predictor_of(model):

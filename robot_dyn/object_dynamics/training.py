@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,6 +134,8 @@ def train(dataset: ParticleDataset, out: str | Path, model_config: ModelConfig, 
         raise ValueError(f"the MLP is built for {model_config.n_particles} particles, the dataset has "
                          f"{dataset.n_particles}")
     rank, world = distributed()
+    if device == "cuda" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"  # one GPU per rank
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed + rank)
     if model_config.kind == "spring_mass":
