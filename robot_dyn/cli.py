@@ -141,7 +141,10 @@ def _bench(args) -> int:
             raise SystemExit("bench planning: give --model DIR, a dynamics model (robot-dyn train dynamics, or "
                              "the models/gnn folder of bench dynamics --out)")
         os.environ.setdefault("MUJOCO_GL", "egl")
-        result = bench_planning(args.model, quick=args.quick, seeds=args.seeds, workers=args.workers, log=progress)
+        try:
+            result = bench_planning(args.model, quick=args.quick, seeds=args.seeds, workers=args.workers, log=progress)
+        except ValueError as exc:
+            raise SystemExit(f"bench planning: {exc}")
     elif args.what == "tracking":
         from robot_dyn.bench.tracking import bench_tracking
 
@@ -460,7 +463,8 @@ def _record_pushes(args) -> int:
                                     progress=lambda done, n: print(f"[record] pushes {done}/{n}", file=sys.stderr))
     except ValueError as exc:
         raise SystemExit(f"record pushes: {exc}")
-    print(json.dumps({"dataset": str(Path(args.out) / "dataset" if args.track else args.out), "source": dataset.meta["source"], "pushes": len(dataset.episodes),
+    print(json.dumps({"dataset": str(Path(args.out) / "dataset" if args.track else args.out),
+                      "source": dataset.meta["source"], "pushes": len(dataset.episodes),
                       "frames": sum(e.n_frames for e in dataset.episodes), "particles": dataset.n_particles}))
     return 0
 

@@ -111,6 +111,7 @@ def bench_dynamics(quick: bool = False, train_pushes: int | None = None, test_pu
                    steps: int | None = None, tracked: int | None = None, workers: int = 2, out: str | None = None,
                    log=lambda *_: None) -> dict:
     from robot_dyn.object_dynamics.dataset import record_pushes
+    from robot_dyn.object_dynamics.models import load_model
     from robot_dyn.object_dynamics.oracle import MujocoOracle
 
     started = time.perf_counter()
@@ -134,8 +135,6 @@ def bench_dynamics(quick: bool = False, train_pushes: int | None = None, test_pu
             begin = time.perf_counter()
             model_config = ModelConfig(kind=kind, n_particles=training.n_particles)
             train(training, folder / "models" / kind, model_config, config, log=log)
-            from robot_dyn.object_dynamics.models import load_model
-
             models[kind], _ = load_model(folder / "models" / kind)
             scores = evaluate(models[kind], held_out, whole_push=True)
             result["models"][kind] = {**scores, "train_s": time.perf_counter() - begin}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from dataclasses import asdict
 
 import numpy as np
 
@@ -62,8 +63,10 @@ def summarise(runs: list[dict]) -> dict:
 
 def bench_planning(model_dir, quick: bool = False, seeds: int | None = None, pushes: int = 5, workers: int = 2,
                    log=lambda *_: None) -> dict:
+    from robot_dyn.object_dynamics.models import load_model
     from robot_dyn.parallel import spawn_map
 
+    load_model(model_dir)  # a bad folder is refused here, with its file named, not in every worker
     started = time.perf_counter()
     seeds = seeds or (2 if quick else 20)
     shapes = ("straight", "u") if quick else TARGET_SHAPES
@@ -75,7 +78,7 @@ def bench_planning(model_dir, quick: bool = False, seeds: int | None = None, pus
                      progress=lambda d, n: log(f"  {d}/{n}") if d % 10 == 0 or d == n else None)
     result = {"machine": {"cpu_count": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()},
               "model": str(model_dir), "seeds_per_shape": seeds, "max_pushes": pushes, "thresholds_mm": list(THRESHOLDS_MM),
-              "planner_config": {k: v for k, v in config.__dict__.items()}, "planners": {}, "shapes": {}}
+              "planner_config": asdict(config), "planners": {}, "shapes": {}}
     for planner in PLANNERS:
         mine = [r for r in runs if r["planner"] == planner]
         result["planners"][planner] = summarise(mine)

@@ -15,7 +15,7 @@ def predict_push(model_dir, dataset_dir, episode: int, out, oracle: bool = False
     frame with a full history; write out/prediction.mp4 (robot_dyn.object_dynamics.video),
     out/prediction.npz (truth, predicted vertices, tool; m) and out/prediction.json (the error per step)."""
     from robot_dyn.object_dynamics.dataset import load_dataset
-    from robot_dyn.object_dynamics.evaluation import predictor_of, whole_push_rollout
+    from robot_dyn.object_dynamics.evaluation import predictor_of, vertices_of, whole_push_rollout
     from robot_dyn.object_dynamics.models import load_model
     from robot_dyn.object_dynamics.video import write_prediction_video
 
@@ -32,9 +32,11 @@ def predict_push(model_dir, dataset_dir, episode: int, out, oracle: bool = False
         if not np.isclose(meta["step_s"], dataset.step_s):
             raise ValueError(f"{model_dir}: trained on steps of {meta['step_s']} s, the dataset's are {dataset.step_s} s")
     data = dataset.episodes[episode]
-    start, vertices = whole_push_rollout(predictor_of(model), data)
+    predictor = predictor_of(model)
+    start, rollout = whole_push_rollout(predictor, data)
+    vertices = vertices_of(predictor, rollout, data, start)
     truth = data.truth[start:]
-    predicted = np.concatenate([truth[:1], vertices])
+    predicted = np.concatenate([truth[:1], vertices])  # from the start frame on, as the truth
     errors_mm = np.linalg.norm(predicted - truth, axis=-1).mean(axis=1) * 1e3
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -137,16 +137,17 @@ def record_pushes(out: str | Path, n: int, seed: int = 0, config=None, n_particl
     chunks = spawn_map(_simulate_chunk, jobs, workers, chunk=1,
                        progress=(lambda done, total: progress(min(done * per_chunk, n), n)) if progress else None)
     episodes = [episode for chunk in chunks for episode in chunk]
-    return write_dataset(out, episodes, "truth", 1.0 / config.fps, config, seeds)
+    scene = {"robot": config.robot, "object": {"type": "rope", "n_vertices": config.rope.n_vertices,
+                                               "spacing": config.rope.spacing, "radius": config.rope.radius},
+             "table_height": config.table.height, "tool_radius": config.pusher.tip_radius}
+    return write_dataset(out, episodes, "truth", 1.0 / config.fps, scene, seeds)
 
 
-def tracked_episode(episode_dir: str | Path, track_dir: str | Path, n_particles: int | None = None) -> ParticleEpisode:
+def tracked_episode(episode, track_dir: str | Path, n_particles: int | None = None) -> ParticleEpisode:
     """The control particles of a track (robot-dyn track's run folder: track.npz with 'means' (T, G, 3),
-    'particle_indices' (N,) and 'frames' (T,), the episode's frames tracked) of a recorded episode (robot-dyn record rope), with its ground truth;
-    n_particles of them (farthest-point sampled) when given."""
-    from robot_dyn.perception.episodes import load_episode
-
-    episode = load_episode(episode_dir, images=False)
+    'particle_indices' (N,) and 'frames' (T,), the episode's frames tracked) of a loaded recorded episode
+    (robot_dyn.perception.episodes.Episode), with its ground truth; n_particles of them (farthest-point
+    sampled) when given."""
     file = Path(track_dir) / "track.npz"
     arrays = read_npz(file, ("means", "particle_indices", "frames"))
     means, indices, frames = arrays["means"], arrays["particle_indices"], arrays["frames"]
@@ -165,27 +166,46 @@ def tracked_episode(episode_dir: str | Path, track_dir: str | Path, n_particles:
                            episode.joint_positions[kept], episode.joint_velocities[kept], episode.path.name)
 
 
+def _recorded_scene(episode) -> dict:
+    """What a dataset's meta.json says of the scene, and the frame rate, from a recorded episode's meta."""
+    meta = episode.meta
+    try:
+        rope = {k: meta["object"].get(k) for k in ("type", "n_vertices", "spacing", "radius")}
+        return {"robot": meta["robot"], "object": rope,
+                "table_height": float(meta["table"]["height"]), "tool_radius": float(meta["pusher"]["tip_radius"]),
+                "fps": episode.fps}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{episode.path / 'meta.json'}: no table height or pusher tip radius ({exc!r})") from None
+
+
 def import_tracks(out: str | Path, episode_dirs: list, track_dirs: list, n_particles: int | None = None) -> ParticleDataset:
     """A "tracked" dataset from recorded episodes and their tracks (pairs in the same order), with n_particles
-    of each track's control particles (farthest-point sampled; None: all)."""
-    from robot_dyn.perception.episodes import load_config, load_episode
+    of each track's control particles (farthest-point sampled; None: all). The scene (robot, rope, table,
+    tool) is the episodes' own, which must be one."""
+    from robot_dyn.perception.episodes import load_episode
 
     if len(episode_dirs) != len(track_dirs) or not episode_dirs:
         raise ValueError(f"need one track per episode, got {len(episode_dirs)} episodes and {len(track_dirs)} tracks")
-    episodes = [tracked_episode(e, t, n_particles) for e, t in zip(episode_dirs, track_dirs)]
+    recorded = [load_episode(e, images=False) for e in episode_dirs]
+    scenes = [_recorded_scene(r) for r in recorded]
+    differ = [str(r.path) for r, scene in zip(recorded, scenes) if scene != scenes[0]]
+    if differ:
+        raise ValueError(f"episodes {differ} were recorded in another scene or at another rate than {recorded[0].path}")
+    episodes = [tracked_episode(r, t, n_particles) for r, t in zip(recorded, track_dirs)]
     counts = {e.particles.shape[1] for e in episodes}
     if len(counts) != 1:
         raise ValueError(f"the tracks have different particle counts {sorted(counts)}: track them with one config")
-    first = load_episode(episode_dirs[0], images=False)
-    seeds = [load_episode(e, images=False).meta["push"].get("seed") for e in episode_dirs]
-    return write_dataset(out, episodes, "tracked", 1.0 / first.fps, load_config(), seeds)
+    seeds = [r.meta["push"].get("seed") for r in recorded]
+    step_s = 1.0 / scenes[0].pop("fps")
+    return write_dataset(out, episodes, "tracked", step_s, scenes[0], seeds)
 
 
 # --- the format ----------------------------------------------------------------
 
-def write_dataset(out: str | Path, episodes: list[ParticleEpisode], source: str, step_s: float, config,
+def write_dataset(out: str | Path, episodes: list[ParticleEpisode], source: str, step_s: float, scene: dict,
                   seeds: list) -> ParticleDataset:
-    """Write episodes as a dataset folder (must not hold one yet); returns it as loaded."""
+    """Write episodes as a dataset folder (must not hold one yet); scene: meta.json's robot, object,
+    table_height and tool_radius. Returns the dataset as loaded."""
     out = Path(out)
     if (out / "meta.json").exists():
         raise ValueError(f"{out}: already holds a dataset (meta.json); choose an empty folder")
@@ -196,11 +216,8 @@ def write_dataset(out: str | Path, episodes: list[ParticleEpisode], source: str,
         np.savez(out / name, **{k: getattr(episode, k) for k in ARRAYS})
         listing.append({"file": name, "n_frames": episode.n_frames,
                         "seed": list(seed) if isinstance(seed, tuple) else seed})
-    meta = {"format": FORMAT, "version": VERSION, "source": source, "step_s": step_s, "robot": config.robot,
-            "n_particles": int(episodes[0].particles.shape[1]),
-            "object": {"type": "rope", "n_vertices": config.rope.n_vertices, "spacing": config.rope.spacing,
-                       "radius": config.rope.radius},
-            "table_height": config.table.height, "tool_radius": config.pusher.tip_radius, "episodes": listing}
+    meta = {"format": FORMAT, "version": VERSION, "source": source, "step_s": step_s, **scene,
+            "n_particles": int(episodes[0].particles.shape[1]), "episodes": listing}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return load_dataset(out)
 

@@ -102,11 +102,10 @@ def vertices_of(predictor, predicted: np.ndarray, episode: ParticleEpisode, t: i
 
 
 def whole_push_rollout(predictor, episode: ParticleEpisode) -> tuple[int, np.ndarray]:
-    """(start frame, predicted vertices (T - 1 - start, V, 3)): one rollout from the first frame with a
-    full history to the last frame."""
+    """(start frame, the prediction (T - 1 - start, N or V, 3) m): one rollout from the first frame with a
+    full history to the last frame (vertices_of turns it into vertices)."""
     start = predictor.history
-    predicted = predictor.predict(episode, np.array([start]), episode.n_frames - 1 - start)[0]
-    return start, vertices_of(predictor, predicted, episode, start)
+    return start, predictor.predict(episode, np.array([start]), episode.n_frames - 1 - start)[0]
 
 
 def evaluate(model, dataset: ParticleDataset, horizons=HORIZONS, whole_push: bool = False) -> dict:
@@ -146,7 +145,8 @@ def evaluate(model, dataset: ParticleDataset, horizons=HORIZONS, whole_push: boo
     if whole_push:
         finals = []
         for episode in dataset.episodes:
-            _, vertices = whole_push_rollout(predictor, episode)
+            start, predicted = whole_push_rollout(predictor, episode)
+            vertices = vertices_of(predictor, predicted, episode, start)
             finals.append(np.linalg.norm(vertices[-1] - episode.truth[-1], axis=1).mean())
         result["whole_push_mde_mm"] = mm(finals)
         result["whole_push_mde_mm_max"] = float(np.max(finals) * 1e3)

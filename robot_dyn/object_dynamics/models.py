@@ -114,7 +114,7 @@ def build_edges(positions: torch.Tensor, config: ModelConfig) -> tuple[torch.Ten
     distance = distance.masked_fill(torch.eye(n, dtype=torch.bool, device=positions.device), float("inf"))
     distance = distance.masked_fill(distance > config.object_radius, float("inf"))
     k = min(config.max_neighbours, n - 1)
-    nearest, senders = distance.topk(k, dim=2, largest=False) if k > 0 else (distance[..., :0], None)
+    nearest, senders = distance.topk(k, dim=2, largest=False)
     b, r, j = torch.nonzero(torch.isfinite(nearest), as_tuple=True)
     offset = b * nodes
     object_senders, object_receivers = offset + senders[b, r, j], offset + r

@@ -49,7 +49,6 @@ class MujocoOracle:
         from robot_dyn.sim.deformables import rope_vertices, set_flex_vertices
 
         backend, model, data = self.sim.backend, self.sim.model, self.sim.data
-        arm_q, arm_v = backend._qpos, backend._dof
         last = episode.n_frames - 1
         out = np.empty((len(starts), steps, episode.truth.shape[1], 3))
         for s, t in enumerate(starts):
@@ -60,8 +59,7 @@ class MujocoOracle:
                 a, b = episode.joint_positions[min(t + k, last)], episode.joint_positions[min(t + k + 1, last)]
                 rate = (b - a) / self.step_s
                 for i in range(self.substeps):
-                    data.qpos[arm_q] = a + (b - a) * (i / self.substeps)
-                    data.qvel[arm_v] = rate
+                    backend.set_arm_state(a + (b - a) * (i / self.substeps), rate)
                     mujoco.mj_step(model, data)
                 out[s, k] = rope_vertices(model, data, self.rope)
         return out

@@ -90,7 +90,7 @@ def target_shape(name: str, particles: np.ndarray, count: int | None = None) -> 
 
 def chamfer_xy(predicted, target):
     """Symmetric Chamfer distance (B,) m in the table plane between predicted (B, N, 3) and target (M, 3)
-    (torch tensors)."""
+    (torch tensors, batched: robot_dyn.object_dynamics.evaluation.chamfer is the same for one numpy set)."""
     import torch
 
     d = torch.cdist(predicted[..., :2], target[None, :, :2].expand(len(predicted), -1, -1))
@@ -197,6 +197,7 @@ def push_to_shape(sim, planner, shape: str, seed: int, pushes: int = 5, config: 
     planning times (s)."""
     import time
 
+    from robot_dyn.object_dynamics.evaluation import chamfer
     from robot_dyn.perception.episodes import Push
     from robot_dyn.sim.deformables import rope_vertices
 
@@ -204,7 +205,7 @@ def push_to_shape(sim, planner, shape: str, seed: int, pushes: int = 5, config: 
     height = c.table.height + c.pusher.tip_radius + c.push.clearance
     vertices = sim.reset(np.random.default_rng(seed))
     target = target_shape(shape, vertices)
-    distances, plan_s = [chamfer_xy_np(vertices, target)], []
+    distances, plan_s = [chamfer(vertices[:, :2], target[:, :2])], []
     for k in range(pushes):
         if distances[-1] <= stop_at:
             break
@@ -215,12 +216,6 @@ def push_to_shape(sim, planner, shape: str, seed: int, pushes: int = 5, config: 
         start, end = np.array([*plan.start, height]), np.array([*plan.end, height])
         sim.run_push(Push(-1, start + config.approach * direction, direction, plan.length, start, end), lambda _: None)
         vertices = rope_vertices(sim.model, sim.data, c.rope.name)
-        distances.append(chamfer_xy_np(vertices, target))
+        distances.append(chamfer(vertices[:, :2], target[:, :2]))
     return {"seed": seed, "shape": shape, "chamfer_m": distances, "plan_s": plan_s}
 
-
-def chamfer_xy_np(points: np.ndarray, target: np.ndarray) -> float:
-    """chamfer_xy for one point set (N, 3) and a target (M, 3), numpy, m."""
-    import torch
-
-    return float(chamfer_xy(torch.as_tensor(points[None], dtype=torch.float64), torch.as_tensor(target, dtype=torch.float64))[0])

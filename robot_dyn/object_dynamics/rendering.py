@@ -78,15 +78,13 @@ def compare_renders(model, episode, episode_dir, track_dir) -> dict:
     (left where they started: zero motion). Returns {variant: {"mask_iou": mean, "psnr_db": mean,
     "final_mask_iou": last frame's}}."""
     from robot_dyn.object_dynamics.dataset import read_npz
-    from robot_dyn.object_dynamics.evaluation import LearnedPredictor
+    from robot_dyn.object_dynamics.evaluation import LearnedPredictor, whole_push_rollout
     from robot_dyn.perception.episodes import load_episode
 
     track = read_npz(Path(track_dir) / "track.npz",
-                      ("means", "rotations", "frames", "colors", "log_scales", "opacity_logits"))
+                     ("means", "rotations", "frames", "colors", "log_scales", "opacity_logits"))
     recorded = load_episode(episode_dir)
-    predictor = LearnedPredictor(model)
-    start = predictor.history
-    predicted = predictor.predict(episode, np.array([start]), episode.n_frames - 1 - start)[0]
+    start, predicted = whole_push_rollout(LearnedPredictor(model), episode)
     particles = np.concatenate([episode.particles[start:start + 1], predicted])
     first = int(track["frames"][0]) + start  # the episode's frame at the rollout's start
     frames = range(first, first + len(particles))

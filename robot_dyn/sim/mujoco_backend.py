@@ -131,9 +131,14 @@ class MujocoBackend:
     def reset(self, q: np.ndarray, qd: np.ndarray | None = None) -> None:
         mujoco.mj_resetData(self.model, self.data)
         self._bristles = np.zeros(self.robot.n_joints)
-        self.data.qpos[self._qpos] = q
-        self.data.qvel[self._dof] = 0.0 if qd is None else qd
+        self.set_arm_state(q, 0.0 if qd is None else qd)
         mujoco.mj_forward(self.model, self.data)
+
+    def set_arm_state(self, q: np.ndarray, qd: np.ndarray | float) -> None:
+        """Overwrite the arm's joint positions (rad) and velocities (rad/s) in place, the rest of the scene
+        untouched and nothing recomputed: what moves the arm kinematically between physics steps."""
+        self.data.qpos[self._qpos] = q
+        self.data.qvel[self._dof] = qd
 
     def step(self, tau: np.ndarray) -> None:
         self.data.ctrl[self._act] = tau
