@@ -29,6 +29,7 @@ NODES = {
     "recorder": "robot_dyn.nodes.recorder_node:main",
     "policy": "robot_dyn.nodes.policy_node:main",
     "search": "robot_dyn.nodes.search_node:main",
+    "dynamics_planner": "robot_dyn.nodes.dynamics_planner_node:main",
 }
 
 setup(

@@ -1,6 +1,7 @@
 """ros2 launch robot_dyn sim.launch.py robot:=panda backend:=mujoco mode:=lockstep effects:=nominal perception:=false
    ros2 launch robot_dyn sim.launch.py scene:=pusht mode:=realtime policy:=runs/policies/pusht
    ros2 launch robot_dyn sim.launch.py scene:=insert mode:=realtime search:=ergodic search_model:=runs/search/model
+   ros2 launch robot_dyn sim.launch.py perception:=true dynamics_model:=runs/dynamics/gnn
 
 The simulation graph on a ROS 2 install. The node set and parameters come from
 robot_dyn.bringup.graph.sim_graph, the same function `robot-dyn launch sim` uses,
@@ -22,7 +23,7 @@ def _nodes(context):
     perception = (arg("perception") or "false").lower() in ("true", "1", "yes")
     specs = sim_graph(robot=arg("robot"), backend=arg("backend"), mode=arg("mode"), effects=arg("effects"),
                       perception=perception, task=arg("scene"), policy=arg("policy"),
-                      search=arg("search"), search_model=arg("search_model"))
+                      search=arg("search"), search_model=arg("search_model"), dynamics_model=arg("dynamics_model"))
     return [
         Node(package="robot_dyn", executable=spec.executable, name=spec.name, parameters=[spec.parameters],
              remappings=list(spec.remappings), output="screen")
@@ -46,5 +47,8 @@ def generate_launch_description():
                                           "search node; call /search/start to run one"),
         DeclareLaunchArgument("search_model", default_value="",
                               description="a search model folder (robot-dyn train search) for ergodic and sampling"),
+        DeclareLaunchArgument("dynamics_model", default_value="",
+                              description="with perception: a particle dynamics model folder (robot-dyn train dynamics) "
+                                          "for the dynamics_planner node; call /dynamics_planner/start to push the rope"),
         OpaqueFunction(function=_nodes),
     ])

@@ -16,6 +16,7 @@
   robot-dyn bench dynamics      dynamics models against the ground truth on held-out pushes, one JSON object
   robot-dyn bench planning --model DIR   pushing the rope to target shapes with the model, in closed loop
   robot-dyn launch sim --perception    the graph with the rope scene, cameras and the perception node
+  robot-dyn launch sim --perception --dynamics-model DIR   and the dynamics planner (/dynamics_planner/start)
   robot-dyn launch sim --mode realtime --teleop joy    drive the arm with a gamepad (joy_node on /joy)
   robot-dyn launch sim --mode realtime --record        record demonstrations (/recorder/start, /recorder/stop)
   robot-dyn launch sim --mode realtime --task insert --teleop expert   the insert task's scripted expert at work
@@ -81,7 +82,8 @@ def _launch(args) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the nodes too, instead of orphaning them
     nodes = sim_graph(args.robot, args.backend, args.mode, args.effects, overrides=_overrides(args.param),
                       perception=args.perception, teleop=args.teleop, recorder=args.record, task=args.task,
-                      policy=args.policy, search=args.search, search_model=args.search_model)
+                      policy=args.policy, search=args.search, search_model=args.search_model,
+                      dynamics_model=args.dynamics_model)
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     workdir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"starting {[n.name for n in nodes]} in ROS_DOMAIN_ID={domain}; parameter files in {workdir}; Ctrl-C stops")
@@ -544,6 +546,9 @@ def main(argv=None) -> int:
                    help="with --scene insert: add the search node with this strategy; /search/start runs a search")
     p.add_argument("--search-model", default=None, metavar="DIR",
                    help="a search model folder (robot-dyn train search), for --search ergodic or sampling")
+    p.add_argument("--dynamics-model", default=None, metavar="DIR",
+                   help="with --perception: add the dynamics_planner node with this particle dynamics model (robot-dyn "
+                        "train dynamics); /dynamics_planner/start pushes the rope toward a target shape")
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("bench", help="benchmarks; print one JSON object")

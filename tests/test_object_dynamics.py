@@ -10,7 +10,8 @@ import torch
 
 from robot_dyn.object_dynamics.dataset import load_dataset, record_pushes
 from robot_dyn.object_dynamics.evaluation import chamfer, emd, evaluate, push_frames, to_vertices
-from robot_dyn.object_dynamics.models import ModelConfig, ParticleGNN, build_edges, build_model, load_model, rollout
+from robot_dyn.object_dynamics.models import (ModelConfig, ParticleGNN, build_edges, build_model, load_model, rollout,
+                                              rollout_final)
 from robot_dyn.object_dynamics.training import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -229,31 +230,72 @@ def test_target_shapes_are_as_long_as_the_rope_and_centred_on_it():
 
 
 def test_a_planned_push_is_feasible_and_improves_the_predicted_shape():
-    from robot_dyn.object_dynamics.planning import PlannerConfig, chamfer_xy, plan_push, target_shape, tool_paths
+    from robot_dyn.object_dynamics.planning import LearnedRollouts, PlannerConfig, plan_push, target_shape, tool_paths
 
     config = PlannerConfig(samples=64, iterations=2, elites=8)
     rope = np.column_stack([np.full(32, 0.5), np.linspace(-0.23, 0.23, 32), np.full(32, 0.107)])
     target = target_shape("u", rope)
-    model = build_model(ModelConfig(kind="spring_mass", history=1))
-    plan = plan_push(model, rope, target, height=0.115, config=config, seed=1)
-    before = float(chamfer_xy(torch.as_tensor(rope[None], dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32))[0])
+    predictor = LearnedRollouts(build_model(ModelConfig(kind="spring_mass", history=1)), step_s=0.1)
+    plan = plan_push(predictor, rope, target, height=0.115, config=config, seed=1)
+    before = chamfer(rope[:, :2], target[:, :2])
     assert plan.cost < 0.9 * before and plan.evaluated > config.samples  # one push of <= 12 cm bends a 46 cm rope only so far
     assert np.linalg.norm(rope[:, :2] - plan.start, axis=1).min() >= config.clearance
     for xy in (plan.start, plan.end):
         assert config.workspace_x[0] <= xy[0] <= config.workspace_x[1] and config.workspace_y[0] <= xy[1] <= config.workspace_y[1]
-    path = tool_paths(np.array([[*plan.start, plan.angle, plan.length]]), 0.115, config)[0]
-    steps = np.linalg.norm(np.diff(path, axis=0), axis=1)
-    assert np.all(steps <= config.step_length + 1e-9) and np.allclose(path[-1, :2], plan.end)
+    # the path is the executed motion: from rest at the start, minimum jerk at most the peak speed, resting at the end
+    paths, steps = tool_paths(np.array([[*plan.start, plan.angle, plan.length]]), 0.115, config, step_s=0.1)
+    path = paths[0]
+    travel = np.linalg.norm(np.diff(path, axis=0), axis=1)
+    assert np.all(travel <= config.speed * 0.1 + 1e-9) and travel.max() > 0.8 * config.speed * 0.1
+    assert np.allclose(path[0, :2], plan.start) and np.allclose(path[steps[0], :2], plan.end)
+    assert steps[0] == int(np.ceil(plan.duration / 0.1)) + config.settle_steps
+    # the shrinking-batch rollout gives what the full rollout gives at each sample's own last step
+    model = ParticleGNN(ModelConfig(hidden=16, message_steps=1)).eval()
+    objects = torch.as_tensor(rope, dtype=torch.float32)[None, None].repeat(3, 3, 1, 1)
+    tool_path = torch.as_tensor(paths, dtype=torch.float32).repeat(3, 1, 1)
+    tool_path[1, :, 1] += 0.05
+    tool = tool_path[:, :1].repeat(1, 3, 1)
+    own = torch.tensor([5, 12, 9])
+    with torch.no_grad():
+        full = rollout(model, objects, tool, tool_path[:, 1:])
+        final = rollout_final(model, objects, tool, tool_path[:, 1:], own)
+    assert torch.allclose(final, full[torch.arange(3), own - 1], atol=1e-6)
+
+
+def test_mujoco_rollouts_move_the_rope_as_the_arm_does():
+    """The oracle's pusher without the arm, against the arm's push through the control cores."""
+    from robot_dyn.object_dynamics.oracle import MujocoRollouts
+    from robot_dyn.object_dynamics.planning import PlannerConfig, tool_paths
+    from robot_dyn.perception.episodes import Push, RopePushSim, load_config
+    from robot_dyn.sim.deformables import rope_vertices
+
+    scene, config = load_config(), PlannerConfig()
+    sim = RopePushSim(scene, render=False)
+    height = scene.table.height + scene.pusher.tip_radius + scene.push.clearance
+    rope = sim.reset(np.random.default_rng(1))
+    direction = np.array([np.cos(2.5), np.sin(2.5)])
+    start = rope[16, :2] - config.approach * direction
+    paths, steps = tool_paths(np.array([[*start, 2.5, 0.09]]), height, config, step_s=0.1)
+    predicted = MujocoRollouts(scene).final(rope, paths, steps)[0]
+    begin, end = np.array([*start, height]), np.array([*(start + (config.approach + 0.09) * direction), height])
+    sim.run_push(Push(-1, begin, np.array([*direction, 0.0]), 0.09, begin, end), lambda _: None)
+    truth = rope_vertices(sim.model, sim.data)
+    moved, error = np.linalg.norm(truth - rope, axis=1), np.linalg.norm(predicted - truth, axis=1)
+    assert moved.max() > 0.05, "the push moved the rope"
+    assert error.mean() < 0.25 * moved.mean(), f"oracle MDE {error.mean() * 1e3:.1f} mm, the rope moved {moved.mean() * 1e3:.1f} mm"
 
 
 def test_the_closed_loop_plans_pushes_the_simulated_rope_and_observes_it():
-    from robot_dyn.object_dynamics.planning import PlannerConfig, plan_push, push_to_shape
+    from robot_dyn.object_dynamics.planning import LearnedRollouts, PlannerConfig, plan_push
+    from robot_dyn.object_dynamics.pushing import push_to_shape
     from robot_dyn.perception.episodes import RopePushSim, load_config
 
     config = PlannerConfig(samples=64, iterations=1)
-    model = build_model(ModelConfig(kind="spring_mass", history=1))
+    predictor = LearnedRollouts(build_model(ModelConfig(kind="spring_mass", history=1)), step_s=0.1)
     sim = RopePushSim(load_config(), render=False)
-    result = push_to_shape(sim, lambda p, t, h, s: plan_push(model, p, t, h, config, s), "u", seed=11, pushes=1,
+    result = push_to_shape(sim, lambda p, t, h, s: plan_push(predictor, p, t, h, config, s), "u", seed=11, pushes=1,
                            config=config)
     before, after = result["chamfer_m"]
     assert len(result["plan_s"]) == 1 and abs(after - before) > 0.002, "the planned push reached the rope"
+    with pytest.raises(ValueError, match="speed"):
+        push_to_shape(sim, lambda *a: None, "u", seed=11, pushes=1, config=PlannerConfig(speed=0.2))

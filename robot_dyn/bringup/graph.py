@@ -123,7 +123,8 @@ def check_parameters(where: str, node: str, params: dict) -> dict:
 def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None = None, effects: str | None = None,
               overrides: dict | None = None, config_dir: Path | None = None, perception: bool = False,
               teleop: str | None = None, recorder: bool = False, task: str | None = None,
-              policy: str | None = None, search: str | None = None, search_model: str | None = None) -> list[NodeSpec]:
+              policy: str | None = None, search: str | None = None, search_model: str | None = None,
+              dynamics_model: str | None = None) -> list[NodeSpec]:
     """sim + controller, sharing robot and gravity handling; overrides: {node: {param: value}}.
 
     backend, mode and effects left as None keep the values of configs/sim.yaml.
@@ -138,6 +139,8 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
     shadows of the demonstrations it learned from.
     search: a search strategy (robot_dyn.search) for the insert scene: the search node, whose /search/start
     runs one (search_model: a model folder, robot-dyn train search, for the learned strategies).
+    dynamics_model: a particle dynamics model folder (robot-dyn train dynamics): the dynamics_planner node,
+    whose /dynamics_planner/start pushes the rope toward a target shape; needs perception.
     """
     config_dir = Path(config_dir) if config_dir else paths.config_path("")
     sim = load_node_parameters(config_dir / "sim.yaml", "sim")
@@ -169,6 +172,14 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
             raise ConfigError(f"search: needs the insert scene (task 'insert'), not '{sim.get('scene', '')}'")
         nodes["search"] = {**schema.defaults(schema.SEARCH), "robot": robot, "strategy": search,
                            "model": str(search_model or ""), "use_sim_time": True}
+    if dynamics_model:
+        if not perception:
+            raise ConfigError("dynamics_model: the dynamics planner plans on the perception node's particles: "
+                              "turn perception on")
+        if teleop or policy or search:
+            raise ConfigError("the dynamics planner and teleop, policy or search all command the arm: choose one")
+        nodes["dynamics_planner"] = {**schema.defaults(schema.DYNAMICS_PLANNER), "robot": robot,
+                                     "model": str(dynamics_model), "use_sim_time": True}
     if recorder:
         nodes["recorder"] = load_node_parameters(config_dir / "recorder.yaml", "recorder")
         nodes["recorder"].update(use_sim_time=True)
@@ -213,6 +224,11 @@ def sim_graph(robot: str = "panda", backend: str | None = None, mode: str | None
         specs.append(NodeSpec("policy", "policy", "robot_dyn.nodes.policy_node", nodes["policy"]))
     if search:
         specs.append(NodeSpec("search", "search", "robot_dyn.nodes.search_node", nodes["search"]))
+    if dynamics_model:
+        planner = nodes["dynamics_planner"]
+        planner["scene_config"] = sim.get("scene_config", "")
+        planner["world_frame"] = sim.get("world_frame", schema.SIM["world_frame"][0])
+        specs.append(NodeSpec("dynamics_planner", "dynamics_planner", "robot_dyn.nodes.dynamics_planner_node", planner))
     if recorder:
         if sim.get("cameras") and not nodes["recorder"].get("cameras"):
             rig = camera_rig(_scene_config(sim), sim.get("scene", schema.SIM["scene"][0]), sim.get("task_config") or None)

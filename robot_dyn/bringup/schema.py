@@ -230,7 +230,26 @@ SEARCH = {
     "seed": (0, "the strategy's randomness (a search's seed is this plus the number of searches before it)"),
 }
 
-NODES = {"sim": SIM, "controller": CONTROLLER, "teleop": TELEOP, "recorder": RECORDER, "hardware_adapter": HARDWARE_ADAPTER, "perception": PERCEPTION, "policy": POLICY, "search": SEARCH}
+DYNAMICS_PLANNER = {
+    "robot": ("panda", "robot name: its home orientation is the pusher's (pointing down) while pushing"),
+    "model": ("", "a particle dynamics model folder (robot-dyn train dynamics; trained on tracked particles for "
+                  "the perception node's)"),
+    "scene_config": ("", "table, rope, pusher and push speed file; empty = configs/perception.yaml (the graph "
+                         "copies the sim's)"),
+    "world_frame": ("world", "frame of the particles, the target and the paths (the arm's base frame in sim)"),
+    "target": ("straight", "the target shape made from the particles at the start: straight | u | s (a point set "
+                           "on /dynamics_planner/target replaces it)"),
+    "max_pushes": (5, "pushes before a run gives up"),
+    "reached_m": (0.01, "m: a run ends once the Chamfer distance of the particles to the target is at most this"),
+    "settle_s": (0.5, "s after the controller finishes a push before the particles count as its outcome"),
+    "samples": (128, "pushes rolled out per planning round"),
+    "iterations": (2, "planning rounds (the cross-entropy method); the elites are samples / 16"),
+    "threads": (0, "torch threads for planning; 0 = torch's default (all cores)"),
+    "seed": (0, "the planner's randomness (a run's seed is this plus the number of runs before it)"),
+}
+
+NODES = {"sim": SIM, "controller": CONTROLLER, "teleop": TELEOP, "recorder": RECORDER, "hardware_adapter": HARDWARE_ADAPTER, "perception": PERCEPTION, "policy": POLICY, "search": SEARCH,
+         "dynamics_planner": DYNAMICS_PLANNER}
 
 
 def defaults(schema: dict) -> dict:

@@ -17,6 +17,13 @@ MIN_JERK_PEAK_VELOCITY = 1.875
 MIN_JERK_PEAK_ACCELERATION = 5.7735
 
 
+def min_jerk_fraction(tau):
+    """Rest-to-rest minimum-jerk progress 10 tau^3 - 15 tau^4 + 6 tau^5 (0 .. 1) at time fractions tau
+    (any shape, clipped to [0, 1]): what quintic(0, 0, 0, 1, 0, 0, T) gives at tau * T."""
+    tau = np.clip(tau, 0.0, 1.0)
+    return tau**3 * (10 + tau * (-15 + 6 * tau))
+
+
 def quintic(x0, v0, a0, x1, v1, a1, duration: float) -> np.ndarray:
     """Coefficients c (6, dims) of x(s) = sum c_k s^k, s in [0, duration], meeting both boundary states."""
     x0, v0, a0, x1, v1, a1 = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (x0, v0, a0, x1, v1, a1))

@@ -13,19 +13,19 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped, Transform, Twist, TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool, Float64, String
-from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from robot_dyn.bringup.processes import isolated_ros_env
 from robot_dyn.control.trajectory import CartesianPath
 from robot_dyn.nodes import wire
-from robot_dyn.nodes.messages import rotation_to_quaternion, to_duration, to_stamp
+from robot_dyn.nodes.messages import cartesian_path_msg, rotation_to_quaternion, to_stamp
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 EVENTS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)  # history too
@@ -156,22 +156,7 @@ class GraphClient:
 
     def send_cartesian_path(self, path: CartesianPath, ee_frame: str, start_now: bool = False) -> None:
         """The path as a MultiDOFJointTrajectory, stamped with its start (or 0: it starts when the controller takes it)."""
-        msg = MultiDOFJointTrajectory()
-        msg.header.stamp = to_stamp(0.0 if start_now else path.t0)
-        msg.joint_names = [ee_frame]
-        for k in range(path.times.size):
-            point = MultiDOFJointTrajectoryPoint()
-            tr = Transform()
-            tr.translation.x, tr.translation.y, tr.translation.z = path.p[k].tolist()
-            tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w = rotation_to_quaternion(path.R[k])
-            vel, acc = Twist(), Twist()
-            vel.linear.x, vel.linear.y, vel.linear.z = path.v[k].tolist()
-            vel.angular.x, vel.angular.y, vel.angular.z = path.w[k].tolist()
-            acc.linear.x, acc.linear.y, acc.linear.z = path.a[k].tolist()
-            point.transforms, point.velocities, point.accelerations = [tr], [vel], [acc]
-            point.time_from_start = to_duration(path.times[k] - path.t0)
-            msg.points.append(point)
-        self.path_pub.publish(msg)
+        self.path_pub.publish(cartesian_path_msg(path, ee_frame, 0.0 if start_now else path.t0))
 
     def send_twist(self, linear, angular=(0.0, 0.0, 0.0), frame_id: str = "", stamp: float | None = None) -> None:
         """A twist command (the controller's twist_command_type units), stamped with the last state's

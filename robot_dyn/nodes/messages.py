@@ -5,8 +5,9 @@ import numpy as np
 import pinocchio as pin
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Pose, PoseStamped, TwistStamped, WrenchStamped
+from geometry_msgs.msg import Pose, PoseStamped, Transform, Twist, TwistStamped, WrenchStamped
 from std_msgs.msg import Bool, Float64
+from trajectory_msgs.msg import MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
 
 from robot_dyn.control.trajectory import CartesianPath
 from robot_dyn.nodes.wire import CartesianPathData
@@ -99,6 +100,27 @@ def rotation_to_quaternion(rotation: np.ndarray):
     """(x, y, z, w) of a rotation matrix."""
     q = pin.Quaternion(rotation)
     return q.x, q.y, q.z, q.w
+
+
+def cartesian_path_msg(path: CartesianPath, ee_frame: str, stamp: float) -> MultiDOFJointTrajectory:
+    """A CartesianPath as the controller's MultiDOFJointTrajectory (one 'joint': ee_frame), starting at
+    `stamp` (s on the graph's clock; 0: when the controller takes it)."""
+    msg = MultiDOFJointTrajectory()
+    msg.header.stamp = to_stamp(stamp)
+    msg.joint_names = [ee_frame]
+    for k in range(path.times.size):
+        point = MultiDOFJointTrajectoryPoint()
+        tr = Transform()
+        tr.translation.x, tr.translation.y, tr.translation.z = path.p[k].tolist()
+        tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w = rotation_to_quaternion(path.R[k])
+        vel, acc = Twist(), Twist()
+        vel.linear.x, vel.linear.y, vel.linear.z = path.v[k].tolist()
+        vel.angular.x, vel.angular.y, vel.angular.z = path.w[k].tolist()
+        acc.linear.x, acc.linear.y, acc.linear.z = path.a[k].tolist()
+        point.transforms, point.velocities, point.accelerations = [tr], [vel], [acc]
+        point.time_from_start = to_duration(path.times[k] - path.t0)
+        msg.points.append(point)
+    return msg
 
 
 def cartesian_path_from_data(msg: CartesianPathData, t_now: float) -> CartesianPath:

@@ -37,10 +37,12 @@ def push_frames(episode: ParticleEpisode, table_height: float, tool_radius: floa
     return np.flatnonzero(low & moving)
 
 
-def chamfer(a: np.ndarray, b: np.ndarray) -> float:
-    """Symmetric Chamfer distance (m) between point sets a (M, 3) and b (V, 3)."""
-    d = np.linalg.norm(a[:, None] - b[None], axis=-1)
-    return float(0.5 * (d.min(axis=1).mean() + d.min(axis=0).mean()))
+def chamfer(a: np.ndarray, b: np.ndarray):
+    """Symmetric Chamfer distance (m) between point sets a (M, D) and b (V, D), any dimension D; for a
+    batch of sets a (B, M, D), the distances (B,)."""
+    d = np.linalg.norm(a[..., :, None, :] - b[None], axis=-1)  # (..., M, V)
+    value = 0.5 * (d.min(axis=-1).mean(axis=-1) + d.min(axis=-2).mean(axis=-1))
+    return float(value) if np.ndim(value) == 0 else value
 
 
 def emd(a: np.ndarray, b: np.ndarray) -> float:

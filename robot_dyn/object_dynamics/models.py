@@ -241,6 +241,25 @@ def rollout(model: nn.Module, objects: torch.Tensor, tool: torch.Tensor, tool_pa
     return torch.stack(predictions, dim=1)
 
 
+def rollout_final(model: nn.Module, objects: torch.Tensor, tool: torch.Tensor, tool_path: torch.Tensor,
+                  steps: torch.Tensor) -> torch.Tensor:
+    """The object particles (B, N, 3) m after each sample's own number of steps (B,) along its tool path
+    (B, K, 3), from the histories as in `rollout`. The same as rollout(...)[b, steps[b] - 1], computed
+    for a shrinking batch: samples are ordered by their steps, and those done drop out (planning rolls out
+    pushes of different lengths at once)."""
+    order = torch.argsort(steps, descending=True)
+    objects, tool, tool_path, steps = objects[order], tool[order], tool_path[order], steps[order]
+    final = objects[:, -1].clone()
+    for k in range(int(steps[0])):
+        active = int((steps > k).sum())
+        objects, tool = objects[:active], tool[:active]
+        nxt = model(objects, tool, tool_path[:active, k])
+        final[:active] = nxt
+        objects = torch.cat([objects[:, 1:], nxt[:, None]], dim=1)
+        tool = torch.cat([tool[:, 1:], tool_path[:active, k, None]], dim=1)
+    return final[torch.argsort(order)]
+
+
 # --- checkpoints ---------------------------------------------------------------
 
 def save_model(out, model: nn.Module, meta: dict) -> None:

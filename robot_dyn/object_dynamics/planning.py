@@ -3,19 +3,24 @@ target shape.
 
 After Zhang, Zhang, Li (CoRL 2024), who plan by sampling pushes and rolling them out with the learned
 model: a push is (start x, y, direction angle, length) of the tool's tip, lowered at the start beside
-the rope and moved in a straight line at pushing height; its tool path is sampled at the model's step
-(one step = `step_length` m of travel, the dataset's push speed times its step). Planning is the
-cross-entropy method over pushes:
+the rope and moved in a straight line at pushing height. Its tool path (`tool_paths`) is the executed
+motion sampled at the model's step: a rest-to-rest minimum-jerk move of approach + length metres at the
+push's peak speed (the outer loop's pose goals and the recorded pushes move so), then `settle_steps`
+steps at rest while the rope slides on. Planning is the cross-entropy method over pushes:
 1. `samples` pushes aimed at the rope: a particle picked at random, a direction at random, a length
    in `length_range`; the tip starts `approach` m before the particle, clear of the rope;
-2. all of them rolled out at once with the model (one batch), each scored by the symmetric Chamfer
-   distance (m, in the table plane) of the predicted particles to the target;
+2. all of them rolled out at once by a predictor (`LearnedRollouts` for a trained model, or
+   robot_dyn.object_dynamics.oracle.MujocoRollouts, MuJoCo itself), each scored by the symmetric
+   Chamfer distance (m, in the table plane) of the predicted particles to the target;
 3. `iterations` - 1 more rounds drawn around the `elites` best (Gaussian, with their spread), the
    best push of all rounds kept.
 Pushes whose path leaves the workspace box are never proposed. Target shapes (`target_shape`):
 straight, U and S curves as long as the rope, centred where the rope is, along its main axis.
 
-Units: metres, radians, world frame (z up).
+A predictor has `step_s` (s, one step) and final(particles (N, 3), paths (B, K + 1, 3), steps (B,)) ->
+the particles (B, N, 3) after steps[b] steps of path b (paths[:, 0]: the tip at rest at the start).
+
+Units: metres, radians, seconds, world frame (z up).
 """
 from __future__ import annotations
 
@@ -23,52 +28,95 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robot_dyn.control.trajectory import min_jerk_duration, min_jerk_fraction
+
 TARGET_SHAPES = ("straight", "u", "s")
 
 
 @dataclass(frozen=True)
 class PlannerConfig:
-    samples: int = 256
+    """speed: the push's peak tip speed (m/s), the recorded pushes' (configs/perception.yaml push.speed);
+    acceleration: the Cartesian acceleration bound of the outer loop that executes it (m/s^2)."""
+
+    samples: int = 128
     iterations: int = 2
-    elites: int = 16
+    elites: int = 8
     length_range: tuple = (0.03, 0.12)
     approach: float = 0.04
-    step_length: float = 0.012  # m of tool travel per model step (0.12 m/s x 0.1 s)
+    speed: float = 0.12
+    acceleration: float = 1.0
+    settle_steps: int = 2
     clearance: float = 0.024  # m, the tip's start from any particle (tip radius + rope radius + 5 mm)
     workspace_x: tuple = (0.3, 0.72)
     workspace_y: tuple = (-0.32, 0.32)
 
     def validated(self) -> "PlannerConfig":
-        if self.samples < 2 or self.iterations < 1 or not 1 <= self.elites <= self.samples:
-            raise ValueError(f"planner: need samples >= 2, iterations >= 1, 1 <= elites <= samples, got {self}")
-        if not 0 < self.length_range[0] <= self.length_range[1] or self.step_length <= 0 or self.approach < 0:
+        if self.samples < 2 or self.iterations < 1 or not 1 <= self.elites <= self.samples or self.settle_steps < 0:
+            raise ValueError(f"planner: need samples >= 2, iterations >= 1, 1 <= elites <= samples, settle_steps >= 0, "
+                             f"got {self}")
+        if not 0 < self.length_range[0] <= self.length_range[1] or self.approach < 0:
             raise ValueError(f"planner: lengths must be positive, got {self}")
+        if not (self.speed > 0 and self.acceleration > 0):
+            raise ValueError(f"planner: speed and acceleration must be positive, got {self}")
         return self
 
 
 @dataclass
 class PushPlan:
     """The chosen push: start (2,) and end (2,) of the tip in the table plane (m), angle (rad), length (m,
-    past the start's approach), its predicted particles (N, 3) m, and its cost (m, Chamfer to the
-    target); `evaluated`: pushes rolled out."""
+    past the start's approach), duration (s, the push's move from start to end), its predicted particles
+    (N, 3) m, and its cost (m, Chamfer to the target); `evaluated`: pushes rolled out."""
 
     start: np.ndarray
     end: np.ndarray
     angle: float
     length: float
+    duration: float
     predicted: np.ndarray
     cost: float
     evaluated: int
 
 
-def target_shape(name: str, particles: np.ndarray, count: int | None = None) -> np.ndarray:
-    """Target points (count, 3) m for a rope now at particles (N, 3): the named shape, as long as the rope's
-    polyline through its particles, centred at their centroid, along their main axis, at their mean height."""
+class LearnedRollouts:
+    """Predictor (module notes) of a trained particle dynamics model (robot_dyn.object_dynamics.models) on the
+    model's device; step_s: the model's step (model.json). Samples go through in batches of `chunk`, those of
+    similar lengths together: 256 samples took 1.6 s in batches of 64 and 2.2 s in one batch on one core of
+    the 2-core VM (a batch's edge features outgrow the cache)."""
+
+    def __init__(self, model, step_s: float, chunk: int = 64):
+        self.model, self.step_s, self.chunk = model, float(step_s), int(chunk)
+
+    def final(self, particles: np.ndarray, paths: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        import torch
+
+        from robot_dyn.object_dynamics.models import rollout_final
+
+        device = next(self.model.parameters(), torch.zeros(0)).device
+        history = self.model.config.history
+        objects = torch.as_tensor(np.asarray(particles), dtype=torch.float32, device=device)[None, None]
+        out = np.empty((len(paths), len(particles), 3))
+        order = np.argsort(-np.asarray(steps), kind="stable")
+        for first in range(0, len(order), self.chunk):
+            rows = order[first:first + self.chunk]
+            path = torch.as_tensor(paths[rows], dtype=torch.float32, device=device)
+            tool = path[:, :1].expand(len(rows), history + 1, 3).contiguous()  # the tip at rest at the start
+            with torch.no_grad():
+                final = rollout_final(self.model, objects.expand(len(rows), history + 1, -1, -1).contiguous(), tool,
+                                      path[:, 1:], torch.as_tensor(steps[rows], device=device))
+            out[rows] = final.cpu().numpy()
+        return out
+
+
+def target_shape(name: str, particles: np.ndarray, count: int | None = None, length: float | None = None) -> np.ndarray:
+    """Target points (count, 3) m for a rope now at particles (N, 3): the named shape, `length` m long (None:
+    as the polyline through the particles in their order, for vertices along the rope), centred at their
+    centroid, along their main axis, at their mean height."""
     if name not in TARGET_SHAPES:
         raise ValueError(f"target shape must be one of {list(TARGET_SHAPES)}, got {name!r}")
     particles = np.asarray(particles, dtype=float)
     count = count or len(particles)
-    length = float(np.linalg.norm(np.diff(particles, axis=0), axis=1).sum())
+    if length is None:
+        length = float(np.linalg.norm(np.diff(particles, axis=0), axis=1).sum())
     s = np.linspace(-0.5, 0.5, count) * length
     if name == "straight":
         local = np.column_stack([s, np.zeros(count)])
@@ -88,23 +136,26 @@ def target_shape(name: str, particles: np.ndarray, count: int | None = None) -> 
     return np.column_stack([xy, np.full(count, particles[:, 2].mean())])
 
 
-def chamfer_xy(predicted, target):
-    """Symmetric Chamfer distance (B,) m in the table plane between predicted (B, N, 3) and target (M, 3)
-    (torch tensors, batched: robot_dyn.object_dynamics.evaluation.chamfer is the same for one numpy set)."""
-    import torch
-
-    d = torch.cdist(predicted[..., :2], target[None, :, :2].expand(len(predicted), -1, -1))
-    return 0.5 * (d.min(dim=2).values.mean(dim=1) + d.min(dim=1).values.mean(dim=1))
+def push_durations(pushes: np.ndarray, config: PlannerConfig) -> np.ndarray:
+    """Durations (B,) s of the pushes' moves (B, 4) from start to end: minimum jerk within the speed and
+    acceleration bounds, as the outer loop times a pose goal (robot_dyn.control.trajectory)."""
+    return np.array([min_jerk_duration(config.approach + length, config.speed, config.acceleration) for length in pushes[:, 3]])
 
 
-def tool_paths(pushes: np.ndarray, height: float, config: PlannerConfig) -> np.ndarray:
-    """Tool paths (B, K, 3) m of pushes (B, 4) = (start x, y, angle, length): the tip from the start at
-    `height`, `step_length` further each step, held at the end; K covers the longest possible push."""
-    steps = int(np.ceil((config.approach + config.length_range[1]) / config.step_length))
-    travel = np.minimum(np.arange(1, steps + 1)[None] * config.step_length, (config.approach + pushes[:, 3])[:, None])
+def tool_paths(pushes: np.ndarray, height: float, config: PlannerConfig, step_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tool paths (B, K + 1, 3) m of pushes (B, 4) = (start x, y, angle, length), sampled every step_s s from
+    the tip at rest at the start (index 0) at `height`, held at the end; and each path's steps (B,): its
+    move plus settle_steps. K covers the longest possible push, so every plan rolls out the same shapes."""
+    distance = config.approach + pushes[:, 3]
+    duration = push_durations(pushes, config)
+    longest = min_jerk_duration(config.approach + config.length_range[1], config.speed, config.acceleration)
+    steps = int(np.ceil(longest / step_s - 1e-9)) + config.settle_steps
+    t = np.arange(steps + 1) * step_s
+    travel = distance[:, None] * min_jerk_fraction(t[None] / duration[:, None])
     direction = np.column_stack([np.cos(pushes[:, 2]), np.sin(pushes[:, 2])])
     xy = pushes[:, None, :2] + travel[..., None] * direction[:, None]
-    return np.concatenate([xy, np.full(xy.shape[:2] + (1,), height)], axis=2)
+    own = np.minimum(np.ceil(duration / step_s - 1e-9).astype(int) + config.settle_steps, steps)
+    return np.concatenate([xy, np.full(xy.shape[:2] + (1,), height)], axis=2), own
 
 
 def _feasible(pushes: np.ndarray, particles: np.ndarray, config: PlannerConfig) -> np.ndarray:
@@ -137,34 +188,30 @@ def sample_pushes(rng: np.random.Generator, particles: np.ndarray, count: int, c
     return pushes
 
 
-def plan_push(model, particles: np.ndarray, target: np.ndarray, height: float, config: PlannerConfig = PlannerConfig(),
+def _plan(push: np.ndarray, config: PlannerConfig, predicted: np.ndarray, cost: float, evaluated: int) -> PushPlan:
+    direction = np.array([np.cos(push[2]), np.sin(push[2])])
+    return PushPlan(push[:2].copy(), push[:2] + (config.approach + push[3]) * direction, float(push[2]), float(push[3]),
+                    float(push_durations(push[None], config)[0]), predicted, cost, evaluated)
+
+
+def plan_push(predictor, particles: np.ndarray, target: np.ndarray, height: float, config: PlannerConfig = PlannerConfig(),
               seed: int = 0) -> PushPlan:
     """The best push found for the rope at particles (N, 3) m toward target (M, 3) m, the tip at `height` m
-    while pushing; model: a particle dynamics model (robot_dyn.object_dynamics.models interface)."""
-    import torch
-
-    from robot_dyn.object_dynamics.models import rollout
+    while pushing; predictor: as in the module notes."""
+    from robot_dyn.object_dynamics.evaluation import chamfer
 
     config = config.validated()
     rng = np.random.default_rng(seed)
-    particles = np.asarray(particles, dtype=float)
-    history = model.config.history
-    target_t = torch.as_tensor(target, dtype=torch.float32)
+    particles, target = np.asarray(particles, dtype=float), np.asarray(target, dtype=float)
     best, evaluated, pushes = None, 0, sample_pushes(rng, particles, config.samples, config)
     for round_ in range(config.iterations):
-        paths = torch.as_tensor(tool_paths(pushes, height, config), dtype=torch.float32)
-        batch = len(pushes)
-        # the history: the rope at rest, the tip lowered at the start
-        objects = torch.as_tensor(particles, dtype=torch.float32)[None, None].expand(batch, history + 1, -1, -1)
-        start = torch.as_tensor(np.column_stack([pushes[:, :2], np.full(batch, height)]), dtype=torch.float32)
-        tool = start[:, None].expand(batch, history + 1, 3)
-        with torch.no_grad():
-            final = rollout(model, objects.contiguous(), tool.contiguous(), paths)[:, -1]
-            cost = chamfer_xy(final, target_t).numpy()
-        evaluated += batch
+        paths, steps = tool_paths(pushes, height, config, predictor.step_s)
+        final = predictor.final(particles, paths, steps)
+        cost = chamfer(final[..., :2], target[:, :2])
+        evaluated += len(pushes)
         order = np.argsort(cost)
         if best is None or cost[order[0]] < best[1]:
-            best = (pushes[order[0]], float(cost[order[0]]), final[order[0]].numpy().astype(float))
+            best = (pushes[order[0]], float(cost[order[0]]), final[order[0]])
         if round_ + 1 < config.iterations:
             elites = pushes[order[:config.elites]]
             spread = elites.std(axis=0) + np.array([0.002, 0.002, 0.05, 0.005])
@@ -174,48 +221,10 @@ def plan_push(model, particles: np.ndarray, target: np.ndarray, height: float, c
                 break
             pushes = drawn
     push, cost, predicted = best
-    direction = np.array([np.cos(push[2]), np.sin(push[2])])
-    return PushPlan(push[:2].copy(), push[:2] + (config.approach + push[3]) * direction, float(push[2]), float(push[3]),
-                    predicted, cost, evaluated)
+    return _plan(push, config, predicted, cost, evaluated)
 
 
 def random_plan(particles: np.ndarray, config: PlannerConfig = PlannerConfig(), seed: int = 0) -> PushPlan:
     """The random-push baseline: one feasible push aimed at the rope (step 1 only), not rolled out."""
     push = sample_pushes(np.random.default_rng(seed), np.asarray(particles, dtype=float), 1, config)[0]
-    direction = np.array([np.cos(push[2]), np.sin(push[2])])
-    return PushPlan(push[:2].copy(), push[:2] + (config.approach + push[3]) * direction, float(push[2]), float(push[3]),
-                    np.asarray(particles, dtype=float), float("nan"), 0)
-
-
-def push_to_shape(sim, planner, shape: str, seed: int, pushes: int = 5, config: PlannerConfig = PlannerConfig(),
-                  stop_at: float = 0.0) -> dict:
-    """Closed loop in process: a rope in the random start shape of `seed` (robot_dyn.perception.episodes'
-    RopePushSim, no cameras), the target `shape` made from it, then up to `pushes` rounds of plan, push
-    (through the control cores, as recorded pushes are) and observe the rope's vertices, stopping once the
-    Chamfer distance to the target is at most `stop_at` m. planner(particles (N, 3), target (M, 3),
-    height, seed) -> PushPlan. Returns the Chamfer distance (m) before and after each push and the
-    planning times (s)."""
-    import time
-
-    from robot_dyn.object_dynamics.evaluation import chamfer
-    from robot_dyn.perception.episodes import Push
-    from robot_dyn.sim.deformables import rope_vertices
-
-    c = sim.config
-    height = c.table.height + c.pusher.tip_radius + c.push.clearance
-    vertices = sim.reset(np.random.default_rng(seed))
-    target = target_shape(shape, vertices)
-    distances, plan_s = [chamfer(vertices[:, :2], target[:, :2])], []
-    for k in range(pushes):
-        if distances[-1] <= stop_at:
-            break
-        began = time.perf_counter()
-        plan = planner(vertices, target, height, seed * 100 + k)
-        plan_s.append(time.perf_counter() - began)
-        direction = np.array([np.cos(plan.angle), np.sin(plan.angle), 0.0])
-        start, end = np.array([*plan.start, height]), np.array([*plan.end, height])
-        sim.run_push(Push(-1, start + config.approach * direction, direction, plan.length, start, end), lambda _: None)
-        vertices = rope_vertices(sim.model, sim.data, c.rope.name)
-        distances.append(chamfer(vertices[:, :2], target[:, :2]))
-    return {"seed": seed, "shape": shape, "chamfer_m": distances, "plan_s": plan_s}
-
+    return _plan(push, config, np.asarray(particles, dtype=float), float("nan"), 0)
