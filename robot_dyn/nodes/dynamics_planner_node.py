@@ -19,8 +19,8 @@ cost, each outcome, reached / gave up / aborted), /dynamics_planner/target_point
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -44,6 +44,8 @@ DESCRIPTIONS = schema.descriptions(schema.DYNAMICS_PLANNER)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 LEAD_S = 0.2  # s: a path starts this long after it is sent, so that it reaches the controller before it begins
+PATH_GRACE_S = 10.0  # s past a path's planned end before a run gives up on the controller finishing it (time
+# scaling slows a path while the arm lags its reference)
 PATH_EVENT = re.compile(r"^cartesian path (done|rejected|preempted)")
 
 
@@ -90,7 +92,7 @@ class DynamicsPlannerNode(Node):
         self.height = scene.table.height + scene.pusher.tip_radius + scene.push.clearance
         self.particles, self.particles_stamp, self.pose, self.given_target = None, -1.0, None, None
         self.shaping, self.state, self.runs = None, "idle", 0
-        self.pending, self.path_end, self.outcome_after = None, None, None
+        self.pending, self.path_end, self.outcome_after = None, 0.0, 0.0
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planning")
         self.path_pub = self.create_publisher(MultiDOFJointTrajectory, "/controller/cartesian_path", RELIABLE)
         self.target_pub = self.create_publisher(PointCloud2, "/dynamics_planner/target_points", LATCHED)
@@ -189,6 +191,10 @@ class DynamicsPlannerNode(Node):
             except ValueError as exc:
                 return self._finish(f"aborted: planning failed: {exc}", warn=True)
             self._send(plan, time.perf_counter() - started)
+        elif self.state == "pushing" and self._now() > self.path_end:
+            late = self._now() - self.path_end + PATH_GRACE_S
+            self._finish(f"aborted: the controller has not finished the push's path {late:.0f} s after its planned end",
+                         warn=True)
         elif self.state == "settling" and self._now() >= self.outcome_after and self.particles_stamp >= self.outcome_after:
             distance = self.shaping.observe(self.particles)
             self.event(f"push {self.shaping.pushes} done: Chamfer to the target {distance * 1e3:.1f} mm")
@@ -201,6 +207,7 @@ class DynamicsPlannerNode(Node):
         path, _ = push_path(plan, self.height, self.pose, self.push_rotation, self.pusher_length, t0, self.config,
                             self.hover)
         self.path_pub.publish(cartesian_path_msg(path, self.ee_frame, t0))
+        self.path_end = path.t_end + PATH_GRACE_S
         self.predicted_pub.publish(cm.particles_msg(plan.predicted, np.zeros(len(plan.predicted)), self.particles_stamp,
                                                     self.frame_id))
         self.state = "pushing"

@@ -61,6 +61,7 @@ class GraphClient:
         self.recorder_events: list[str] = []
         self.policy_events: list[str] = []
         self.search_events: list[str] = []
+        self.dynamics_planner_events: list[str] = []
         self.task_scores: list[float] = []  # /task/score of a task scene, in order (coverage, inserted depth)
         self.task_success: list[bool] = []  # /task/success, in order
         self.diagnostics: dict[str, tuple[int, dict]] = {}  # status name -> (how many so far, the last values)
@@ -77,6 +78,8 @@ class GraphClient:
         n.create_subscription(String, "/recorder/events", lambda m: self.recorder_events.append(m.data), EVENTS)
         n.create_subscription(String, "/policy/events", lambda m: self.policy_events.append(m.data), EVENTS)
         n.create_subscription(String, "/search/events", lambda m: self.search_events.append(m.data), EVENTS)
+        n.create_subscription(String, "/dynamics_planner/events", lambda m: self.dynamics_planner_events.append(m.data),
+                              EVENTS)
         n.create_subscription(Float64, "/task/score", lambda m: self.task_scores.append(m.data), 10)
         n.create_subscription(Bool, "/task/success", lambda m: self.task_success.append(m.data), 10)
         self._services = {}  # service name -> its Trigger client
