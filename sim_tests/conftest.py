@@ -10,6 +10,24 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 LOG_TAIL_LINES = 25
+# A small Gaussian tracker (150 Gaussians, few iterations) that keeps up with 96x72 sim cameras on a loaded
+# 2-core machine: the live perception tests' (test_perception_graph.py, test_dynamics_planner_graph.py)
+SMALL_TRACKER = """tracking:
+  max_gaussians: 150
+  voxel_size: 0.006
+  init_iterations: 10
+  iterations: 5
+  n_particles: 24
+  particle_min_spacing: 0.01
+"""
+
+
+@pytest.fixture
+def small_tracker(tmp_path) -> str:
+    """The path of a tracking config file holding SMALL_TRACKER."""
+    path = tmp_path / "tracking.yaml"
+    path.write_text(SMALL_TRACKER)
+    return str(path)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -20,23 +20,13 @@ from robot_dyn.object_dynamics.models import ModelConfig, build_model, save_mode
 from robot_dyn.robots import load_robot
 
 KEEP = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-SMALL_TRACKER = """tracking:
-  max_gaussians: 150
-  voxel_size: 0.006
-  init_iterations: 10
-  iterations: 5
-  n_particles: 24
-  particle_min_spacing: 0.01
-"""
 
-
-def test_the_dynamics_planner_pushes_the_rope_through_the_controller_and_observes_the_outcome(tmp_path):
+def test_the_dynamics_planner_pushes_the_rope_through_the_controller_and_observes_the_outcome(tmp_path, small_tracker):
     model_dir = tmp_path / "spring_mass"
     save_model(model_dir, build_model(ModelConfig(kind="spring_mass", history=1)), {"step_s": 0.1, "source": "truth"})
-    (tmp_path / "tracking.yaml").write_text(SMALL_TRACKER)
     nodes = sim_graph("panda", overrides={
         "sim": {"camera_width": 96, "camera_height": 72, "rope_seed": 5, "lockstep_timeout_s": 2.0},
-        "perception": {"tracker": "gaussian", "tracking_config": str(tmp_path / "tracking.yaml")},
+        "perception": {"tracker": "gaussian", "tracking_config": small_tracker},
         "dynamics_planner": {"target": "u", "max_pushes": 1, "samples": 32, "iterations": 1, "threads": 1}},
         perception=True, dynamics_model=str(model_dir))
     robot = load_robot("panda")

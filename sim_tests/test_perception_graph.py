@@ -28,15 +28,6 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 KEEP = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 CAMERAS = ("cam0", "cam1", "cam2", "cam3")
 KINDS = ("color", "depth", "mask", "info")
-SMALL_TRACKER = """tracking:
-  max_gaussians: 150
-  voxel_size: 0.006
-  init_iterations: 10
-  iterations: 5
-  n_particles: 24
-  particle_min_spacing: 0.01
-"""
-
 
 class Listener:
     """Records what the perception path publishes, in the test's GraphClient node."""
@@ -82,11 +73,10 @@ def values(status) -> dict:
     return {kv.key: kv.value for kv in status.values}
 
 
-def test_sim_cameras_feed_the_perception_node(tmp_path):
-    (tmp_path / "tracking.yaml").write_text(SMALL_TRACKER)
+def test_sim_cameras_feed_the_perception_node(tmp_path, small_tracker):
     nodes = sim_graph("panda", overrides={
         "sim": {"camera_width": 96, "camera_height": 72, "rope_seed": 3, "lockstep_timeout_s": 2.0},
-        "perception": {"tracker": "gaussian", "tracking_config": str(tmp_path / "tracking.yaml")},
+        "perception": {"tracker": "gaussian", "tracking_config": small_tracker},
         # The pushes go exactly where plan_push puts them, with no MPC or safety filter in between (those are
         # tested in test_safety_graph.py): with them the arm's path into the rope differs, and on some of those
         # pushes this small tracker (5 iterations a set, sets dropped) loses the rope (cloud medians to 31 mm).
@@ -270,11 +260,10 @@ def _rgb_depth(cam, kind, msg):
         return msg
 
 
-def test_perception_node_survives_bad_input_and_drops_when_slow(tmp_path, rendered):
+def test_perception_node_survives_bad_input_and_drops_when_slow(tmp_path, rendered, small_tracker):
     shot, calibrations = rendered
-    (tmp_path / "tracking.yaml").write_text(SMALL_TRACKER)
     spec = next(n for n in sim_graph("panda", perception=True, overrides={"perception": {
-        "tracker": "gaussian", "tracking_config": str(tmp_path / "tracking.yaml"), "use_sim_time": False,
+        "tracker": "gaussian", "tracking_config": small_tracker, "use_sim_time": False,
         "image_qos": "reliable"}})
         if n.name == "perception")
     with GraphProcesses([spec], tmp_path) as graph:  # this test is the cameras
