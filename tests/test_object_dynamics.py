@@ -299,3 +299,40 @@ def test_the_closed_loop_plans_pushes_the_simulated_rope_and_observes_it():
     assert len(result["plan_s"]) == 1 and abs(after - before) > 0.002, "the planned push reached the rope"
     with pytest.raises(ValueError, match="speed"):
         push_to_shape(sim, lambda *a: None, "u", seed=11, pushes=1, config=PlannerConfig(speed=0.2))
+
+
+def test_a_push_becomes_one_flange_path_and_the_shaping_loop_ends_as_told():
+    from robot_dyn.dynamics.rigid_body import RigidBody
+    from robot_dyn.object_dynamics.planning import PlannerConfig, PushPlan
+    from robot_dyn.object_dynamics.pushing import Shaping, ShapingSettings, push_path
+    from robot_dyn.robots import load_robot
+
+    robot = load_robot("panda")
+    home, down = RigidBody(robot).ee_pose(robot.home)
+    config = PlannerConfig()
+    plan = PushPlan(np.array([0.45, 0.05]), np.array([0.55, 0.05]), 0.0, 0.06, 1.5, np.zeros((3, 3)), 0.02, 1)
+    path, push_end = push_path(plan, 0.115, (home, down), down, 0.10, t0=2.0, config=config, hover=0.06)
+    tip = path.p + 0.10 * down[:, 2]
+    assert path.t0 == 2.0 and np.allclose(path.p[0], home)  # it starts where the arm is, when told
+    at_end = np.argmin(np.abs(path.times - push_end))
+    assert np.allclose(tip[at_end], [0.55, 0.05, 0.115], atol=1e-9) and np.allclose(tip[-1], [0.55, 0.05, 0.175])
+    low = tip[:, 2] < 0.115 + 1e-6  # pushing height: from the start to the end, never lower
+    assert np.allclose(tip[low][0], [0.45, 0.05, 0.115]) and tip[:, 2].min() > 0.115 - 1e-9
+    pushing = (path.times >= path.times[low][0]) & (path.times <= push_end)
+    assert np.linalg.norm(path.v[pushing], axis=1).max() <= config.speed + 1e-6
+    assert np.allclose(path.R, down)
+
+    calls = []
+    planner = lambda particles, target, height, seed: calls.append(seed) or plan  # noqa: E731
+    rope = np.column_stack([np.full(8, 0.5), np.linspace(-0.2, 0.2, 8), np.full(8, 0.107)])
+    shaping = Shaping(planner, ShapingSettings("straight", max_pushes=2, reached=0.001), height=0.115, seed=3)
+    bent = rope + np.array([0.03, 0.0, 0.0]) * np.sin(np.linspace(0, np.pi, 8))[:, None]
+    assert shaping.observe(bent) > 0.001 and shaping.plan(bent) is plan
+    shaping.observe(bent)
+    assert shaping.plan(bent) is plan and shaping.outcome is None
+    shaping.observe(bent)
+    assert shaping.plan(bent) is None and shaping.outcome.startswith("gave up after 2 pushes") and calls == [300, 301]
+    straight = Shaping(planner, ShapingSettings("straight", reached=0.005, rope_length=0.4), height=0.115, seed=0)
+    assert straight.observe(rope) < 0.005 and straight.outcome.startswith("reached") and straight.plan(rope) is None
+    with pytest.raises(ValueError, match="particles"):
+        straight.observe(np.full((8, 3), np.nan))

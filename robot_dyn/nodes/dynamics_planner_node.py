@@ -196,7 +196,10 @@ class DynamicsPlannerNode(Node):
             self._finish(f"aborted: the controller has not finished the push's path {late:.0f} s after its planned end",
                          warn=True)
         elif self.state == "settling" and self._now() >= self.outcome_after and self.particles_stamp >= self.outcome_after:
-            distance = self.shaping.observe(self.particles)
+            try:
+                distance = self.shaping.observe(self.particles)
+            except ValueError as exc:
+                return self._finish(f"aborted: /perception/particles: {exc}", warn=True)
             self.event(f"push {self.shaping.pushes} done: Chamfer to the target {distance * 1e3:.1f} mm")
             self._next_round()
 
