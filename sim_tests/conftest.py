@@ -17,6 +17,7 @@ SMALL_TRACKER = """tracking:
   voxel_size: 0.006
   init_iterations: 10
   iterations: 5
+  warm_start_velocity: 0.5
   n_particles: 24
   particle_min_spacing: 0.01
 """
