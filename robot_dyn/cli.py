@@ -443,14 +443,18 @@ def _recording(args) -> int:
 
 
 def _record_pushes(args) -> int:
-    from robot_dyn.object_dynamics.dataset import import_tracks, record_pushes
+    from robot_dyn.object_dynamics.dataset import any_direction, import_tracks, record_pushes
+    from robot_dyn.perception.episodes import load_config
 
     try:
+        config = load_config(args.config)
+        if args.any_direction:
+            config = any_direction(config)
         if args.track:
             from robot_dyn.jobs.dynamics import record_tracked_pushes
 
             dataset = record_tracked_pushes(Path(args.out), args.episodes, args.seed, args.workers,
-                                            args.particles or 32, args.config,
+                                            args.particles or 32, config,
                                             progress=lambda done, n: print(f"[track] {done}/{n}", file=sys.stderr))
         elif args.tracks:
             episodes = []
@@ -461,7 +465,7 @@ def _record_pushes(args) -> int:
                     raise ValueError(f"{run}/config.json: not a 'robot-dyn track' run folder ({exc!r})") from None
             dataset = import_tracks(Path(args.out), episodes, args.tracks, args.particles)
         else:
-            dataset = record_pushes(Path(args.out), args.episodes, args.seed, args.config, args.particles, args.workers,
+            dataset = record_pushes(Path(args.out), args.episodes, args.seed, config, args.particles, args.workers,
                                     progress=lambda done, n: print(f"[record] pushes {done}/{n}", file=sys.stderr))
     except ValueError as exc:
         raise SystemExit(f"record pushes: {exc}")
@@ -700,6 +704,9 @@ def main(argv=None) -> int:
                    help="pushes: particles per push, farthest-point sampled from the ground-truth vertices or "
                         "the tracked particles (default: all)")
     p.add_argument("--workers", type=int, default=2, help="pushes: processes")
+    p.add_argument("--any-direction", action="store_true",
+                   help="pushes: at any angle to the rope and anywhere along it (the config's pushes keep within 30 deg "
+                        "of its normal, away from the ends); train planning models on these")
     p.add_argument("--out", required=True, help="folder for episode_000, episode_001, ...")
     p.add_argument("--seed", type=int, default=0, help="episode i uses the seed (seed, i)")
     p.add_argument("--width", type=int, default=None, help="image width, px (default: configs/perception.yaml)")

@@ -196,7 +196,7 @@ def test_record_and_train_from_the_command_line(tmp_path):
     out = tmp_path / "data"
     run = lambda *args: subprocess.run([sys.executable, "-m", "robot_dyn.cli", *args], capture_output=True,  # noqa: E731
                                        text=True, timeout=300)
-    done = run("record", "pushes", "--episodes", "2", "--workers", "1", "--out", str(out))
+    done = run("record", "pushes", "--episodes", "2", "--workers", "1", "--any-direction", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["pushes"] == 2
     done = run("train", "dynamics", "--dataset", str(out), "--model", "mlp", "--steps", "5", "--validation", "1",
@@ -336,3 +336,23 @@ def test_a_push_becomes_one_flange_path_and_the_shaping_loop_ends_as_told():
     assert straight.observe(rope) < 0.005 and straight.outcome.startswith("reached") and straight.plan(rope) is None
     with pytest.raises(ValueError, match="particles"):
         straight.observe(np.full((8, 3), np.nan))
+
+
+def test_any_direction_pushes_come_at_every_angle_and_reach_the_ends():
+    from robot_dyn.object_dynamics.dataset import any_direction
+    from robot_dyn.perception.episodes import load_config, plan_push
+    from robot_dyn.sim.deformables import random_rope_shape
+
+    config = load_config()
+    rope = random_rope_shape(np.random.default_rng(0), config.rope, config.table)
+    tangent = np.gradient(rope[:, :2], axis=0)
+    for scene, wide in ((config, False), (any_direction(config), True)):
+        rng = np.random.default_rng(1)
+        pushes = [plan_push(rng, rope, scene) for _ in range(200)]
+        off_normal = [np.degrees(np.arcsin(min(1.0, abs(p.direction[:2] @ tangent[p.contact_vertex])
+                                                / np.linalg.norm(tangent[p.contact_vertex])))) for p in pushes]
+        vertices = [p.contact_vertex for p in pushes]
+        if wide:
+            assert max(off_normal) > 60 and min(vertices) <= 2 and max(vertices) >= len(rope) - 3
+        else:
+            assert max(off_normal) < 31 and min(vertices) >= 5 and max(vertices) <= len(rope) - 6
