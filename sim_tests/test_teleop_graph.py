@@ -41,9 +41,12 @@ def test_twist_commands_move_the_arm_stop_it_when_they_expire_and_bad_ones_are_r
         c.spin_until(stream_ended, 30, "the end of the twist stream's motion")
         s.wait(0.3)
         rise = _ee(s, c.states[-1][1])[2] - p0[2]
-        # at most: 1 s at 0.15 m/s plus the timeout's 15 mm and the 11 mm stop; at least most of it (the
-        # client may lag, which only shortens the motion)
-        assert 0.08 < rise < 0.15 + 0.015 + 0.012 + 0.005, rise
+        # At most 0.15 m/s for as long as the controller followed the stream (its events say how long: a client
+        # whose view of sim time lags on a loaded machine streams for longer than 1 s of sim time; one CI run
+        # followed for 1.58 s), plus the 11 mm stop; at least most of 1 s (a lagging client only adds to it).
+        followed = sum(float(e.split(" after ")[1].split(" s")[0]) for e in c.controller_events[start:]
+                       if e.startswith("twist done"))
+        assert 0.08 < rise < 0.15 * followed + 0.012 + 0.005, (rise, followed)
         t, q, qd, _ = c.state_arrays(c.sim_time - 0.2)
         assert np.max(np.abs(qd)) < 0.01 and np.max(np.abs(q - q[0])) < 1e-3  # at rest, holding
 
