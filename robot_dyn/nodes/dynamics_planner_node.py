@@ -80,10 +80,6 @@ class DynamicsPlannerNode(Node):
         super().__init__("dynamics_planner")
         declare_parameters(self, DEFAULTS, DESCRIPTIONS)
         p = parameter_values(self, DEFAULTS)
-        from robot_dyn.object_dynamics.planning import TARGET_SHAPES
-
-        if p["target"] not in TARGET_SHAPES:
-            raise ValueError(f"parameter 'target' must be one of {list(TARGET_SHAPES)}, got '{p['target']}'")
         self.settings, self.config, self.planner, scene = planner_from_parameters(p)
         robot = load_robot(p["robot"])
         self.ee_frame, self.frame_id, self.seed = robot.ee_frame, p["world_frame"], int(p["seed"])

@@ -16,7 +16,7 @@ import numpy as np
 from robot_dyn.control.outer_loop import OuterLoopConfig
 from robot_dyn.control.trajectory import CartesianMove, CartesianPath, min_jerk_duration
 from robot_dyn.object_dynamics.evaluation import chamfer
-from robot_dyn.object_dynamics.planning import PlannerConfig, PushPlan, target_shape
+from robot_dyn.object_dynamics.planning import TARGET_SHAPES, PlannerConfig, PushPlan, target_shape
 
 SAMPLE_S = 0.02  # s between the path's samples (the controller interpolates them with quintic splines)
 
@@ -68,6 +68,8 @@ class ShapingSettings:
     rope_length: float | None = 0.465
 
     def validated(self) -> "ShapingSettings":
+        if self.target not in TARGET_SHAPES:
+            raise ValueError(f"shaping: 'target' must be one of {list(TARGET_SHAPES)}, got {self.target!r}")
         if self.max_pushes < 1 or self.reached < 0 or self.settle_s < 0 or not (self.rope_length or 1) > 0:
             raise ValueError(f"shaping: need max_pushes >= 1, reached >= 0, settle_s >= 0, rope_length > 0, got {self}")
         return self
