@@ -144,7 +144,8 @@ def _bench(args) -> int:
                              "the models/gnn folder of bench dynamics --out)")
         os.environ.setdefault("MUJOCO_GL", "egl")
         try:
-            result = bench_planning(args.model, quick=args.quick, seeds=args.seeds, workers=args.workers, log=progress)
+            result = bench_planning(args.model, quick=args.quick, seeds=args.seeds, workers=args.workers, out=args.out,
+                                    log=progress)
         except ValueError as exc:
             raise SystemExit(f"bench planning: {exc}")
     elif args.what == "tracking":
@@ -568,7 +569,7 @@ def main(argv=None) -> int:
     p.add_argument("--episodes-per-task", type=int, default=3, help="recording: graph episodes per task")
     p.add_argument("--out", default=None, help="tracking: write a contact-sheet PNG per episode and metrics.json here; "
                                                "imitation: keep the datasets, encoders and policies here; "
-                                               "search, dynamics: the report, plots and models")
+                                               "search, dynamics, planning: the report, plots and models")
     p.add_argument("--demos", type=int, default=None, help="imitation: expert demonstrations per task (default 100); "
                                                             "search: the person's searches (default 10)")
     p.add_argument("--rollouts", type=int, default=None, help="imitation: evaluation episodes per variant (default 50)")

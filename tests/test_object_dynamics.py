@@ -297,6 +297,10 @@ def test_the_closed_loop_plans_pushes_the_simulated_rope_and_observes_it():
                            config=config)
     before, after = result["chamfer_m"]
     assert len(result["plan_s"]) == 1 and abs(after - before) > 0.002, "the planned push reached the rope"
+    target = np.array(result["target_xy"])
+    assert chamfer(np.array(result["start_xy"]), target) == pytest.approx(before)
+    assert chamfer(np.array(result["final_xy"]), target) == pytest.approx(after)
+    assert np.array(result["pushes_xy"]).shape == (1, 4)
     with pytest.raises(ValueError, match="speed"):
         push_to_shape(sim, lambda *a: None, "u", seed=11, pushes=1, config=PlannerConfig(speed=0.2))
 

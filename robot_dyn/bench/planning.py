@@ -13,16 +13,19 @@ perception node's particles):
 Figures per planner: success rate at Chamfer thresholds (the Chamfer distance to the target after the last
 push at most the threshold; a run stops early once it is within the smallest), the share of runs whose start
 was already within each threshold (some start shapes are nearly straight), the final Chamfer distance's
-median, its ratio to the start's, and the planning time per push (p50, p95; one core per run). report.json
-keeps every run's Chamfer distances. gnn_success_vs_oracle: the GNN's success rate at 10 mm over the
-oracle's.
+median, its ratio to the start's, and the planning time per push (p50, p95; one core per run). The JSON
+keeps every run's Chamfer distances; `out` adds report.json with every run's shapes and pushes too,
+shapes.png (the first seed's start, target and final rope per shape and planner) and
+success_vs_threshold.png. gnn_success_vs_oracle: the GNN's success rate at 10 mm over the oracle's.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -72,7 +75,7 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def bench_planning(model_dir, quick: bool = False, seeds: int | None = None, pushes: int = 5, workers: int = 2,
-                   oracle_samples: int = 32, log=lambda *_: None) -> dict:
+                   oracle_samples: int = 32, out: str | None = None, log=lambda *_: None) -> dict:
     from robot_dyn.object_dynamics.models import load_model
     from robot_dyn.parallel import spawn_map
 
@@ -104,4 +107,66 @@ def bench_planning(model_dir, quick: bool = False, seeds: int | None = None, pus
     result["gnn_success_vs_oracle"] = gnn[key] / oracle[key] if oracle[key] > 0 else None
     result["gnn_vs_random_final_chamfer"] = gnn["final_chamfer_mm_median"] / rnd["final_chamfer_mm_median"]
     result["wall_s"] = time.perf_counter() - started
+    if out is not None:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(json.dumps({**result, "runs": runs}, indent=1) + "\n")
+        _plot_shapes(out_dir / "shapes.png", runs, shapes)
+        _plot_success(out_dir / "success_vs_threshold.png", runs)
     return result
+
+
+def _plot_shapes(path: Path, runs: list[dict], shapes) -> None:
+    """The first seed of each shape (rows) for each planner (columns): start, target and final rope, pushes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(shapes), len(PLANNERS), figsize=(4 * len(PLANNERS), 3.6 * len(shapes)), squeeze=False)
+    for row, shape in enumerate(shapes):
+        for col, planner in enumerate(PLANNERS):
+            ax = axes[row, col]
+            mine = [r for r in runs if r["planner"] == planner and r["shape"] == shape]
+            run = min(mine, key=lambda r: r["seed"])
+            for key, style, label in (("start_xy", dict(color="0.6", ls="--"), "start"),
+                                      ("target_xy", dict(color="tab:green", marker=".", ls="none"), "target"),
+                                      ("final_xy", dict(color="tab:blue", lw=2), "final")):
+                xy = np.asarray(run[key]) * 1e3
+                ax.plot(xy[:, 0], xy[:, 1], label=label, **style)
+            for x0, y0, x1, y1 in np.asarray(run["pushes_xy"]).reshape(-1, 4) * 1e3:
+                ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", color="tab:red"))
+            ax.set_title(f"{planner}, {shape} (seed {run['seed']}): {run['chamfer_m'][-1] * 1e3:.1f} mm", fontsize=9)
+            ax.set_aspect("equal")
+            ax.grid(alpha=0.3)
+            if row == len(shapes) - 1:
+                ax.set_xlabel("x, mm")
+            if col == 0:
+                ax.set_ylabel("y, mm")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_success(path: Path, runs: list[dict]) -> None:
+    """Per planner, the share of runs whose final Chamfer distance is within each threshold (0 to 40 mm)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    thresholds = np.linspace(0.0, 40.0, 161)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for planner in PLANNERS:
+        final = np.array([r["chamfer_m"][-1] for r in runs if r["planner"] == planner]) * 1e3
+        ax.plot(thresholds, [np.mean(final <= t) for t in thresholds], label=planner)
+    start = np.array([r["chamfer_m"][0] for r in runs if r["planner"] == "gnn"]) * 1e3
+    ax.plot(thresholds, [np.mean(start <= t) for t in thresholds], color="0.6", ls="--", label="at the start")
+    ax.set_xlabel("Chamfer distance to the target, mm")
+    ax.set_ylabel("share of runs within it")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -128,7 +128,8 @@ def push_to_shape(sim, planner, shape: str, seed: int, pushes: int = 5, config: 
     height = c.table.height + c.pusher.tip_radius + c.push.clearance
     vertices = sim.reset(np.random.default_rng(seed))
     shaping = Shaping(planner, ShapingSettings(shape, pushes, stop_at), height, seed, target_shape(shape, vertices))
-    plan_s = []
+    plan_s, pushed = [], []
+    start_xy = vertices[:, :2].copy()
     shaping.observe(vertices)
     while True:
         began = time.perf_counter()
@@ -136,9 +137,12 @@ def push_to_shape(sim, planner, shape: str, seed: int, pushes: int = 5, config: 
         if plan is None:
             break
         plan_s.append(time.perf_counter() - began)
+        pushed.append([*plan.start, *plan.end])
         direction = np.array([np.cos(plan.angle), np.sin(plan.angle), 0.0])
         start, end = np.array([*plan.start, height]), np.array([*plan.end, height])
         sim.run_push(Push(-1, start + config.approach * direction, direction, plan.length, start, end), lambda _: None)
         vertices = rope_vertices(sim.model, sim.data, c.rope.name)
         shaping.observe(vertices)
-    return {"seed": seed, "shape": shape, "chamfer_m": shaping.distances, "plan_s": plan_s}
+    return {"seed": seed, "shape": shape, "chamfer_m": shaping.distances, "plan_s": plan_s,
+            "target_xy": shaping.target[:, :2].tolist(), "start_xy": start_xy.tolist(),
+            "final_xy": vertices[:, :2].tolist(), "pushes_xy": pushed}
