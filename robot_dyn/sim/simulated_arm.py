@@ -36,8 +36,10 @@ class SimulatedArm:
     def time(self) -> float:
         return self.backend.time
 
-    def advance(self, steps: int, record=None) -> None:
-        """Run `steps` physics steps; record(t, q, qd, tau), if given, sees each step's state and torque."""
+    def advance(self, steps: int, record=None, after_step=None) -> None:
+        """Run `steps` physics steps; record(t, q, qd, tau), if given, sees each step's state and torque, and
+        after_step(), if given, runs after each step (to measure what the step's physics did, e.g. a contact
+        force, at every step rather than at a sample of them)."""
         backend, layer, dt = self.backend, self.layer, self.backend.dt
         start = time.perf_counter()
         for _ in range(steps):
@@ -48,13 +50,15 @@ class SimulatedArm:
             if record is not None:
                 record(backend.time, q, qd, self.tau)
             backend.step(self.tau)
+            if after_step is not None:
+                after_step()
         self.physics_seconds += time.perf_counter() - start
 
     def follow(self, reference_at, duration: float, rate_hz: float = 500.0, record=None, observe=None,
-               after_tick=None) -> None:
+               after_tick=None, after_step=None) -> None:
         """Run the outer loop in this process: every 1/rate_hz s submit reference_at(t) (an object with
         stamp, q, qd, qdd, tau_ff), then advance physics. observe(t, q, qd) sees the measured state before
-        each reference; after_tick(t, q) after each outer period; record as in advance().
+        each reference; after_tick(t, q) after each outer period; record and after_step as in advance().
         Raises ReferenceRejected (a RuntimeError) if the robot layer rejects a reference."""
         steps = max(1, int(round(1.0 / (rate_hz * self.backend.dt))))
         t_end = self.time + duration
@@ -66,7 +70,7 @@ class SimulatedArm:
             ref = reference_at(t)
             if not self.layer.submit(t, ref.stamp, self.robot.joint_names, ref.q, ref.qd, ref.qdd, ref.tau_ff):
                 raise ReferenceRejected(f"reference rejected: {self.layer.drain_events()[-1][1]}")
-            self.advance(steps, record)
+            self.advance(steps, record, after_step)
             if after_tick is not None:
                 after_tick(self.time, self.backend.joint_state()[0])
 

@@ -33,7 +33,9 @@ class EpisodeResult:
     success: bool
     duration_s: float  # sim time until the expert was done (or the time limit)
     score: dict  # the task's score at the end
-    contact_force_n: np.ndarray = field(repr=False)  # (T, 3) per outer tick, world frame
+    # (T, 3) N, world frame, per outer tick: the mean over the tick's physics steps (a stiff contact's force
+    # alternates from step to step; a sample of one step in two doubled the reported force)
+    contact_force_n: np.ndarray = field(repr=False)
     wall_s: float = 0.0
     phases: list = field(default_factory=list)  # the expert's phases, in order
     refused: str = ""  # the robot layer's refusal that ended the episode (refusal_ends_episode), else empty
@@ -91,7 +93,7 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
     loop = controller_loop(arm_robot, controller_parameters(), logging.getLogger("robot_dyn.in_process"))
     loop.start(0.0, q0)
     expert = task.expert(seed) if expert is None else expert
-    forces, phases = [], []
+    forces, phases, step_forces = [], [], []
     if observer is not None:
         observer.start(arm, loop, episode)
 
@@ -106,8 +108,12 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
             observer.reference(reference)
         return reference
 
+    def after_step():
+        step_forces.append(episode.contact_force(backend.model, backend.data))
+
     def after_tick(t, q):
-        forces.append(episode.contact_force(backend.model, backend.data))
+        forces.append(np.mean(step_forces, axis=0))
+        step_forces.clear()
         if observer is not None:
             observer.after_tick(t)
 
@@ -136,9 +142,9 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
                 loop.command_wrench(loop.time, loop.time, wrench[:3], wrench[3:], "base")
             if observer is not None:
                 observer.command(arm.time, command)
-            arm.follow(tick, period, observe=observe, after_tick=after_tick)
+            arm.follow(tick, period, observe=observe, after_tick=after_tick, after_step=after_step)
         duration = arm.time
-        arm.follow(tick, settle, observe=observe, after_tick=after_tick)
+        arm.follow(tick, settle, observe=observe, after_tick=after_tick, after_step=after_step)
     except ReferenceRejected as exc:
         if not refusal_ends_episode:
             raise
