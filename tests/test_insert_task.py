@@ -87,3 +87,42 @@ def test_a_malformed_task_config_names_the_field(tmp_path):
         load_insert_config(bad)
     with pytest.raises(ValueError, match="unknown task"):
         load_task("stack")
+
+
+def test_while_searching_a_caught_peg_is_not_dragged_and_a_dipped_one_is_waited_on():
+    """The expert's search, command by command: the reference may lead a peg that does not follow by at most
+    max_lead (the sideways push stays bounded), and where the peg sinks below the top the path waits."""
+    from robot_dyn.robots.tools import pointing_down
+    from robot_dyn.tasks.insert_expert import InsertExpert, InsertExpertSettings
+
+    settings = InsertExpertSettings(noise=0.0)
+    expert = InsertExpert(CONFIG, settings, seed=0)
+    nominal, top, R = np.asarray(CONFIG.nominal_hole), CONFIG.top, pointing_down(0.0)
+    on_top = np.array([*nominal, top])
+    above = on_top + [0, 0, settings.approach_height]
+    for t in (1.0, 1.5):  # each phase begins with a person's pause of up to 0.4 s
+        expert.command(t, above, R, above)
+    for t in (2.0, 2.5):
+        expert.command(t, on_top, R, on_top - [0, 0, 2 * settings.press])  # the reference went on, the peg rests
+    assert expert.phase == "search"
+    speed = lambda command: command[:3] * settings.linear_scale  # noqa: E731  (m/s)
+    expert.command(3.0, on_top, R, on_top)
+    free = speed(expert.command(3.5, on_top, R, on_top))
+    assert np.linalg.norm(free[:2]) > 1e-3, "searching moves the reference sideways"
+    direction = free[:2] / np.linalg.norm(free[:2])
+    # the peg stays put while the reference has gone 1.5 max_lead ahead in the direction it was heading
+    lead = np.array([*(1.5 * settings.max_lead * direction), 0.0])
+    caught = speed(expert.command(3.52, on_top, R, on_top + lead))
+    assert caught[:2] @ direction < -settings.gain * 0.4 * settings.max_lead, caught  # pulled back toward the bound
+    within = speed(expert.command(3.54, on_top, R, on_top + 0.5 * lead))
+    assert within[:2] @ direction > 0, within  # inside the bound the path goes on
+    # the peg sinks 0.5 mm below the top, the reference 1 mm to its side: the reference follows the peg
+    dipped = on_top - [0, 0, 0.0005]
+    side = np.array([0.001, 0.0, 0.0])
+    held = speed(expert.command(3.56, dipped, R, dipped + side))
+    assert np.allclose(held[:2], -settings.comply_gain * side[:2]), held
+    path_t = expert._path_t
+    expert.command(3.58, dipped, R, dipped)
+    assert expert._path_t == path_t, "the path waits where the peg dipped"
+    expert.command(3.56 + settings.dip_hold_s + 0.02, dipped, R, dipped)
+    assert expert._path_t > path_t, "and moves on after dip_hold_s"

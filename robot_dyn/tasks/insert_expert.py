@@ -11,7 +11,13 @@ and knows the hole's nominal position and orientation, not its true offset. Phas
    nominal hole as a person does (robot_dyn.search.paths.wandering_path: toward one believed spot
    after another, along curves, at a varying pace), until the peg dips into the chamfer. A search
    plan (robot_dyn.search.execution) replaces the wandering with a strategy's path, and its force
-   model's wrench (superposed on the impedance by the controller) replaces the pressing;
+   model's wrench (superposed on the impedance by the controller) replaces the pressing. Where the peg
+   catches (on the chamfer's rim, or by friction), the reference may lead it sideways by `max_lead` at
+   most, as a person eases off the stick when the peg resists: the sideways push stays near the
+   stiffness times that lead instead of growing while the path moves on. Where the peg dips below the
+   top (`dip`: partly over the hole, held on the rim), the path waits for up to `dip_hold_s` while the
+   reference follows the peg sideways and the press goes on, so the chamfer can centre it, as a person
+   stops where they feel the peg sink;
 4. insert: comply sideways (the reference follows the peg, so the chamfer centres it) and press on
    down to the success depth, then let go. Held at the chamfer's foot by friction (a fraction of a
    millimetre off the axis), it wiggles: small circles of growing radius until the peg drops.
@@ -50,6 +56,10 @@ class InsertExpertSettings:
     entered: float = 0.0007  # m below the top: the peg has found the chamfer
     search_speed: float = 0.012  # m/s, the wandering's mean pace
     belief: float = 0.5  # the spread of where the person believes the hole is, as a share of the offset radius
+    max_lead: float = 0.004  # m the desired tip may lead the peg sideways while searching: 15-19 N at the Panda's
+    # 3.8-4.8 N/mm there (sliding on the top takes about 2 mm; a peg caught by friction no longer drags more)
+    dip: float = 0.0002  # m below the top: the peg is partly over the hole (sliding on the top it stays above)
+    dip_hold_s: float = 1.0  # s the search path waits where the peg dipped before it moves on
     gain: float = 3.0  # 1/s, position error -> speed
     comply_gain: float = 10.0  # 1/s: how fast the reference follows the peg sideways while inserting
     wiggle: float = 0.05  # rad/s, amplitude of the twist about the vertical while inserting
@@ -76,6 +86,7 @@ class InsertExpert(Phased):
         self.plan = plan
         self._path = plan.path if plan is not None else None  # drawn when the search starts (a person's)
         self._path_t = 0.0  # s along the path, advanced at the hand's pace
+        self._dipped_at = None  # s, when the peg last dipped below the top while searching
         self.wrench = None  # (6,) N, Nm to superpose on the next command, base frame; None: none
 
     def approach_configuration(self, robot, model) -> np.ndarray:
@@ -138,10 +149,16 @@ class InsertExpert(Phased):
             if self._path is None:
                 spread = s.belief * c.offset_radius
                 self._path = wandering_path(s.give_up_s, s.search_speed, spread, self.rng)
-            self._path_t += h * self.hand.pace
-            offset, path_velocity = self._path.sample(self._path_t)
-            path_velocity = path_velocity * self.hand.pace
-            lateral = s.gain * (nominal + offset - tip[:2]) + path_velocity
+            dipped = tip[2] < c.top - s.dip
+            self._dipped_at = (self._dipped_at if self._dipped_at is not None else t) if dipped else None
+            if dipped and t - self._dipped_at < s.dip_hold_s:  # wait where it sank: comply sideways, press on
+                path_velocity = np.zeros(2)
+                lateral = s.comply_gain * (tip[:2] - desired_tip[:2])
+            else:
+                self._path_t += h * self.hand.pace
+                offset, path_velocity = self._path.sample(self._path_t)
+                path_velocity = path_velocity * self.hand.pace
+                lateral = self._eased(s.gain * (nominal + offset - tip[:2]) + path_velocity, tip, desired_tip)
             press = self._press(path_velocity)
             if self.plan is not None and self.plan.force is not None:  # the plan's force as a wrench, the
                 # desired tip level with the peg: the push comes from the wrench alone
@@ -177,6 +194,17 @@ class InsertExpert(Phased):
                 self._enter("done", t)
                 return np.zeros(6)
         return self.hand.stick(np.concatenate([velocity / s.linear_scale, angular / s.angular_scale]))
+
+    def _eased(self, lateral: np.ndarray, tip: np.ndarray, desired_tip: np.ndarray) -> np.ndarray:
+        """The sideways command (2,) m/s with the reference's lead on the peg held to `max_lead`: where the
+        peg is caught, no speed that increases the lead, and a pull back to the bound."""
+        lead = desired_tip[:2] - tip[:2]
+        distance = float(np.linalg.norm(lead))
+        if distance <= self.settings.max_lead:
+            return lateral
+        direction = lead / distance
+        return (lateral - max(0.0, float(lateral @ direction)) * direction
+                - self.settings.gain * (distance - self.settings.max_lead) * direction)
 
     def _press(self, velocity: np.ndarray) -> float:
         """How far (m) the desired tip is held below the measured one while searching at `velocity` (m/s):
