@@ -12,7 +12,7 @@ and knows the hole's nominal position and orientation, not its true offset. Phas
    after another, along curves, at a varying pace), until the peg dips into the chamfer. A search
    plan (robot_dyn.search.execution) replaces the wandering with a strategy's path, and its force
    model's wrench (superposed on the impedance by the controller) replaces the pressing. Where the peg
-   catches (on the chamfer's rim, or by friction), the reference may lead it sideways by `max_lead` at
+   catches (on the chamfer's rim, or wedged on the top), the reference may lead it sideways by `max_lead` at
    most, as a person eases off the stick when the peg resists: the sideways push stays near the
    stiffness times that lead instead of growing while the path moves on. Where the peg dips below the
    top (`dip`: partly over the hole, held on the rim), the path waits for up to `dip_hold_s` while the
@@ -57,7 +57,7 @@ class InsertExpertSettings:
     search_speed: float = 0.012  # m/s, the wandering's mean pace
     belief: float = 0.5  # the spread of where the person believes the hole is, as a share of the offset radius
     max_lead: float = 0.004  # m the desired tip may lead the peg sideways while searching: 15-19 N at the Panda's
-    # 3.8-4.8 N/mm there (sliding on the top takes about 2 mm; a peg caught by friction no longer drags more)
+    # 3.8-4.8 N/mm there (sliding on the top takes about 2 mm; a caught peg is no longer dragged harder)
     dip: float = 0.0002  # m below the top: the peg is partly over the hole (sliding on the top it stays above)
     dip_hold_s: float = 1.0  # s the search path waits where the peg dipped before it moves on
     gain: float = 3.0  # 1/s, position error -> speed
