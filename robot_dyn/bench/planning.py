@@ -137,7 +137,7 @@ def _plot_shapes(path: Path, runs: list[dict], shapes) -> None:
             for x0, y0, x1, y1 in np.asarray(run["pushes_xy"]).reshape(-1, 4) * 1e3:
                 ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", color="tab:red"))
             ax.set_title(f"{planner}, {shape} (seed {run['seed']}): {run['chamfer_m'][-1] * 1e3:.1f} mm", fontsize=9)
-            ax.set_aspect("equal")
+            ax.set_aspect("equal", adjustable="datalim")  # a straight rope would make a sliver of a panel
             ax.grid(alpha=0.3)
             if row == len(shapes) - 1:
                 ax.set_xlabel("x, mm")
