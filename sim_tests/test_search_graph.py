@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from robot_dyn.bringup.graph import ConfigError, sim_graph
+from robot_dyn.bringup.schema import SEARCH
 from robot_dyn.jobs.session import SimSession
 from robot_dyn.tasks import load_task
 
@@ -33,8 +34,12 @@ def test_a_spiral_search_in_the_graph_finds_the_hole_and_presses_the_peg_home(tm
     searched = float(found.split(" after ")[1].split(" s ")[0])
     assert 1.0 < searched < 60.0, found  # it had to search (the hole is off), and found it within the budget
     assert c.task_success and c.task_success[-1], c.task_scores[-5:]
-    # the spiral's 7 N went to the controller as wrench commands, every one applied
-    assert stats["controller"]["wrench_rejections"] == 0, [e for e in controller_events if "wrench" in e]
+    # the spiral's 7 N went to the controller as wrench commands (50 Hz), each applied unless it came stale: a
+    # busy core can hold one back past its 0.1 s of validity, and the controller refuses it (then the force
+    # lapses, as designed); none is refused for anything else, and the stale are rare
+    refused = [e for e in controller_events if e.startswith("wrench command rejected")]
+    assert all("header.stamp: the command is" in e for e in refused), refused
+    assert stats["controller"]["wrench_rejections"] <= 0.05 * SEARCH["rate_hz"][0] * searched, refused
 
 
 def test_a_search_needs_the_insert_scene_and_a_model_for_the_learned_strategies(tmp_path):
