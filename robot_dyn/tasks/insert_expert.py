@@ -150,7 +150,10 @@ class InsertExpert(Phased):
                 spread = s.belief * c.offset_radius
                 self._path = wandering_path(s.give_up_s, s.search_speed, spread, self.rng)
             dipped = tip[2] < c.top - s.dip
-            self._dipped_at = (self._dipped_at if self._dipped_at is not None else t) if dipped else None
+            if not dipped:
+                self._dipped_at = None
+            elif self._dipped_at is None:
+                self._dipped_at = t
             if dipped and t - self._dipped_at < s.dip_hold_s:  # wait where it sank: comply sideways, press on
                 path_velocity = np.zeros(2)
                 lateral = s.comply_gain * (tip[:2] - desired_tip[:2])
