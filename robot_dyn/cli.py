@@ -129,7 +129,7 @@ def _bench(args) -> int:
 
         os.environ.setdefault("MUJOCO_GL", "egl")
         result = bench_search(quick=args.quick, searches=args.searches, demos=args.demos, workers=args.workers,
-                              out=args.out, graph_searches=args.graph_searches, log=progress)
+                              out=args.out, graph_searches=args.graph_searches, task_config=args.task_config, log=progress)
     elif args.what == "dynamics":
         from robot_dyn.bench.dynamics import bench_dynamics
 
@@ -275,7 +275,7 @@ def _train_search(args) -> int:
     out = Path(args.out or f"runs/search/model-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         summary = learn(out, args.episodes or (), args.in_process, args.seed, wrench_topic=args.wrench_topic,
-                        log=lambda m: print(m, file=sys.stderr))
+                        task_config=args.task_config, log=lambda m: print(m, file=sys.stderr))
     except (ValueError, SearchModelError) as exc:
         raise SystemExit(f"train search: {exc}")
     print(json.dumps(summary))
@@ -294,7 +294,7 @@ def _search(args) -> int:
         summary = search_run(args.strategy, out, Path(args.model) if args.model else None, args.episodes, args.seed,
                              settings, None if args.offset_radius is None else args.offset_radius * 1e-3,
                              None if args.clearance is None else args.clearance * 1e-3, args.workers,
-                             log=lambda m: print(m, file=sys.stderr))
+                             task_config=args.task_config, log=lambda m: print(m, file=sys.stderr))
     except (ValueError, SearchModelError) as exc:
         raise SystemExit(f"search: {exc}")
     print(json.dumps({k: v for k, v in summary.items() if k != "searches_by_seed"}))
@@ -582,6 +582,8 @@ def main(argv=None) -> int:
                    help="dynamics: RGB-D pushes recorded and tracked for the honest setting (default 30; 0 skips it)")
     p.add_argument("--graph-searches", type=int, default=None,
                    help="search: holes searched again through the real-time graph per strategy (ergodic, spiral; default 3)")
+    p.add_argument("--task-config", default=None, help="search: the insert task's config file (default "
+                                                       "configs/tasks/insert.yaml; configs/tasks/insert_tilted.yaml: the leaning fixture)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("excitation", help="optimise a Fourier excitation trajectory (JSON out)")
@@ -634,6 +636,8 @@ def main(argv=None) -> int:
     p.add_argument("--wrench-topic", default="/task/contact_wrench",
                    help="search: the episodes' WrenchStamped of the part's force on the tool, base frame "
                         "(a real arm: its estimated external wrench)")
+    p.add_argument("--task-config", default=None,
+                   help="search: the insert task's config file, whose fixture the searches are on (default configs/tasks/insert.yaml)")
     p.add_argument("--model", default=None,
                    choices=["nominal", "identified", "blackbox", "hybrid", "gnn", "mlp", "spring_mass", "zero_motion"],
                    help="inverse-dynamics: nominal | identified | blackbox | hybrid (default); "
@@ -685,6 +689,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=10000, help="the first hole's seed (held out from demonstrations)")
     p.add_argument("--offset-radius", type=float, default=None, help="mm, the uncertainty radius (default: the task's, 10)")
     p.add_argument("--clearance", type=float, default=None, help="mm, the hole's diametral clearance (default: the task's, 0.5)")
+    p.add_argument("--task-config", default=None, help="the insert task's config file (default configs/tasks/insert.yaml; "
+                                                       "configs/tasks/insert_tilted.yaml: the leaning fixture)")
     p.add_argument("--budget", type=float, default=60.0, help="s of searching before giving up")
     p.add_argument("--speed", type=float, default=0.012, help="m/s along the learned and random paths")
     p.add_argument("--workers", type=int, default=2)

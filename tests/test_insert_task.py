@@ -11,7 +11,8 @@ from robot_dyn.safety.sets import load_safe_sets
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.tasks import load_task
 from robot_dyn.tasks.in_process import run_expert
-from robot_dyn.tasks.insert import load_insert_config
+from robot_dyn.paths import config_path
+from robot_dyn.tasks.insert import InsertTask, load_insert_config
 
 TASK = load_task("insert")
 CONFIG = TASK.config
@@ -41,28 +42,35 @@ def test_the_peg_is_part_of_the_robot_for_controller_sim_and_safety_filter():
         Tool("bad", 0.1, 0.02, 0.0).validated()
 
 
-def test_the_fixture_has_a_chamfered_hole_of_the_configured_clearance():
-    episode = TASK.episode(3)
+@pytest.mark.parametrize("config", [CONFIG, load_insert_config(config_path("tasks/insert_tilted.yaml"))],
+                         ids=["level", "leaning"])
+def test_the_fixture_has_a_chamfered_hole_of_the_configured_clearance(config):
+    episode = InsertTask(config).episode(3)
     backend = make_backend("mujoco", with_tool(load_robot("panda"), TASK.tool), scene=episode.scene)
     m, d = backend.model, backend.data
     mujoco.mj_forward(m, d)
+    into = config.axes_from_fixture([0.0, 0.0, -1.0])  # along the hole's axis, into the fixture
 
-    def surface(x, y):  # height of the fixture below (x, y), relative to its top, m
+    def surface(x, y):  # height of the fixture's face below (x, y) of the fixture frame, relative to its top, m
         geom = np.zeros(1, np.int32)
-        start = np.array([x, y, CONFIG.top + 0.01])
-        return CONFIG.top + 0.01 - mujoco.mj_ray(m, d, start, np.array([0, 0, -1.0]), None, 1, -1, geom) - CONFIG.top
+        start = config.from_fixture([x, y, 0.01])
+        return 0.01 - mujoco.mj_ray(m, d, start, into, None, 1, -1, geom)
 
-    half, ch = CONFIG.hole_side / 2, CONFIG.chamfer
+    hole = episode.hole - np.asarray(config.nominal_hole)  # on the face, from the nominal hole
+    half, ch = config.hole_side / 2, config.chamfer
     for direction in (np.array([1.0, 0.0]), np.array([0.0, -1.0])):
-        x, y = episode.hole + direction * (half - 1e-4)
-        assert abs(surface(x, y) + (CONFIG.hole_depth)) < 1e-6  # inside: the hole's floor
-        x, y = episode.hole + direction * (half + ch / 2)
+        x, y = hole + direction * (half - 1e-4)
+        assert abs(surface(x, y) + (config.hole_depth)) < 1e-6  # inside: the hole's floor
+        x, y = hole + direction * (half + ch / 2)
         assert abs(surface(x, y) + ch / 2) < 1e-5  # halfway up the 45 degree chamfer
-        x, y = episode.hole + direction * (half + ch + 1e-3)
+        x, y = hole + direction * (half + ch + 1e-3)
         assert abs(surface(x, y)) < 1e-6  # the top
-    assert np.isclose(CONFIG.hole_side - TASK.tool.width, 0.0005)
-    assert np.linalg.norm(episode.hole - CONFIG.nominal_hole) <= CONFIG.offset_radius
-    assert np.allclose(TASK.episode(-1).hole, CONFIG.nominal_hole)
+    assert np.isclose(config.hole_side - TASK.tool.width, 0.0005)
+    assert np.linalg.norm(hole) <= config.offset_radius
+    assert np.allclose(InsertTask(config).episode(-1).hole, config.nominal_hole)
+    # the leaning fixture's frame: its z is the hole's axis, turned by the tilt about the base's y
+    assert np.isclose(np.degrees(np.arccos(-into[2])), np.degrees(config.tilt))
+    np.testing.assert_allclose(config.from_fixture(config.to_fixture([0.4, 0.1, 0.3])), [0.4, 0.1, 0.3], atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 3, 9])
@@ -77,6 +85,18 @@ def test_the_expert_finds_the_offset_hole_and_contact_stays_sane(seed):
     assert np.all(np.isfinite(force))
 
 
+def test_on_the_leaning_fixture_the_expert_searches_and_inserts_along_the_holes_axis():
+    """The second fixture leans 15 degrees: the expert, thinking in the fixture's frame, aligns the peg with
+    the slanted axis, searches on the sloped face and presses the peg home along it."""
+    task = InsertTask(load_insert_config(config_path("tasks/insert_tilted.yaml")))
+    result = run_expert(task, 0)
+    assert result.success, (result.score, result.phases)
+    assert "search" in result.phases, result.phases  # seed 0's hole is off by more than the chamfer catches
+    assert result.score["lateral_m"] < task.config.clearance
+    force = np.linalg.norm(result.contact_force_n, axis=1)
+    assert np.percentile(force, 95) < 20.0, np.percentile(force, 95)
+
+
 def test_a_malformed_task_config_names_the_field(tmp_path):
     bad = tmp_path / "insert.yaml"
     bad.write_text("insert:\n  peg: {length: 0.1, width: 0.02, mass: 0.1}\n  clearence: 0.001\n")
@@ -84,6 +104,9 @@ def test_a_malformed_task_config_names_the_field(tmp_path):
         load_insert_config(bad)
     bad.write_text("insert:\n  offset_radius: 0.2\n")
     with pytest.raises(ValueError, match="offset_radius"):
+        load_insert_config(bad)
+    bad.write_text("insert:\n  tilt: 0.6\n")
+    with pytest.raises(ValueError, match="insert.tilt"):
         load_insert_config(bad)
     with pytest.raises(ValueError, match="unknown task"):
         load_task("stack")

@@ -123,20 +123,19 @@ def test_a_corrupt_model_file_is_refused_naming_the_field(tmp_path, change, fiel
 
 def test_a_search_is_cut_from_the_touch_to_the_drop():
     t = np.arange(0.0, 6.0, 0.002)
-    top, nominal = 0.1, np.array([0.5, 0.0])
-    tip = np.column_stack([0.5 + 0.001 * t, np.zeros_like(t), np.full_like(t, top + 0.01)])
+    tip = np.column_stack([0.001 * t, np.zeros_like(t), np.full_like(t, 0.01)])  # fixture frame: the top at z = 0
     force = np.zeros((len(t), 3))
     touching = (t >= 1.0) & (t < 4.0)
-    tip[t >= 1.0, 2] = top
+    tip[t >= 1.0, 2] = 0.0
     force[touching, 2] = -3.0  # pressing
-    tip[t >= 4.0, 2] = top - 0.003  # dropped in
-    demo = search_segment(t, tip, force, top, nominal)
+    tip[t >= 4.0, 2] = -0.003  # dropped in
+    demo = search_segment(t, tip, force)
     assert demo.found and abs(demo.t[0] - 1.0) < 0.003 and abs(demo.t[-1] - 4.0) < 0.003
     np.testing.assert_allclose(demo.velocities[len(demo.t) // 2], [0.001, 0.0], atol=1e-9)
     with pytest.raises(DemoError, match="never rests"):
-        search_segment(t, tip, np.zeros_like(force), top, nominal, source="episode 3")
+        search_segment(t, tip, np.zeros_like(force), source="episode 3")
     with pytest.raises(DemoError, match="tip and force must be finite"):
-        search_segment(t, np.where(t[:, None] > 2, np.nan, tip), force, top, nominal)
+        search_segment(t, np.where(t[:, None] > 2, np.nan, tip), force)
 
 
 def test_sampling_paths_last_the_budget_and_stay_in_the_extent():
@@ -169,3 +168,42 @@ def test_searches_with_the_real_controller_find_offset_holes_pressing_with_the_c
     assert spiral.time_s > 5.0, spiral
     # the spiral presses by its wrench alone (its reference stays level with the peg): about 7 N on the fixture
     assert 5.5 < spiral.mean_normal_n < 8.5, spiral.mean_normal_n
+
+
+def test_on_the_leaning_fixture_searches_run_in_its_frame_and_press_along_its_axis():
+    """The second fixture leans 15 degrees. A demonstration on it, read in the fixture's frame, gives a model
+    whose ergodic search finds a hole there; the spiral's 7 N push goes along the hole's axis (measured as
+    the contact force normal to the sloped face), not straight down."""
+    from robot_dyn.paths import config_path
+    from robot_dyn.search.execution import SearchSettings, demonstrate_searches, plan_search, run_search
+    from robot_dyn.tasks import load_task
+
+    task = load_task("insert", config_path("tasks/insert_tilted.yaml"))
+    assert task.config.tilt > 0.2
+    demos = demonstrate_searches(task, [0])
+    assert len(demos) == 1 and demos[0].found
+    assert np.median(demos[0].forces[:, 2]) < -0.5  # pressed into the sloped face
+    assert np.abs(demos[0].offsets).max() < 2 * task.config.offset_radius  # offsets along the face, from the nominal hole
+    model = fit_search_model(demos)
+    settings = SearchSettings(budget_s=30.0)
+    seed = next(s for s in range(100, 200) if 0.005 < np.linalg.norm(task.episode(s).hole - task.config.nominal_hole) < 0.0065)
+    ergodic = run_search(task, seed, plan_search("ergodic", settings, np.random.default_rng(0), model), settings, press_home=False)
+    spiral = run_search(task, seed, plan_search("spiral", settings, np.random.default_rng(0)), settings, press_home=False)
+    for result in (ergodic, spiral):
+        assert result.found and not result.refused, result
+        assert result.peak_force_n < 40.0, result
+    assert 5.5 < spiral.mean_normal_n < 8.5, spiral.mean_normal_n
+    # the wrench the operator sends for the spiral's push: 7 N along the hole's axis, in base axes
+    from robot_dyn.tasks.insert_expert import InsertExpert, InsertExpertSettings
+
+    c = task.config
+    expert = InsertExpert(c, InsertExpertSettings(noise=0.0), plan=plan_search("spiral", settings, np.random.default_rng(0)))
+    flange = expert.aligned_rotation(np.eye(3))
+    on_face = c.from_fixture([0.0, 0.0, 0.0])
+    for t in (1.0, 1.5, 2.0, 2.5):  # above the face, then resting on it while the reference went on
+        tip = c.from_fixture([0.0, 0.0, 0.015]) if t < 2.0 else on_face
+        expert.command(t, tip, flange, tip if t < 2.0 else c.from_fixture([0.0, 0.0, -0.006]))
+    expert.command(3.0, on_face, flange, on_face)
+    assert expert.phase == "search"
+    np.testing.assert_allclose(expert.wrench[:3], -settings.baseline_force * c.fixture_rotation[:, 2], atol=1e-9)
+    assert expert.wrench[0] < -1.5  # 7 sin(15 deg) N of it along the base's -x: not straight down

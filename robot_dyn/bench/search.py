@@ -33,7 +33,9 @@ BENCH_CHAMFER = 0.001
 
 def bench_search(quick: bool = False, searches: int | None = None, demos: int | None = None, radii_mm=(2.0, 5.0, 10.0),
                  clearances_mm=(0.5, 0.25), workers: int = 2, out: str | None = None, graph_searches: int | None = None,
-                 log=lambda *_: None) -> dict:
+                 task_config: str | None = None, log=lambda *_: None) -> dict:
+    """The benchmark on the insert fixture of `task_config` (default configs/tasks/insert.yaml; its chamfer
+    replaced by BENCH_CHAMFER): a report dict (the module's docstring), written with plots to `out`."""
     import tempfile
 
     from robot_dyn.jobs.search import graph_search, plot_search, plot_success_over_time
@@ -45,16 +47,17 @@ def bench_search(quick: bool = False, searches: int | None = None, demos: int | 
     if quick:
         radii_mm, clearances_mm = (5.0,), (0.5,)
     settings = SearchSettings()
-    task = task_variant(load_task("insert"), chamfer=BENCH_CHAMFER)
+    task = task_variant(load_task("insert", task_config), chamfer=BENCH_CHAMFER)
     out_dir = Path(out) if out else None
     log(f"bench search: the scripted person demonstrates {demos} searches")
     shown = demonstrate_searches(task, range(demos), workers=workers)
     counts = sorted({n for n in DEMO_COUNTS if n < len(shown)} | {len(shown)})
-    models = {n: fit_search_model(shown[:n], meta={"task": "insert"}) for n in counts}
+    models = {n: fit_search_model(shown[:n], meta={"task": "insert", "tilt_rad": task.config.tilt}) for n in counts}
     model = models[len(shown)]
     result = {"machine": {"cpu_count": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()},
               "searches_per_cell": searches, "demonstrations": len(shown),
               "demonstrated_radius_mm": task.config.offset_radius * 1e3, "chamfer_mm": task.config.chamfer * 1e3,
+              "fixture_tilt_deg": float(np.degrees(task.config.tilt)),
               "budget_s": settings.budget_s,
               "settings": settings.__dict__, "radii": {}, "strategies": {}}
     pooled = {s: [] for s in STRATEGIES}

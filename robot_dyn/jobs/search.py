@@ -19,13 +19,13 @@ PLOTTED_S = 20.0  # s of a search path drawn over the distribution (a whole budg
 
 
 def learn(out: Path, episodes=(), in_process: int = 0, seed: int = 0, workers: int = 2,
-          wrench_topic: str = "/task/contact_wrench", log=lambda *_: None) -> dict:
+          wrench_topic: str = "/task/contact_wrench", task_config: str | Path | None = None, log=lambda *_: None) -> dict:
     """Fit a search model on the searches in recorded `episodes` (folders; the contact force on
-    `wrench_topic`) and/or `in_process` searches of the scripted person (seeds seed..); writes
-    search_model.json and search_model.png to `out`."""
+    `wrench_topic`) and/or `in_process` searches of the scripted person (seeds seed..) on the fixture of
+    `task_config` (default configs/tasks/insert.yaml); writes search_model.json and search_model.png to `out`."""
     from robot_dyn.tasks import load_task
 
-    task = load_task("insert")
+    task = load_task("insert", task_config)
     demos = []
     for path in episodes:
         try:
@@ -38,7 +38,7 @@ def learn(out: Path, episodes=(), in_process: int = 0, seed: int = 0, workers: i
     if not demos:
         raise ValueError("search learn: no demonstrated search (give recorded insert episodes or --in-process N)")
     model = fit_search_model(demos, seed=seed, meta={"task": "insert", "nominal_hole": list(task.config.nominal_hole),
-                                                     "sources": [d.source for d in demos]})
+                                                     "tilt_rad": task.config.tilt, "sources": [d.source for d in demos]})
     path = model.save(out)
     plot_search(out / "search_model.png", model, demos=demos)
     summary = {"model": str(path), "demonstrations": len(demos), "components": len(model.positions.weights),
@@ -99,20 +99,20 @@ def plot_success_over_time(path: Path, results_by_strategy: dict, budget_s: floa
 
 def search_run(strategy: str, out: Path, model_path: Path | None, episodes: int, first_seed: int = 10000,
                settings: SearchSettings | None = None, offset_radius: float | None = None, clearance: float | None = None,
-               workers: int = 2, log=lambda *_: None) -> dict:
+               workers: int = 2, task_config: str | Path | None = None, log=lambda *_: None) -> dict:
     """`episodes` searches with `strategy` on holes of seeds first_seed.. (held out from demonstrations), in
-    process; writes results.json, success_over_time.png and (with a model) search_path.png to `out`."""
+    process, on the fixture of `task_config` (default configs/tasks/insert.yaml); writes results.json,
+    success_over_time.png and (with a model) search_path.png to `out`."""
     from robot_dyn.tasks import load_task
 
     settings = (settings or SearchSettings()).validated()
     model = load_search_model(model_path) if model_path else None
-    task = load_task("insert")
-    task = task_variant(task, offset_radius, clearance)
+    task = task_variant(load_task("insert", task_config), offset_radius, clearance)
     jobs = [SearchJob(task.config, first_seed + k, strategy, settings, model) for k in range(episodes)]
     results = run_searches(jobs, workers, progress=lambda d, n: log(f"search {strategy}: {d}/{n}"))
     out.mkdir(parents=True, exist_ok=True)
     summary = {"strategy": strategy, "model": str(model_path) if model_path else None,
-               "offset_radius_m": task.config.offset_radius, "clearance_m": task.config.clearance,
+               "offset_radius_m": task.config.offset_radius, "clearance_m": task.config.clearance, "tilt_rad": task.config.tilt,
                "settings": asdict(settings), **summarise(results, settings.budget_s),
                "searches_by_seed": [{k: v for k, v in asdict(r).items() if k != "demo"} for r in results]}
     if model is not None:  # the first hole's path: how well it covers the learned distribution, and a plot

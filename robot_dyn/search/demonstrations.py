@@ -1,11 +1,13 @@
 """Demonstrated searches: the part of an insertion episode where the peg rests on the fixture and the
 operator looks for the hole.
 
-A search begins when the peg first touches the fixture's top (the applied force presses down by
-more than `contact_n` and the tip is within `surface_band` of the top) and ends when the peg drops
-into the hole (the tip `entered` below the top) or the episode ends. What is kept, per sample: the
-tip's offset from the nominal hole on the surface (d = 2: x, y, m), its velocity (m/s), and the force
-the robot applied on the part (3,) N, base axes: minus the contact wrench the part exerts on the peg
+All of it in the fixture's frame (robot_dyn.tasks.insert.InsertConfig.to_fixture: origin at the nominal
+hole on the top face, z out of the face along the hole's axis), so a leaning fixture's searches read as a
+level one's. A search begins when the peg first touches the fixture's top (the applied force presses into
+the face by more than `contact_n` and the tip is within `surface_band` of it) and ends when the peg drops
+into the hole (the tip `entered` below the face) or the episode ends. What is kept, per sample: the
+tip's offset from the nominal hole on the face (d = 2: x, y, m), its velocity (m/s), and the force
+the robot applied on the part (3,) N, fixture axes: minus the contact wrench the part exerts on the peg
 (the sim's /task/contact_wrench, or a real arm's estimated external wrench published there).
 
 Sources: an in-process episode (the tip and contact force per outer tick, robot_dyn.search.execution)
@@ -26,8 +28,8 @@ class DemoError(ValueError):
 
 @dataclass
 class SearchDemo:
-    """t (T,) s; offsets (T, d) m from the nominal hole; velocities (T, d) m/s; forces (T, 3) N applied by
-    the robot on the part, base axes; found: the peg dropped into the hole at its end."""
+    """t (T,) s; offsets (T, d) m from the nominal hole on the face; velocities (T, d) m/s; forces (T, 3) N
+    applied by the robot on the part, fixture axes; found: the peg dropped into the hole at its end."""
 
     t: np.ndarray
     offsets: np.ndarray
@@ -47,25 +49,25 @@ class SearchDemo:
         return SearchDemo(self.t[k], self.offsets[k], self.velocities[k], self.forces[k], self.found, self.source)
 
 
-def search_segment(t, tip, applied_force, top: float, nominal, entered: float = 0.0007, contact_n: float = 1.0,
+def search_segment(t, tip, applied_force, entered: float = 0.0007, contact_n: float = 1.0,
                    surface_band: float = 0.002, smoothing_s: float = 0.05, source: str = "") -> SearchDemo:
-    """The search in an episode's samples: t (T,) s, tip (T, 3) m base frame, applied_force (T, 3) N (the
-    robot on the part); top: the fixture's top z (m); nominal (2,): the nominal hole (x, y) m. Velocities
-    are finite differences over `smoothing_s`. DemoError when the peg never rests on the top."""
+    """The search in an episode's samples: t (T,) s, tip (T, 3) m and applied_force (T, 3) N (the robot on
+    the part), fixture frame (the top face at z = 0, the nominal hole at x = y = 0). Velocities are finite
+    differences over `smoothing_s`. DemoError when the peg never rests on the top."""
     t, tip, force = np.asarray(t, float), np.asarray(tip, float), np.asarray(applied_force, float)
     if t.ndim != 1 or tip.shape != (len(t), 3) or force.shape != (len(t), 3):
         raise DemoError(f"{source}: expected t (T,), tip (T, 3) and force (T, 3), got {t.shape}, {tip.shape}, {force.shape}")
     if not (np.all(np.isfinite(tip)) and np.all(np.isfinite(force)) and np.all(np.diff(t) > 0)):
         raise DemoError(f"{source}: tip and force must be finite and the times increasing")
-    resting = (force[:, 2] < -contact_n) & (np.abs(tip[:, 2] - top) < surface_band)
+    resting = (force[:, 2] < -contact_n) & (np.abs(tip[:, 2]) < surface_band)
     if not resting.any():
         raise DemoError(f"{source}: the peg never rests on the fixture's top (no force above {contact_n} N there): no search")
     first = int(np.argmax(resting))
-    dropped = np.flatnonzero(tip[first:, 2] < top - entered)
+    dropped = np.flatnonzero(tip[first:, 2] < -entered)
     last = first + int(dropped[0]) if dropped.size else len(t) - 1
     if last - first < 2:
         raise DemoError(f"{source}: the peg dropped in at its first touch: no search to learn from")
-    offsets = tip[first:last + 1, :2] - np.asarray(nominal, float)
+    offsets = tip[first:last + 1, :2]
     times = t[first:last + 1]
     lag = max(1, int(round(smoothing_s / max(np.median(np.diff(times)), 1e-6) / 2)))
     ahead, behind = np.minimum(np.arange(len(times)) + lag, len(times) - 1), np.maximum(np.arange(len(times)) - lag, 0)
@@ -125,4 +127,4 @@ def demo_from_episode(path: str | Path, task=None, wrench_topic: str = "/task/co
     contact = np.array([[m.wrench.force.x, m.wrench.force.y, m.wrench.force.z] for m in wrenches])
     held = np.clip(np.searchsorted(wrench_t, t, side="right") - 1, 0, len(wrench_t) - 1)
     c = task.config
-    return search_segment(t, tip, -contact[held], c.top, c.nominal_hole, source=str(path))
+    return search_segment(t, c.to_fixture(tip), c.axes_to_fixture(-contact[held]), source=str(path))

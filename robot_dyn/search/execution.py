@@ -4,7 +4,9 @@ outer loop with its safety filter), and what it measured.
 
 A SearchPlan is a path of offsets from the nominal hole over time (robot_dyn.search.paths) and a
 force model: the force (3,) N the robot applies at a search velocity, sent to the controller as a
-wrench feedforward (robot_dyn.control.wrench) superposed on the impedance. The insert operator
+wrench feedforward (robot_dyn.control.wrench) superposed on the impedance. Both are in the fixture's
+frame (robot_dyn.tasks.insert.InsertConfig.to_fixture: x, y along its top face, z out of it), so a plan
+runs the same on a leaning fixture; what is measured is reported in that frame too. The insert operator
 (robot_dyn.tasks.insert_expert) aligns the peg over the nominal hole, descends until it rests on the
 fixture, follows the plan until the peg drops into the chamfer (found: the measured tip `entered`
 below the top), then presses it home. Strategies:
@@ -56,8 +58,8 @@ class SearchSettings:
 
 @dataclass
 class SearchPlan:
-    """path: offsets from the nominal hole over time; force: velocity (2,) m/s -> force (3,) N the robot
-    applies (base axes), or None to press by position as a person does."""
+    """path: offsets from the nominal hole over time (fixture frame); force: velocity (2,) m/s -> force (3,)
+    N the robot applies (fixture axes), or None to press by position as a person does."""
 
     strategy: str
     path: SearchPath
@@ -65,7 +67,8 @@ class SearchPlan:
 
 
 class ConstantForce:
-    """A force (3,) N whatever the velocity: the baselines' steady push (picklable, unlike a lambda)."""
+    """A force (3,) N (fixture axes) whatever the velocity: the baselines' steady push (picklable, unlike a
+    lambda)."""
 
     def __init__(self, force):
         self.value = np.asarray(force, float)
@@ -80,7 +83,7 @@ def plan_search(strategy: str, settings: SearchSettings, rng: np.random.Generato
     s = settings.validated()
     if strategy not in STRATEGIES:
         raise ValueError(f"search strategy: expected one of {list(STRATEGIES)}, got '{strategy}'")
-    down = ConstantForce([0.0, 0.0, -s.baseline_force])
+    down = ConstantForce([0.0, 0.0, -s.baseline_force])  # into the fixture's face
     if strategy == "spiral":
         return SearchPlan(strategy, spiral_path(s.budget_s, s.spiral_frequency, s.spiral_pitch, s.dt,
                                                 phase=rng.uniform(0, 2 * np.pi), direction=rng.choice([-1.0, 1.0])), down)
@@ -125,7 +128,7 @@ class SearchResult:
     inserted: bool  # ... and was pressed home (the task's success; False when not pressed home)
     time_s: float  # from the search's start to the drop (nan when not found)
     path_length_m: float  # of the measured tip while searching
-    # contact force while searching, normal (z) and lateral (x, y), N, averaged over FORCE_WINDOW_S (what a
+    # contact force while searching, normal and lateral to the fixture's face, N, averaged over FORCE_WINDOW_S (what a
     # wrist force sensor or a robot's external-force estimate reports); the per-tick peak apart (the sim's
     # stiff contact gives millisecond spikes at impacts)
     peak_force_n: float  # the norm's peak
@@ -159,7 +162,8 @@ def run_search(task, seed: int, plan: SearchPlan | None, settings: SearchSetting
     observer = SearchObserver()
     episode = run_expert(task, seed, robot, time_limit=s.budget_s + 30.0, observer=observer, expert=expert,
                          refusal_ends_episode=True, start_q=expert.approach_configuration(arm_robot, RigidBody(arm_robot)))
-    t, tip, contact = np.array(observer.t), np.array(observer.tip), episode.contact_force_n
+    # in the fixture frame: z is the face's normal, x and y along it
+    t, tip, contact = np.array(observer.t), c.to_fixture(observer.tip), c.axes_to_fixture(episode.contact_force_n)
     began = expert.entered_at.get("search")
     dropped = expert.entered_at.get("insert")
     if began is None:  # the peg dropped in as it came down (no search at all), or never got there
@@ -177,8 +181,7 @@ def run_search(task, seed: int, plan: SearchPlan | None, settings: SearchSetting
     length = float(np.linalg.norm(np.diff(tip[window, :2], axis=0), axis=1).sum()) if window.sum() > 1 else 0.0
     demo = None
     if keep_demo and began is not None:
-        demo = search_segment(t, tip, -smooth, c.top, c.nominal_hole, entered=expert_settings.entered,
-                              source=f"{task.name} seed {seed}")
+        demo = search_segment(t, tip, -smooth, entered=expert_settings.entered, source=f"{task.name} seed {seed}")
     hole = task.episode(seed).hole
     return SearchResult(plan.strategy if plan is not None else PERSON, seed,
                         float(np.linalg.norm(hole - np.asarray(c.nominal_hole))), bool(found),
@@ -193,11 +196,12 @@ def demonstrate_searches(task, seeds, robot: str = "panda", workers: int = 1) ->
     return [r.demo for r in run_searches(jobs, workers) if r.demo is not None]
 
 
-def task_variant(task, offset_radius: float | None = None, clearance: float | None = None, chamfer: float | None = None):
-    """The insert task with another uncertainty radius, clearance or chamfer (m; None keeps the task's)."""
+def task_variant(task, offset_radius: float | None = None, clearance: float | None = None, chamfer: float | None = None,
+                 tilt: float | None = None):
+    """The insert task with another uncertainty radius, clearance or chamfer (m) or tilt (rad); None keeps the task's."""
     from robot_dyn.tasks.insert import InsertTask
 
-    changes = {"offset_radius": offset_radius, "clearance": clearance, "chamfer": chamfer}
+    changes = {"offset_radius": offset_radius, "clearance": clearance, "chamfer": chamfer, "tilt": tilt}
     return InsertTask(replace(task.config, **{k: v for k, v in changes.items() if v is not None}))
 
 

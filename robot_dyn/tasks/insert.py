@@ -13,6 +13,11 @@ and fixture geoms use a stiff contact (solref time constant 2 physics steps, nea
 elliptic friction cone, and the peg's corners are chamfered by nothing but the clearance, as a real
 peg would be. `contact_force` reads the normal and friction forces between peg and fixture.
 
+A second fixture leans: `tilt` turns it about the base's y axis, about the nominal hole's point on the top
+face, so the hole's axis leans by that angle and the search runs on a sloped surface. Everything about the
+fixture is said in its frame (InsertConfig.to_fixture): origin at the nominal hole on the top face, x and y
+along the face (the base's x, y when level), z out of the face along the hole's axis.
+
 Frames and units: world = the arm's base frame, z up; m, kg, N. The peg is the flange's tool
 (robot_dyn/robots/tools.py), so the controller's model and the safety filter know its mass and shape.
 """
@@ -29,6 +34,7 @@ from robot_dyn.sim.deformables import ARM_CONTACT, SCENE_CONTACT, TABLE_GEOM, Ta
 
 FIXTURE_PREFIX = "fixture"
 PEG_GEOM = "peg"
+MAX_TILT = 0.35  # rad (20 degrees): the arms reach the nominal hole with the peg along a hole's axis leaning that far
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,8 @@ class InsertConfig:
     hole_depth: float = 0.03  # m, from the fixture's top to the hole's floor
     fixture_height: float = 0.04  # m above the table
     fixture_side: float = 0.12  # m, the fixture's outer square
-    nominal_hole: tuple = (0.5, 0.0)  # (x, y) m, where the hole is believed to be
+    nominal_hole: tuple = (0.5, 0.0)  # (x, y) m, where the hole is believed to be (base frame)
+    tilt: float = 0.0  # rad the fixture leans about the base's y axis (0: level; > 0: its top faces +x)
     offset_radius: float = 0.010  # m: the true hole lies within this of the nominal one
     success_depth: float = 0.02  # m the peg's tip must reach below the fixture's top
     friction: float = 0.3  # peg on fixture (steel on steel, dry)
@@ -57,6 +64,8 @@ class InsertConfig:
             raise ValueError(f"insert.offset_radius: must keep the hole inside the fixture, got {self.offset_radius}")
         if not self.chamfer < self.success_depth <= self.hole_depth <= self.fixture_height:
             raise ValueError("insert: need chamfer < success_depth <= hole_depth <= fixture_height")
+        if not (isinstance(self.tilt, (int, float)) and abs(self.tilt) <= MAX_TILT):
+            raise ValueError(f"insert.tilt: must be a number of at most {MAX_TILT} rad either way, got {self.tilt!r}")
         return self
 
     @property
@@ -65,12 +74,41 @@ class InsertConfig:
 
     @property
     def top(self) -> float:
-        """z of the fixture's top face, m."""
+        """z of the fixture's top face at the nominal hole, m (base frame)."""
         return self.table.height + self.fixture_height
+
+    @property
+    def fixture_rotation(self) -> np.ndarray:
+        """base <- fixture (3, 3): the fixture's frame turned by `tilt` about the base's y axis."""
+        c, s = np.cos(self.tilt), np.sin(self.tilt)
+        return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+    @property
+    def fixture_origin(self) -> np.ndarray:
+        """The fixture frame's origin (3,), m, base frame: the nominal hole on the top face."""
+        return np.array([*self.nominal_hole, self.top], float)
+
+    def to_fixture(self, points) -> np.ndarray:
+        """Points (..., 3) m, base frame -> fixture frame (x, y along the top face from the nominal hole, z
+        the height above the face)."""
+        return (np.asarray(points, float) - self.fixture_origin) @ self.fixture_rotation
+
+    def from_fixture(self, points) -> np.ndarray:
+        """Points (..., 3) m, fixture frame -> base frame."""
+        return self.fixture_origin + np.asarray(points, float) @ self.fixture_rotation.T
+
+    def axes_to_fixture(self, vectors) -> np.ndarray:
+        """Vectors (..., 3) (velocities, forces), base axes -> fixture axes."""
+        return np.asarray(vectors, float) @ self.fixture_rotation
+
+    def axes_from_fixture(self, vectors) -> np.ndarray:
+        """Vectors (..., 3), fixture axes -> base axes."""
+        return np.asarray(vectors, float) @ self.fixture_rotation.T
 
 
 def draw_hole(config: InsertConfig, rng: np.random.Generator) -> np.ndarray:
-    """The hole's true centre (x, y), m: uniform in the disc of offset_radius around the nominal one."""
+    """The hole's true centre, m: the nominal hole plus an offset along the fixture's top face (x, y of the
+    fixture frame; the base's x, y when level), uniform in the disc of offset_radius."""
     radius = config.offset_radius * np.sqrt(rng.uniform())
     angle = rng.uniform(0.0, 2 * np.pi)
     return np.asarray(config.nominal_hole, float) + radius * np.array([np.cos(angle), np.sin(angle)])
@@ -78,7 +116,7 @@ def draw_hole(config: InsertConfig, rng: np.random.Generator) -> np.ndarray:
 
 @dataclass
 class InsertScene:
-    """Table + fixture with its hole at `hole` (x, y); apply(spec, robot) adds them to a MuJoCo spec
+    """Table + fixture with its hole at `hole` (draw_hole); apply(spec, robot) adds them to a MuJoCo spec
     whose robot carries the peg (robot_dyn.robots.tools.with_tool)."""
 
     config: InsertConfig
@@ -98,36 +136,39 @@ class InsertScene:
                        contype=SCENE_CONTACT[0], conaffinity=SCENE_CONTACT[1])
         # Four walls around the hole, each in two layers, with a 45 degree chamfer on the hole's edge
         # (the top layer steps back by the chamfer width and a tilted box fills the step), and the hole's
-        # floor: all static geoms of the world body. The chamfer widens the mouth by 2 * chamfer, as on
-        # a real fixture: it is what lets a peg pushed down near the hole slide into it.
-        x, y = self.hole
-        h, ch, top = c.hole_side / 2, c.chamfer, c.top
+        # floor: all static geoms of the world body, laid out in the fixture frame (its top face at z = 0)
+        # and placed by `tilt`. The chamfer widens the mouth by 2 * chamfer, as on a real fixture: it is
+        # what lets a peg pushed down near the hole slide into it.
+        x, y = np.asarray(self.hole, float) - np.asarray(c.nominal_hole, float)
+        h, ch, bottom = c.hole_side / 2, c.chamfer, -c.fixture_height
         outer = c.fixture_side / 2
+
+        def add_box(name, half_size, centre, rotation=np.eye(3)):
+            quat = np.zeros(4)
+            mujoco.mju_mat2Quat(quat, (c.fixture_rotation @ rotation).ravel())
+            world.add_geom(name=f"{FIXTURE_PREFIX}_{name}", type=mujoco.mjtGeom.mjGEOM_BOX, size=list(half_size),
+                           pos=c.from_fixture(centre), quat=quat, **contact)
+
         for k, (ux, uy) in enumerate(((1, 0), (-1, 0), (0, 1), (0, -1))):
-            along = np.array([-uy, ux])  # along the wall, in the table plane
+            along = np.array([-uy, ux])  # along the wall, in the face's plane
             normal = np.array([ux, uy])  # from the hole's axis into the wall
-            for layer, (inner, z0, z1) in enumerate(((h, t.height, top - ch), (h + ch, top - ch, top))):
+            for layer, (inner, z0, z1) in enumerate(((h, bottom, -ch), (h + ch, -ch, 0.0))):
                 thick = (outer - inner) / 2
                 # walls on x take the corners (full length), walls on y fit between them
                 length = outer if ux else inner
                 centre = np.array([x, y]) + normal * (inner + thick)
                 size = np.abs(normal) * thick + np.abs(along) * length
-                world.add_geom(name=f"{FIXTURE_PREFIX}_wall{k}_{layer}", type=mujoco.mjtGeom.mjGEOM_BOX,
-                               size=[*size, (z1 - z0) / 2], pos=[*centre, (z0 + z1) / 2], **contact)
+                add_box(f"wall{k}_{layer}", [*size, (z1 - z0) / 2], [*centre, (z0 + z1) / 2])
             # the chamfer: a box whose face runs from (h + ch, top) down to (h, top - ch), 45 degrees, and
             # whose body lies in the wall (its corners reach neither above the top nor into the hole)
             slope = np.array([*normal, 1.0]) / np.sqrt(2)  # up the face, away from the hole's axis
             into = np.array([*normal, -1.0]) / np.sqrt(2)  # into the wall's material
             half_face, half_thick = ch / np.sqrt(2), ch / np.sqrt(2)
-            centre = np.array([x + normal[0] * (h + ch / 2), y + normal[1] * (h + ch / 2), top - ch / 2]) + into * half_thick
-            quat = np.zeros(4)
-            mujoco.mju_mat2Quat(quat, np.column_stack([[*along, 0.0], slope, into]).ravel())
-            world.add_geom(name=f"{FIXTURE_PREFIX}_chamfer{k}", type=mujoco.mjtGeom.mjGEOM_BOX,
-                           size=[h + ch, half_face, half_thick], pos=centre, quat=quat, **contact)
+            centre = np.array([x + normal[0] * (h + ch / 2), y + normal[1] * (h + ch / 2), -ch / 2]) + into * half_thick
+            add_box(f"chamfer{k}", [h + ch, half_face, half_thick], centre, np.column_stack([[*along, 0.0], slope, into]))
         floor = c.fixture_height - c.hole_depth
         if floor > 0:
-            world.add_geom(name=f"{FIXTURE_PREFIX}_floor", type=mujoco.mjtGeom.mjGEOM_BOX, size=[h, h, floor / 2],
-                           pos=[x, y, t.height + floor / 2], **contact)
+            add_box("floor", [h, h, floor / 2], [x, y, bottom + floor / 2])
         body = spec.body(TOOL_LINK)
         if body is None or not body.geoms:
             raise ValueError("insert: the MuJoCo spec has no tool geom (the robot's URDF lacks the tool)")
@@ -148,11 +189,11 @@ def peg_tip(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
 
 
 def insertion(config: InsertConfig, hole: np.ndarray, model: mujoco.MjModel, data: mujoco.MjData) -> dict:
-    """How far in the peg is: depth (m below the fixture's top, negative above it), its lateral offset
+    """How far in the peg is: depth (m below the fixture's top face, negative above it), its lateral offset
     from the hole's axis (m), and success (inside the hole's outline to success_depth)."""
-    tip = peg_tip(model, data)
-    depth = config.top - tip[2]
-    lateral = float(np.linalg.norm(tip[:2] - hole))
+    tip = config.to_fixture(peg_tip(model, data))
+    depth = -tip[2]
+    lateral = float(np.linalg.norm(tip[:2] - (np.asarray(hole) - config.nominal_hole)))
     inside = lateral < config.hole_side / 2
     return {"depth_m": float(depth), "lateral_m": lateral, "success": bool(inside and depth >= config.success_depth)}
 
@@ -190,7 +231,7 @@ def save_insert_config(config: InsertConfig, path: str | Path) -> Path:
     c = config.validated()
     t = c.table
     numbers = ("clearance", "chamfer", "hole_depth", "fixture_height", "fixture_side", "offset_radius", "success_depth",
-               "friction", "solref_timeconst")
+               "friction", "solref_timeconst", "tilt")
     section = {"peg": {"length": float(c.peg.length), "width": float(c.peg.width), "mass": float(c.peg.mass)},
                "table": {"center": [float(v) for v in t.center], "half_extents": [float(v) for v in t.half_extents],
                          "height": float(t.height), "friction": float(t.friction), "rgba": [float(v) for v in t.rgba]},

@@ -26,7 +26,9 @@ Human-like variety, seeded: the pace, the wandering, unsteadiness of the stick
 
 Output: the unitless base-frame command (6,) a device would give (robot_dyn.teleop), or None when
 done, and `wrench`: the force and torque (6,) N, Nm, base frame, to superpose with it (None: none).
-Units: m, rad, s; poses in the base frame (the world of the task scenes).
+Units: m, rad, s; poses in the base frame (the world of the task scenes). The expert thinks in the
+fixture's frame (InsertConfig.to_fixture: "down" is into the top face, along the hole's axis), so it
+works the same on a leaning fixture; a plan's path and force are in that frame too.
 """
 from __future__ import annotations
 
@@ -74,12 +76,12 @@ class InsertExpert(Phased):
     def __init__(self, config: InsertConfig, settings: InsertExpertSettings | None = None, seed: int = 0,
                  hole_yaw: float = 0.0, plan=None):
         """plan: a search strategy's (robot_dyn.search.execution.SearchPlan: `path`, offsets from the nominal
-        hole over time, and `force(velocity)` -> the force (3,) N to apply, or None to press by position);
-        default: a person's wandering."""
+        hole over time, and `force(velocity)` -> the force (3,) N to apply, or None to press by position; both
+        in the fixture frame); default: a person's wandering."""
         self.config, self.settings = config, settings or InsertExpertSettings()
         super().__init__("align", self.settings.give_up_s)
         self.rng = np.random.default_rng(seed)
-        self.hole_yaw = hole_yaw  # rad about z of the hole's square (its sides along x, y when 0)
+        self.hole_yaw = hole_yaw  # rad about the hole's axis of its square (its sides along the fixture's x, y when 0)
         self.hand = Hand(self.rng, self.settings.noise, self.settings.noise_time_constant, pace=self.rng.uniform(0.7, 1.0))
         self._direction = self.rng.choice([-1.0, 1.0])
         self._pause = {p: self.rng.uniform(0.0, 0.4) for p in PHASES}
@@ -97,7 +99,7 @@ class InsertExpert(Phased):
 
         c, s = self.config, self.settings
         rotation = self.aligned_rotation(model.ee_pose(robot.home)[1])
-        tip = np.array([*c.nominal_hole, c.top + s.approach_height])
+        tip = c.from_fixture([0.0, 0.0, s.approach_height])
         flange = tip - rotation @ np.array([0.0, 0.0, c.peg.length])
         return solve_pose(model, flange, rotation, robot.home)
 
@@ -106,18 +108,20 @@ class InsertExpert(Phased):
         self._deepest, self._progress_at, self._stuck_at = -np.inf, t, None
 
     def aligned_rotation(self, rotation: np.ndarray) -> np.ndarray:
-        """The flange orientation with the tool straight down and the peg's sides along the hole's,
-        the nearest (in yaw) to `rotation`."""
-        yaw = np.arctan2(rotation[1, 0], rotation[0, 0])
+        """The flange orientation (base <- flange) with the tool along the hole's axis, into the fixture,
+        and the peg's sides along the hole's, the nearest (in yaw about that axis) to `rotation`."""
+        tilt = self.config.fixture_rotation
+        in_fixture = tilt.T @ rotation
+        yaw = np.arctan2(in_fixture[1, 0], in_fixture[0, 0])
         # the peg is square: any of four yaws fits; take the one closest to the current
         target = self.hole_yaw + np.round((yaw - self.hole_yaw) / (np.pi / 2)) * (np.pi / 2)
-        return pointing_down(target)
+        return tilt @ pointing_down(target)
 
     def command(self, t: float, tip: np.ndarray, flange_rotation: np.ndarray, desired_tip: np.ndarray,
                 objects: dict | None = None) -> np.ndarray | None:
         """The stick at time t: tip (3,) the measured peg tip, flange_rotation (3, 3) the measured
-        flange orientation, desired_tip (3,) where the desired pose puts the tip; objects: the scene's
-        (none for insert)."""
+        flange orientation, desired_tip (3,) where the desired pose puts the tip, all in the base frame;
+        objects: the scene's (none for insert)."""
         s, c = self.settings, self.config
         if self.done:
             return None
@@ -126,19 +130,19 @@ class InsertExpert(Phased):
         h = self.hand.step(t)
         if t - self.phase_since < self._pause[self.phase]:
             return np.zeros(6)  # a person's pause between phases
-        nominal = np.asarray(c.nominal_hole, float)
+        # in the fixture frame from here on: the nominal hole at the origin, the top face at z = 0
+        tip, desired_tip = c.to_fixture(tip), c.to_fixture(desired_tip)
         velocity, angular = np.zeros(3), np.zeros(3)
         if self.phase == "align":
-            target = np.array([*nominal, c.top + s.approach_height])
-            error = target - tip
-            rotation_error = pin.log3(self.aligned_rotation(flange_rotation) @ flange_rotation.T)
-            velocity, angular = s.gain * error, s.gain * rotation_error
+            error = np.array([0.0, 0.0, s.approach_height]) - tip
+            rotation_error = pin.log3(self.aligned_rotation(flange_rotation) @ flange_rotation.T)  # base axes
+            velocity, angular = s.gain * error, s.gain * c.axes_to_fixture(rotation_error)
             if np.linalg.norm(error) < 0.002 and np.linalg.norm(rotation_error) < 0.01:
                 self._enter("descend", t)
         elif self.phase == "descend":
-            near = float(np.clip((tip[2] - c.top) / 0.005, 0.2, 1.0))  # slow down for the last 5 mm
-            velocity = np.array([*(s.gain * (nominal - tip[:2])), -s.descend_speed * near])
-            if tip[2] < c.top - s.entered:
+            near = float(np.clip(tip[2] / 0.005, 0.2, 1.0))  # slow down for the last 5 mm
+            velocity = np.array([*(-s.gain * tip[:2]), -s.descend_speed * near])
+            if tip[2] < -s.entered:
                 self._enter("insert", t)
             elif desired_tip[2] < tip[2] - s.press:  # the reference goes on, the peg does not: it rests on the top
                 self._enter("search", t)
@@ -149,7 +153,7 @@ class InsertExpert(Phased):
             if self._path is None:
                 spread = s.belief * c.offset_radius
                 self._path = wandering_path(s.give_up_s, s.search_speed, spread, self.rng)
-            dipped = tip[2] < c.top - s.dip
+            dipped = tip[2] < -s.dip
             if not dipped:
                 self._dipped_at = None
             elif self._dipped_at is None:
@@ -161,20 +165,21 @@ class InsertExpert(Phased):
                 self._path_t += h * self.hand.pace
                 offset, path_velocity = self._path.sample(self._path_t)
                 path_velocity = path_velocity * self.hand.pace
-                lateral = self._eased(s.gain * (nominal + offset - tip[:2]) + path_velocity, tip, desired_tip)
+                lateral = self._eased(s.gain * (offset - tip[:2]) + path_velocity, tip, desired_tip)
             press = self._press(path_velocity)
             if self.plan is not None and self.plan.force is not None:  # the plan's force as a wrench, the
                 # desired tip level with the peg: the push comes from the wrench alone
-                self.wrench, press = np.concatenate([self.plan.force(path_velocity), np.zeros(3)]), 0.0
+                force = c.axes_from_fixture(self.plan.force(path_velocity))
+                self.wrench, press = np.concatenate([force, np.zeros(3)]), 0.0
             velocity = np.array([*lateral, self._pressing(tip, desired_tip, press)])
-            if tip[2] < c.top - s.entered:
+            if tip[2] < -s.entered:
                 self._enter("insert", t)
                 if s.stop_at_found:
                     self._enter("done", t)
                     return None
         elif self.phase == "insert":
             # comply sideways (the reference follows the peg, so the chamfer can centre it) and press on down
-            depth = c.top - tip[2]
+            depth = -tip[2]
             if depth > self._deepest + 0.0002:
                 self._deepest, self._progress_at, self._stuck_at = depth, t, None
             if self._stuck_at is None and t - self._progress_at > 0.5:
@@ -192,10 +197,12 @@ class InsertExpert(Phased):
             # keep the peg upright (contact torques tilt it through the wrist's impedance, and a tilted
             # peg jams at this clearance), with a person's small wiggle about the vertical
             wiggle = s.wiggle * np.sin(2 * np.pi * 2.0 * (t - self.phase_since))
-            angular = s.gain * pin.log3(self.aligned_rotation(flange_rotation) @ flange_rotation.T) + np.array([0, 0, wiggle])
-            if c.top - tip[2] >= c.success_depth + 0.002:
+            upright = pin.log3(self.aligned_rotation(flange_rotation) @ flange_rotation.T)  # base axes
+            angular = s.gain * c.axes_to_fixture(upright) + np.array([0, 0, wiggle])
+            if -tip[2] >= c.success_depth + 0.002:
                 self._enter("done", t)
                 return np.zeros(6)
+        velocity, angular = c.axes_from_fixture(velocity), c.axes_from_fixture(angular)
         return self.hand.stick(np.concatenate([velocity / s.linear_scale, angular / s.angular_scale]))
 
     def _eased(self, lateral: np.ndarray, tip: np.ndarray, desired_tip: np.ndarray) -> np.ndarray:
