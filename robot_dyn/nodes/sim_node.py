@@ -70,6 +70,7 @@ from robot_dyn.nodes.events import EVENTS_QOS
 from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
 from robot_dyn.tasks import TASK_NAMES, camera_rig, load_task
+from robot_dyn.tasks.contact_force import ContactForceMean
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.effects import load_profile
 from robot_dyn.sim.pacing import Pacer
@@ -102,7 +103,6 @@ class SimNode(Node):
                              "gravity model and would let the arm sag (Franka and KUKA compensate gravity themselves)")
         self.robot = load_robot(p["robot"])
         self.episode = None  # a task scene's episode (robot_dyn/tasks)
-        self._force_sum, self._force_steps = np.zeros(3), 0  # its contact force summed over the score period's physics steps
         if p["scene"] in TASK_NAMES:
             task = load_task(p["scene"], p["task_config"] or None)
             self.robot = with_tool(self.robot, task.tool)
@@ -117,6 +117,7 @@ class SimNode(Node):
         self.emulation = p["hardware_emulation"]
         layer = self._vendor_law(p, backend, q0) if self.emulation else None
         self.arm = SimulatedArm(self.robot, backend, self._settings(p), q0, layer=layer)
+        self.contact_force = ContactForceMean(self.episode, backend.model, backend.data) if self.episode is not None else None
         if p["scene"] == "rope" and p["rope_seed"] >= 0:
             from robot_dyn.sim.deformables import random_rope_shape, set_flex_vertices
 
@@ -345,11 +346,6 @@ class SimNode(Node):
         if self.pacer.republish_due(wall):
             self.publish_state()  # nobody has answered yet: repeat the unchanged state
 
-    def add_contact_force(self) -> None:
-        """After every physics step (not only at a tick's end: a stiff contact's force alternates step to step)."""
-        self._force_sum += self.episode.contact_force(self.arm.backend.model, self.arm.backend.data)
-        self._force_steps += 1
-
     def publish_score(self) -> None:
         """A task scene's score, success, tool contact force (its mean over the period, as a force sensor's
         filter gives it) and objects' planar poses (z 0), every score period of sim time."""
@@ -357,9 +353,9 @@ class SimNode(Node):
             return
         self.next_score += self.score_period
         score = self.episode.score(self.arm.backend.model, self.arm.backend.data)
-        if self._force_steps:  # the contact force averaged over the period: a stiff contact's force comes in spikes
-            score["contact_force_n"] = self._force_sum / self._force_steps
-        self._force_sum, self._force_steps = np.zeros(3), 0
+        force = self.contact_force.take()  # averaged over the period's physics steps
+        if force is not None:
+            score["contact_force_n"] = force
         for pub, msg in zip((self.score_pub, self.success_pub, self.wrench_pub),
                             task_score_msgs(score, self.arm.time, self.robot.base_link)):
             pub.publish(msg)
@@ -367,7 +363,7 @@ class SimNode(Node):
             self.object_pubs[name].publish(planar_pose_msg(pose, 0.0, self.arm.time, self.robot.base_link))
 
     def advance_tick(self) -> None:
-        self.arm.advance(self.steps_per_tick, after_step=self.add_contact_force if self.episode is not None else None)
+        self.arm.advance(self.steps_per_tick, after_step=self.contact_force.add if self.episode is not None else None)
         self.publish_score()
         self.capture_cameras()  # before the tick counts as done: lockstep's timeout starts after the rendering
         self.pacer.advanced(time.monotonic())

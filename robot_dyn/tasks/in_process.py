@@ -24,6 +24,7 @@ from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
 from robot_dyn.sim.backend import make_backend
 from robot_dyn.sim.simulated_arm import ReferenceRejected, SimulatedArm
+from robot_dyn.tasks.contact_force import ContactForceMean
 
 TELEOP_RATE_HZ = schema.TELEOP["rate_hz"][0]  # the teleop node's command rate
 
@@ -93,7 +94,8 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
     loop = controller_loop(arm_robot, controller_parameters(), logging.getLogger("robot_dyn.in_process"))
     loop.start(0.0, q0)
     expert = task.expert(seed) if expert is None else expert
-    forces, phases, step_forces = [], [], []
+    forces, phases = [], []
+    contact = ContactForceMean(episode, backend.model, backend.data)
     if observer is not None:
         observer.start(arm, loop, episode)
 
@@ -108,12 +110,8 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
             observer.reference(reference)
         return reference
 
-    def after_step():
-        step_forces.append(episode.contact_force(backend.model, backend.data))
-
     def after_tick(t, q):
-        forces.append(np.mean(step_forces, axis=0))
-        step_forces.clear()
+        forces.append(contact.take())
         if observer is not None:
             observer.after_tick(t)
 
@@ -142,9 +140,9 @@ def run_expert(task, seed: int, robot: str = "panda", time_limit: float = 60.0, 
                 loop.command_wrench(loop.time, loop.time, wrench[:3], wrench[3:], "base")
             if observer is not None:
                 observer.command(arm.time, command)
-            arm.follow(tick, period, observe=observe, after_tick=after_tick, after_step=after_step)
+            arm.follow(tick, period, observe=observe, after_tick=after_tick, after_step=contact.add)
         duration = arm.time
-        arm.follow(tick, settle, observe=observe, after_tick=after_tick, after_step=after_step)
+        arm.follow(tick, settle, observe=observe, after_tick=after_tick, after_step=contact.add)
     except ReferenceRejected as exc:
         if not refusal_ends_episode:
             raise
