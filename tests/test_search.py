@@ -145,17 +145,23 @@ def test_sampling_paths_last_the_budget_and_stay_in_the_extent():
     assert np.all(np.abs(path.offsets) <= model.extent * 1.3)  # the spline may swing a little past its points
 
 
-def test_searches_with_the_real_controller_find_offset_holes_pressing_with_the_commanded_force():
+@pytest.mark.parametrize("fixture, demo_seeds", [("insert.yaml", [0, 1]), ("insert_tilted.yaml", [0])],
+                         ids=["level", "leaning"])
+def test_searches_with_the_real_controller_find_offset_holes_pressing_with_the_commanded_force(fixture, demo_seeds):
     """The scripted person's searches become a model; an ergodic search with it and a spiral with its 7 N
     find holes a few millimetres off in MuJoCo, through the controller and its safety filter, the
-    spiral's force applied by the wrench feedforward."""
+    spiral's force applied by the wrench feedforward. On the second fixture, which leans 15 degrees, all of
+    it runs in the fixture's frame: the person presses into the sloped face, and the spiral's 7 N goes along
+    the hole's axis (measured as the contact force normal to the face), not straight down."""
+    from robot_dyn.paths import config_path
     from robot_dyn.search.execution import SearchSettings, demonstrate_searches, plan_search, run_search
     from robot_dyn.tasks import load_task
 
-    task = load_task("insert")
-    demos = demonstrate_searches(task, [0, 1])
-    assert len(demos) == 2 and all(d.found for d in demos)
-    assert all(np.median(d.forces[:, 2]) < -0.5 for d in demos)  # the person pressed down while searching
+    task = load_task("insert", config_path(f"tasks/{fixture}"))
+    demos = demonstrate_searches(task, demo_seeds)
+    assert len(demos) == len(demo_seeds) and all(d.found for d in demos)
+    assert all(np.median(d.forces[:, 2]) < -0.5 for d in demos)  # the person pressed into the face while searching
+    assert all(np.abs(d.offsets).max() < 2 * task.config.offset_radius for d in demos)  # on the face, from the nominal hole
     model = fit_search_model(demos)
     settings = SearchSettings(budget_s=30.0)
     # the first held-out hole 5-6.5 mm from the nominal one: the spiral needs a few turns to reach it
@@ -168,42 +174,22 @@ def test_searches_with_the_real_controller_find_offset_holes_pressing_with_the_c
     assert spiral.time_s > 5.0, spiral
     # the spiral presses by its wrench alone (its reference stays level with the peg): about 7 N on the fixture
     assert 5.5 < spiral.mean_normal_n < 8.5, spiral.mean_normal_n
+    # the wrench the operator sends for it: 7 N along the hole's axis, in base axes
+    wrench = _searching_wrench(task.config, plan_search("spiral", settings, np.random.default_rng(0)))
+    np.testing.assert_allclose(wrench[:3], -settings.baseline_force * task.config.fixture_rotation[:, 2], atol=1e-9)
+    assert np.isclose(np.degrees(np.arccos(-wrench[2] / settings.baseline_force)), np.degrees(task.config.tilt))
 
 
-def test_on_the_leaning_fixture_searches_run_in_its_frame_and_press_along_its_axis():
-    """The second fixture leans 15 degrees. A demonstration on it, read in the fixture's frame, gives a model
-    whose ergodic search finds a hole there; the spiral's 7 N push goes along the hole's axis (measured as
-    the contact force normal to the sloped face), not straight down."""
-    from robot_dyn.paths import config_path
-    from robot_dyn.search.execution import SearchSettings, demonstrate_searches, plan_search, run_search
-    from robot_dyn.tasks import load_task
-
-    task = load_task("insert", config_path("tasks/insert_tilted.yaml"))
-    assert task.config.tilt > 0.2
-    demos = demonstrate_searches(task, [0])
-    assert len(demos) == 1 and demos[0].found
-    assert np.median(demos[0].forces[:, 2]) < -0.5  # pressed into the sloped face
-    assert np.abs(demos[0].offsets).max() < 2 * task.config.offset_radius  # offsets along the face, from the nominal hole
-    model = fit_search_model(demos)
-    settings = SearchSettings(budget_s=30.0)
-    seed = next(s for s in range(100, 200) if 0.005 < np.linalg.norm(task.episode(s).hole - task.config.nominal_hole) < 0.0065)
-    ergodic = run_search(task, seed, plan_search("ergodic", settings, np.random.default_rng(0), model), settings, press_home=False)
-    spiral = run_search(task, seed, plan_search("spiral", settings, np.random.default_rng(0)), settings, press_home=False)
-    for result in (ergodic, spiral):
-        assert result.found and not result.refused, result
-        assert result.peak_force_n < 40.0, result
-    assert 5.5 < spiral.mean_normal_n < 8.5, spiral.mean_normal_n
-    # the wrench the operator sends for the spiral's push: 7 N along the hole's axis, in base axes
+def _searching_wrench(config, plan) -> np.ndarray:
+    """The wrench (6,) N, Nm, base frame, the insert operator sends with `plan` once searching on the face."""
     from robot_dyn.tasks.insert_expert import InsertExpert, InsertExpertSettings
 
-    c = task.config
-    expert = InsertExpert(c, InsertExpertSettings(noise=0.0), plan=plan_search("spiral", settings, np.random.default_rng(0)))
+    expert = InsertExpert(config, InsertExpertSettings(noise=0.0), plan=plan)
     flange = expert.aligned_rotation(np.eye(3))
-    on_face = c.from_fixture([0.0, 0.0, 0.0])
+    on_face = config.from_fixture([0.0, 0.0, 0.0])
     for t in (1.0, 1.5, 2.0, 2.5):  # above the face, then resting on it while the reference went on
-        tip = c.from_fixture([0.0, 0.0, 0.015]) if t < 2.0 else on_face
-        expert.command(t, tip, flange, tip if t < 2.0 else c.from_fixture([0.0, 0.0, -0.006]))
+        tip = config.from_fixture([0.0, 0.0, 0.015]) if t < 2.0 else on_face
+        expert.command(t, tip, flange, tip if t < 2.0 else config.from_fixture([0.0, 0.0, -0.006]))
     expert.command(3.0, on_face, flange, on_face)
     assert expert.phase == "search"
-    np.testing.assert_allclose(expert.wrench[:3], -settings.baseline_force * c.fixture_rotation[:, 2], atol=1e-9)
-    assert expert.wrench[0] < -1.5  # 7 sin(15 deg) N of it along the base's -x: not straight down
+    return expert.wrench
