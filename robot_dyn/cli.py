@@ -574,7 +574,7 @@ def main(argv=None) -> int:
                                                             "search: the person's searches (default 10)")
     p.add_argument("--rollouts", type=int, default=None, help="imitation: evaluation episodes per variant (default 50)")
     p.add_argument("--tasks", nargs="+", default=None, help="imitation: tasks (default pusht)")
-    p.add_argument("--searches", type=int, default=None, help="search: holes per radius, clearance and strategy (default 50)")
+    p.add_argument("--searches", type=int, default=None, help="search: holes per radius, clearance and strategy (default 25: 50 per radius)")
     p.add_argument("--workers", type=int, default=2, help="search, dynamics: processes")
     p.add_argument("--pushes", type=int, default=None, help="dynamics: training pushes (default 200)")
     p.add_argument("--steps", type=int, default=None, help="dynamics: training steps of the GNN and the MLP (default 3000)")

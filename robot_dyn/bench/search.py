@@ -2,7 +2,8 @@
 
 The scripted person demonstrates searches in process (robot_dyn.search.execution.demonstrate_searches);
 models are fitted on the first 1, 3, 5 and 10 of them. Then, for every uncertainty radius (holes drawn
-uniformly in the disc) and clearance, the same held-out holes are searched with each strategy (ergodic
+uniformly in the disc) and clearance, its own held-out holes (25 by default: 50 offsets per radius) are
+searched with each strategy, the same holes for every strategy (ergodic
 and sampling with the model of all the demonstrations, spiral and random walk as baselines), in
 process and in parallel; and the learned strategies again with the smaller models at the largest
 radius (success vs demonstrations). Figures: success rate within the time budget, time to the drop
@@ -42,7 +43,7 @@ def bench_search(quick: bool = False, searches: int | None = None, demos: int | 
     from robot_dyn.tasks import load_task
 
     started = time.perf_counter()
-    searches = searches or (4 if quick else 50)
+    searches = searches or (4 if quick else 25)
     demos = demos or (3 if quick else max(DEMO_COUNTS))
     if quick:
         radii_mm, clearances_mm = (5.0,), (0.5,)
@@ -65,9 +66,10 @@ def bench_search(quick: bool = False, searches: int | None = None, demos: int | 
     for radius in radii_mm:
         cell = {"clearances": {}, "strategies": {}}
         results_at_radius = {s: [] for s in STRATEGIES}
-        for clearance in clearances_mm:
+        for c, clearance in enumerate(clearances_mm):
             variant = task_variant(task, radius * 1e-3, clearance * 1e-3)
-            jobs = [SearchJob(variant.config, FIRST_SEED + k, s, settings, model if s in LEARNED else None)
+            # each clearance its own holes (a radius gets searches x clearances offsets), every strategy the same
+            jobs = [SearchJob(variant.config, FIRST_SEED + c * searches + k, s, settings, model if s in LEARNED else None)
                     for s in STRATEGIES for k in range(searches)]
             log(f"bench search: radius {radius:g} mm, clearance {clearance:g} mm: {len(jobs)} searches")
             found = run_searches(jobs, workers, progress=lambda d, n: log(f"  {d}/{n}") if d % 20 == 0 or d == n else None)
