@@ -363,7 +363,7 @@ class SimNode(Node):
             self.object_pubs[name].publish(planar_pose_msg(pose, 0.0, self.arm.time, self.robot.base_link))
 
     def advance_tick(self) -> None:
-        self.arm.advance(self.steps_per_tick, after_step=self.contact_force.add if self.episode is not None else None)
+        self.arm.advance(self.steps_per_tick, after_step=self.contact_force.add if self.contact_force is not None else None)
         self.publish_score()
         self.capture_cameras()  # before the tick counts as done: lockstep's timeout starts after the rendering
         self.pacer.advanced(time.monotonic())
