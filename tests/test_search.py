@@ -193,3 +193,28 @@ def _searching_wrench(config, plan) -> np.ndarray:
     expert.command(3.0, on_face, flange, on_face)
     assert expert.phase == "search"
     return expert.wrench
+
+
+def test_the_bench_judges_time_over_the_holes_that_needed_a_search():
+    """A hole counts as caught at the touch only when every strategy found it within the chamfer's width of
+    travel; the time ratio over the rest compares searches, not the peg settling into the chamfer."""
+    from robot_dyn.bench.search import _caught_at_touch, _time_ratio
+    from robot_dyn.search.execution import STRATEGIES, SearchResult, summarise
+
+    def result(strategy, seed, time_s, path_mm, found=True):
+        return SearchResult(strategy, seed, 0.0, found, found, time_s if found else float("nan"), path_mm * 1e-3,
+                            *([0.0] * 6), wall_s=0.0)
+
+    # hole 1: every strategy slid in; hole 2: the spiral slid in, sampling moved 1.5 mm; hole 3: a real search
+    # that the spiral took 20 s over; hole 4: random missed it
+    times = {"ergodic": [(0.3, 0.4), (0.4, 0.6), (4.0, 40.0), (5.0, 50.0)],
+             "sampling": [(0.4, 0.5), (1.5, 1.5), (6.0, 60.0), (2.0, 20.0)],
+             "spiral": [(0.3, 0.3), (0.4, 0.8), (20.0, 20.0), (30.0, 30.0)],
+             "random": [(0.2, 0.9), (0.5, 0.9), (8.0, 90.0), None]}
+    results = {s: [result(s, seed, *t) if t else result(s, seed, 0.0, 0.0, found=False)
+                   for seed, t in enumerate(times[s])] for s in STRATEGIES}
+    assert _caught_at_touch(results, chamfer=0.001) == {0}
+    searched = {s: [r for r in rs if r.seed != 0] for s, rs in results.items()}
+    ratio = _time_ratio({s: summarise(r, 60.0) for s, r in searched.items()})
+    assert ratio == pytest.approx(2.0 / 20.0)  # sampling's median (2.0) over the spiral's (20.0)
+    assert _time_ratio({s: summarise(r, 60.0) for s, r in results.items()}) == pytest.approx(1.75 / 10.2)

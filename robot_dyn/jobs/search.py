@@ -127,7 +127,7 @@ def search_run(strategy: str, out: Path, model_path: Path | None, episodes: int,
 def graph_search(strategy: str, seed: int, config, out: Path, model_dir: Path | None = None, budget_s: float = 60.0) -> dict:
     """One search through the real-time graph: the sim's insert scene with `config` (written to
     out/insert.yaml, so the sim, the controller and the search node share it) and hole `seed`, the search
-    node with `strategy` seeded as an in-process search of that hole is (plan_search's generator), ending
+    node with `strategy` seeded as the in-process search of that hole is (its plan and its hand), ending
     at the drop. {'strategy', 'seed', 'found', 'time_s' (of searching, from the node's event), 'event'}."""
     import re
 

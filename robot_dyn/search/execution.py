@@ -143,10 +143,11 @@ class SearchResult:
 
 
 def run_search(task, seed: int, plan: SearchPlan | None, settings: SearchSettings | None = None, robot: str = "panda",
-               keep_demo: bool = False, press_home: bool = True) -> SearchResult:
+               keep_demo: bool = False, press_home: bool = True, operator_seed: int | None = None) -> SearchResult:
     """Episode `seed` of the insert `task` searched with `plan` (None: the scripted person's wandering, a
     demonstration), the arm starting at rest above the nominal hole. keep_demo: return the search as a
-    SearchDemo too. press_home: after the drop, press the peg home (False: the episode ends at the drop)."""
+    SearchDemo too. press_home: after the drop, press the peg home (False: the episode ends at the drop).
+    operator_seed: the executing hand's (its pace and unsteadiness; default `seed`)."""
     from robot_dyn.dynamics.rigid_body import RigidBody
     from robot_dyn.robots import load_robot
     from robot_dyn.robots.tools import with_tool
@@ -157,7 +158,7 @@ def run_search(task, seed: int, plan: SearchPlan | None, settings: SearchSetting
     c = task.config
     expert_settings = InsertExpertSettings(search_budget_s=s.budget_s, give_up_s=s.budget_s + 30.0,
                                            stop_at_found=not press_home)
-    expert = InsertExpert(c, expert_settings, seed=seed, plan=plan)
+    expert = InsertExpert(c, expert_settings, seed=seed if operator_seed is None else operator_seed, plan=plan)
     arm_robot = with_tool(load_robot(robot), task.tool)
     observer = SearchObserver()
     episode = run_expert(task, seed, robot, time_limit=s.budget_s + 30.0, observer=observer, expert=expert,
@@ -223,8 +224,11 @@ def _run_job(job: SearchJob) -> SearchResult:
 
     if job.strategy == PERSON:
         return run_search(InsertTask(job.config), job.seed, None, job.settings, job.robot, keep_demo=True, press_home=False)
-    plan = plan_search(job.strategy, job.settings, np.random.default_rng(job.seed + STRATEGY_SEED_OFFSET), job.model)
-    return run_search(InsertTask(job.config), job.seed, plan, job.settings, job.robot, press_home=False)
+    # the plan and the hand seeded as the search node seeds them (its `seed` parameter), so a hole searched
+    # through the graph (robot_dyn.jobs.search.graph_search) is searched the same way
+    seed = job.seed + STRATEGY_SEED_OFFSET
+    plan = plan_search(job.strategy, job.settings, np.random.default_rng(seed), job.model)
+    return run_search(InsertTask(job.config), job.seed, plan, job.settings, job.robot, press_home=False, operator_seed=seed)
 
 
 def run_searches(jobs: list[SearchJob], workers: int = 2, progress=None) -> list[SearchResult]:
