@@ -90,10 +90,9 @@ def bench_search(quick: bool = False, searches: int | None = None, demos: int | 
         caught = _caught_at_touch(results_at_radius, task.config.chamfer)
         searched = {s: [r for r in rs if r.seed not in caught] for s, rs in results_at_radius.items()}
         cell["caught_at_touch"] = len(caught) / max(len(results_at_radius["spiral"]), 1)
-        cell["searched"] = {"holes": len(searched["spiral"]),
-                            "strategies": {s: summarise(r, settings.budget_s) for s, r in searched.items()}}
-        cell["searched"]["best_learned_vs_spiral_time"] = (_time_ratio(cell["searched"]["strategies"])
-                                                           if searched["spiral"] else None)
+        searched_strategies = {s: summarise(r, settings.budget_s) for s, r in searched.items()}
+        cell["searched"] = {"holes": len(searched["spiral"]), "strategies": searched_strategies,
+                            "best_learned_vs_spiral_time": _time_ratio(searched_strategies)}
         result["radii"][f"{radius:g}"] = cell
         by_radius[radius] = results_at_radius
     result["strategies"] = {s: summarise(r, settings.budget_s) for s, r in pooled.items()}
