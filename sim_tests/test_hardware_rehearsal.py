@@ -4,7 +4,9 @@ joint_trajectory_controller on the effort interface (robot_dyn.sim.vendor_laws),
 
 Bounds: the joint goal's final error is the emulated PD's static error with gravity compensated by the
 arm (micro-radians; 2 mrad leaves room for a goal that ends during a hold); the figure-8 follows its
-0.1 m circle to a few mm with the first-run gains (30 mm would mean it is not being followed); after a
+0.1 m curve to a few mm with the first-run gains (30 mm would mean it is not being followed), judged
+by the distance from the curve: a busy machine can delay references past stale_timeout_s, JTC then
+holds and the controller slows the path, which puts the arm off the path's schedule, not its shape; after a
 kill, JTC holds within cmd_timeout and the arm stays within the hold's settling (5 mrad)."""
 import numpy as np
 from sensor_msgs.msg import JointState
@@ -31,7 +33,7 @@ def test_fr3_rehearsal_reaches_goals_tracks_and_holds_when_the_controller_dies(t
         result = s.joint_goal(goal, settle=0.5)
         assert result["final_error_rad_max"] < 2e-3, result
         f8 = s.figure_eight(radius=0.1, period=4.0, cycles=1, ramp=1.0, plane="yz")
-        assert f8["tracking_rms_m"] < 0.03, f8["tracking_rms_m"]
+        assert f8["path_error_rms_m"] < 0.03, f8["path_error_rms_m"]
         events = len(s.client.robot_events)
         s.graph.kill("controller")
         s.client.wait_for_event(s.client.robot_events, "", wall_timeout=10, start=events, pattern=HOLD)

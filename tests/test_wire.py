@@ -82,6 +82,19 @@ def test_encoders_write_what_rclpy_reads_and_stream_decoders_read_back():
         np.testing.assert_array_equal([data.points[0].positions, data.points[0].effort], [q, tau])
 
 
+def test_encoders_leave_out_what_they_are_told_to_and_set_time_from_start():
+    """The hardware adapter's messages: a JTC point 20 ms ahead without effort, a state without effort."""
+    q, qd, qdd = RNG.normal(size=(3, 7))
+    ref = deserialize_message(wire.ReferenceEncoder(NAMES, time_from_start_ns=20_000_000, effort=False).encode(7, q, qd, qdd),
+                              JointTrajectory)
+    point = ref.points[0]
+    assert (_stamp_ns(ref.header.stamp), _stamp_ns(point.time_from_start), len(point.effort)) == (7, 20_000_000, 0)
+    np.testing.assert_array_equal([point.positions, point.velocities, point.accelerations], [q, qd, qdd])
+    state = deserialize_message(wire.JointStateEncoder(NAMES, velocity=True, effort=False).encode(5, q, qd), JointState)
+    assert (_stamp_ns(state.header.stamp), list(state.name), len(state.effort)) == (5, NAMES, 0)
+    np.testing.assert_array_equal([state.position, state.velocity], [q, qd])
+
+
 def test_a_stream_decoder_notices_every_change_of_shape():
     """The reused layout must not read arrays where another message of the same size has others."""
     decoder = wire.JointStateDecoder()

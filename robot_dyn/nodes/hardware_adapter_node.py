@@ -20,16 +20,15 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from robot_dyn import hardware_bridge as bridge
 from robot_dyn.bringup import schema
-from robot_dyn.nodes.messages import to_duration
 from robot_dyn.control.impedance import ImpedanceSettings, ReferenceRejected, validate_reference
+from robot_dyn.nodes import wire
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, realtime_priority, run
 from robot_dyn.robots import load_robot
 from robot_dyn.timing import Decimator
-from builtin_interfaces.msg import Time
 
 DEFAULTS = schema.defaults(schema.HARDWARE_ADAPTER)
 TARGETS = {
@@ -67,6 +66,7 @@ class HardwareAdapterNode(Node):
         output = p["output_topic"] or target["output"]
         if p["target"] == "franka":
             self.pub = self.create_publisher(JointTrajectory, output, RELIABLE)
+            self.jtc_encoder = wire.ReferenceEncoder(target["joints"], round(p["horizon_s"] * 1e9), p["include_effort"])
         else:
             try:
                 from lbr_fri_idl.msg import LBRTorqueCommand
@@ -75,9 +75,15 @@ class HardwareAdapterNode(Node):
             self.lbr_msg = LBRTorqueCommand
             self.pub = self.create_publisher(LBRTorqueCommand, output, RELIABLE)
             self.create_timer(0.01, self.kuka_watchdog)
+        # Both streams (500 Hz and more) go as bytes, read and written by robot_dyn/nodes/wire.py: with
+        # rclpy's message objects this forwarder took half a core, and with one core busy it fell 20-36 ms
+        # behind, so references went stale on their way to the arm.
+        self.state_decoder, self.reference_decoder = wire.JointStateDecoder(), wire.ReferenceDecoder()
+        self._state_encoder = (None, None)  # (the renamed names, frame and arrays present; their encoder)
         self.state_pub = self.create_publisher(JointState, p["state_output_topic"], RELIABLE)
-        self.create_subscription(JointTrajectory, p["input_topic"], self.on_reference, RELIABLE)
-        self.create_subscription(JointState, p["state_input_topic"] or target["state"], self.on_state, RELIABLE)
+        self.create_subscription(JointTrajectory, p["input_topic"], self.on_reference, RELIABLE, raw=True)
+        self.create_subscription(JointState, p["state_input_topic"] or target["state"], self.on_state, RELIABLE,
+                                 raw=True)
         realtime_priority(self.get_logger())  # in the command path, like the controller on the arm's machine
         self.get_logger().info(f"forwarding {p['input_topic']} -> {output} ({p['target']})")
 
@@ -99,12 +105,17 @@ class HardwareAdapterNode(Node):
             bridge.kuka_torque_command(names, self.robot.home, zero, zero, zero, 0, prefix_map=self.prefix_map,
                                        lookahead_s=p["lookahead_s"], damping_ff=p["damping_ff"], effort_limit=p["effort_limit"])
 
-    def on_reference(self, msg: JointTrajectory) -> None:
+    def on_reference(self, data: bytes) -> None:
+        try:
+            msg = self.reference_decoder.decode(data)
+        except wire.WireError as exc:
+            self._reject(str(exc))
+            return
         if len(msg.points) != 1:
             self._reject(f"points: expected 1, got {len(msg.points)}")
             return
         pt, p = msg.points[0], self.p
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp_ns = msg.stamp_ns
         now_ns = self.get_clock().now().nanoseconds
         fresh_ns = bridge.freshness_stamp_ns(stamp_ns, now_ns, p["use_reference_stamp"])
         try:
@@ -128,11 +139,8 @@ class HardwareAdapterNode(Node):
                                                 extrapolate=p["extrapolate"], include_effort=p["include_effort"],
                                                 use_reference_stamp=p["use_reference_stamp"],
                                                 effort_limit=p["effort_limit"], position_limits=self.limits)
-                out = JointTrajectory(joint_names=list(cmd.joint_names))
-                out.header.stamp = Time(sec=cmd.stamp[0], nanosec=cmd.stamp[1])
-                out.points = [JointTrajectoryPoint(positions=cmd.positions, velocities=cmd.velocities,
-                                                   accelerations=cmd.accelerations, effort=cmd.effort,
-                                                   time_from_start=to_duration(cmd.time_from_start[0] + cmd.time_from_start[1] * 1e-9))]
+                out = self.jtc_encoder.encode(cmd.stamp[0] * 1_000_000_000 + cmd.stamp[1], cmd.positions,
+                                              cmd.velocities, cmd.accelerations, cmd.effort)
             else:
                 cmd = bridge.kuka_torque_command(*args, prefix_map=self.prefix_map, lookahead_s=p["lookahead_s"],
                                                  damping_ff=p["damping_ff"], effort_limit=p["effort_limit"],
@@ -151,22 +159,29 @@ class HardwareAdapterNode(Node):
             self.get_logger().error(f"reference rejected: {reason}")
             self._last_rejection = (reason, now)
 
-    def on_state(self, msg: JointState) -> None:
+    def on_state(self, data: bytes) -> None:
         try:
+            msg = self.state_decoder.decode(data)
             names, pos, vel, eff = bridge.joint_state_to_project(msg.name, msg.position, msg.velocity, msg.effort, self.prefix_map)
-        except ValueError as exc:
+        except ValueError as exc:  # WireError too
             self.get_logger().error(f"joint state dropped: {exc}", throttle_duration_sec=1.0)
             return
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9  # the arm's 1 kHz clock; 0: arrival
+        stamp = msg.stamp_ns * 1e-9  # the arm's 1 kHz clock; 0: arrival
         if self.state_decimator.due(stamp if stamp > 0 else self.get_clock().now().nanoseconds * 1e-9):
-            out = JointState(name=names, position=pos, velocity=vel, effort=eff)
-            out.header = msg.header
-            self.state_pub.publish(out)
+            self.state_pub.publish(self._encode_state(names, msg.frame_id, bool(vel), bool(eff)).encode(
+                msg.stamp_ns, pos, vel, eff))
         if all(j in names for j in self.robot.joint_names):
             self.measured_urdf_order = np.array([pos[names.index(j)] for j in self.robot.joint_names])
         by_name = dict(zip(msg.name, msg.position))
         if all(j in by_name for j in bridge.LBR_JOINTS):
             self.measured = np.array([by_name[j] for j in bridge.LBR_JOINTS])
+
+    def _encode_state(self, names: list, frame_id: str, velocity: bool, effort: bool) -> wire.JointStateEncoder:
+        """The encoder of renamed states of this shape (made again only when the arm's message changes)."""
+        key = (names, frame_id, velocity, effort)
+        if self._state_encoder[0] != key:
+            self._state_encoder = (key, wire.JointStateEncoder(names, frame_id, velocity, effort))
+        return self._state_encoder[1]
 
     def kuka_watchdog(self) -> None:
         """Without fresh references, command the position measured when they stopped (captured once)."""

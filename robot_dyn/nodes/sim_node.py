@@ -145,8 +145,9 @@ class SimNode(Node):
         # the two messages of every tick go as bytes (robot_dyn/nodes/wire.py)
         self.state_encoder = wire.JointStateEncoder(self.robot.joint_names)
         self.reference_decoder = wire.ReferenceDecoder()
-        if self.emulation == "franka":  # JTC's topic, ordinary messages (the adapter's rate, up to 500 Hz)
-            self.create_subscription(JointTrajectory, bridge.FRANKA_COMMAND_TOPIC, self.on_jtc_trajectory, RELIABLE)
+        if self.emulation == "franka":  # JTC's topic (the adapter's rate, up to 500 Hz)
+            self.create_subscription(JointTrajectory, bridge.FRANKA_COMMAND_TOPIC, self.on_jtc_trajectory, RELIABLE,
+                                     raw=True)
         else:
             self.create_subscription(JointTrajectory, "/impedance_reference", self.on_reference, RELIABLE, raw=True)
         self.add_on_set_parameters_callback(self.on_set_parameters)
@@ -321,18 +322,20 @@ class SimNode(Node):
         while self.pacer.ready(self.arm.time):
             self.advance_tick()
 
-    def on_jtc_trajectory(self, msg: JointTrajectory) -> None:
+    def on_jtc_trajectory(self, data: bytes) -> None:
         """A trajectory for the emulated JTC: one point (what the adapter sends)."""
         now = self.arm.time
-        if len(msg.points) != 1:
+        try:
+            msg = self.reference_decoder.decode(data)
+            if len(msg.points) != 1:
+                raise ValueError(f"the emulation takes one point, got {len(msg.points)}")
+        except ValueError as exc:  # a WireError too
             self.arm.layer.rejected += 1
-            self.arm.layer.events.append((now, f"trajectory rejected: the emulation takes one point, got {len(msg.points)}"))
+            self.arm.layer.events.append((now, f"trajectory rejected: {exc}"))
         else:
             pt = msg.points[0]
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            tfs = pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9
-            self.arm.layer.receive(now, stamp, msg.joint_names, tfs, pt.positions, pt.velocities, pt.accelerations,
-                                   pt.effort)
+            self.arm.layer.receive(now, msg.stamp_ns * 1e-9, msg.joint_names, pt.time_from_start_ns * 1e-9, pt.positions,
+                                   pt.velocities, pt.accelerations, pt.effort)
         self.flush_events()
 
     def on_timer(self) -> None:

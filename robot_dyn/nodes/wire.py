@@ -223,23 +223,26 @@ class JointPositions:
 
 
 class JointStateEncoder:
-    """Serialized JointStates of fixed joint names and frame (the names are written once)."""
+    """Serialized JointStates of fixed joint names and frame (the names are written once). Without
+    velocity or effort that array is empty, as JointState allows (a driver that measures no torque)."""
 
-    def __init__(self, names, frame_id: str = ""):
+    def __init__(self, names, frame_id: str = "", velocity: bool = True, effort: bool = True):
         self.n = len(names)
-        w = _Writer(_size([frame_id, *names], self.n, self.n, self.n))
+        counts = (self.n, self.n if velocity else 0, self.n if effort else 0)
+        w = _Writer(_size([frame_id, *names], *counts))
         self._stamp = w.stamp()
         w.string(frame_id)
         w.strings(list(names))
-        self._arrays = [w.doubles(self.n) for _ in range(3)]
+        self._arrays = [(w.doubles(count), count) for count in counts]
         self._template = w.done()
 
-    def encode(self, stamp_ns: int, position, velocity, effort) -> bytes:
-        """The message's bytes; each array has one value per name."""
+    def encode(self, stamp_ns: int, position, velocity=(), effort=()) -> bytes:
+        """The message's bytes; each array the encoder has has one value per name (the others are ignored)."""
         data = bytearray(self._template)
         _put_stamp(data, self._stamp, stamp_ns)
-        for at, values in zip(self._arrays, (position, velocity, effort)):
-            data[at: at + 8 * self.n] = np.asarray(values, "<f8").tobytes()
+        for (at, count), values in zip(self._arrays, (position, velocity, effort)):
+            if count:
+                data[at: at + 8 * count] = np.asarray(values, "<f8").tobytes()
         return bytes(data)
 
 
@@ -288,25 +291,29 @@ class ReferenceDecoder:
 
 
 class ReferenceEncoder:
-    """Serialized one-point JointTrajectories of fixed joint names: the impedance reference contract
-    (README, 'Topics'): header.stamp = the time the point applies, time_from_start 0."""
+    """Serialized one-point JointTrajectories of fixed joint names. The defaults are the impedance
+    reference contract (README, 'Topics'): header.stamp = the time the point applies, time_from_start 0.
+    The hardware adapter's JTC point sets time_from_start (ns) and may leave the effort empty."""
 
-    def __init__(self, joint_names):
+    def __init__(self, joint_names, time_from_start_ns: int = 0, effort: bool = True):
         self.n = len(joint_names)
-        w = _Writer(_size(["", *joint_names], *(4 * [self.n])))
+        counts = (self.n, self.n, self.n, self.n if effort else 0)
+        w = _Writer(_size(["", *joint_names], *counts))
         self._stamp = w.stamp()
         w.string("")
         w.strings(list(joint_names))
         w.u32(1)  # one point
-        self._arrays = [w.doubles(self.n) for _ in range(4)]
-        w.stamp()  # time_from_start = 0
+        self._arrays = [(w.doubles(count), count) for count in counts]
+        time_from_start = w.stamp()
         self._template = w.done()
+        _put_stamp(self._template, time_from_start, time_from_start_ns)
 
-    def encode(self, stamp_ns: int, q, qd, qdd, tau_ff) -> bytes:
+    def encode(self, stamp_ns: int, q, qd, qdd, tau_ff=()) -> bytes:
         data = bytearray(self._template)
         _put_stamp(data, self._stamp, stamp_ns)
-        for at, values in zip(self._arrays, (q, qd, qdd, tau_ff)):
-            data[at: at + 8 * self.n] = np.asarray(values, "<f8").tobytes()
+        for (at, count), values in zip(self._arrays, (q, qd, qdd, tau_ff)):
+            if count:
+                data[at: at + 8 * count] = np.asarray(values, "<f8").tobytes()
         return bytes(data)
 
 
