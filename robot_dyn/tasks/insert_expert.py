@@ -60,7 +60,9 @@ class InsertExpertSettings:
     belief: float = 0.5  # the spread of where the person believes the hole is, as a share of the offset radius
     max_lead: float = 0.004  # m the desired tip may lead the peg sideways while searching: 15-19 N at the Panda's
     # 3.8-4.8 N/mm there (sliding on the top takes about 2 mm; a caught peg is no longer dragged harder)
-    dip: float = 0.0002  # m below the top: the peg is partly over the hole (sliding on the top it stays above)
+    dip: float = 0.00005  # m below the top: the peg is partly over the hole's mouth. Sliding on the top it sank
+    # 0.017 mm at most (8 bench searches, every strategy); a peg caught on the chamfer's edge sat 0.1 mm down while
+    # the path dragged it off the hole, pressed to 41 N, until 0.2 mm was lowered to this
     dip_hold_s: float = 1.0  # s the search path waits where the peg dipped before it moves on
     gain: float = 3.0  # 1/s, position error -> speed
     comply_gain: float = 10.0  # 1/s: how fast the reference follows the peg sideways while inserting
