@@ -50,3 +50,18 @@ def test_cartesian_move_reaches_goal_pose_at_rest():
     np.testing.assert_allclose(end.position, [0.1, 0.2, -0.1], atol=1e-12)
     np.testing.assert_allclose(end.rotation, R1, atol=1e-12)
     assert np.allclose(end.velocity, 0) and np.allclose(end.angular_velocity, 0)
+
+
+def test_path_following_tells_a_late_arm_from_one_off_the_curve():
+    """A figure-8 followed 0.5 s behind schedule is off its schedule by centimetres and on its curve; one 5 mm
+    out of the curve's plane is 5 mm off both."""
+    from robot_dyn.jobs.report import path_following
+
+    path = figure_eight(np.array([0.5, 0.0, 0.4]), 0.1, 4.0, 1, 1.0, "yz", rotation=np.eye(3))
+    t = np.arange(path.t0, path.t_end, 0.002)
+    desired = np.array([path.sample(ti).position for ti in t])
+    late = np.array([path.sample(max(ti - 0.5, path.t0)).position for ti in t])
+    following = path_following(late, desired)
+    assert following["tracking_max_m"] > 0.03 and following["path_error_max_m"] < 1e-3, following
+    aside = path_following(desired + [0.005, 0.0, 0.0], desired)
+    assert np.isclose(aside["path_error_rms_m"], 0.005) and np.isclose(aside["tracking_rms_m"], 0.005), aside

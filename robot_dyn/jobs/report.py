@@ -18,6 +18,20 @@ def rms(values) -> float:
     return float(np.sqrt(np.mean(values**2))) if values.size else float("nan")
 
 
+def path_following(p_actual, p_desired) -> dict:
+    """How a path was followed: p_actual (N, 3) m the measured positions and p_desired (N, 3) m the path's at
+    the same times (as scheduled), consecutive points close together. tracking_*: the distance from the
+    point of the same time; path_error_*: from the nearest point of the path's curve, whenever reached (a
+    path the controller slowed is off its schedule by as much as it was late, not off its shape)."""
+    from scipy.spatial import cKDTree
+
+    p_actual, p_desired = np.asarray(p_actual, float), np.asarray(p_desired, float)
+    err = np.linalg.norm(p_actual - p_desired, axis=1)
+    off_curve = cKDTree(p_desired).query(p_actual)[0]
+    return {"tracking_rms_m": rms(err), "tracking_max_m": float(err.max()),
+            "path_error_rms_m": rms(off_curve), "path_error_max_m": float(off_curve.max())}
+
+
 def align_references(t_states, t_refs, q_refs):
     """Reference positions at the state stamps (the reference stamped at or before each state)."""
     idx = np.clip(np.searchsorted(t_refs, t_states + 1e-9, side="right") - 1, 0, len(t_refs) - 1)

@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from robot_dyn.bringup.graph import ARM_STATES, rehearsal_graph, sim_graph
 from robot_dyn.bringup.processes import GraphProcesses
 from robot_dyn.control.trajectory import figure_eight
 from robot_dyn.dynamics.rigid_body import RigidBody
-from robot_dyn.jobs.report import rms
+from robot_dyn.jobs.report import path_following
 from robot_dyn.nodes.graph_client import GraphClient
 from robot_dyn.robots import load_robot
 
@@ -118,12 +117,8 @@ class SimSession:
 
     def figure_eight(self, radius=0.1, period=4.0, cycles=2, ramp=1.0, plane="yz") -> dict:
         """Trace a figure-8 around the current end-effector position, starting when the controller
-        takes it; return tracking figures and traces.
-
-        tracking_*: the distance (m) from the path's point at the same time, as scheduled; a path the
-        controller slowed (late_s > 0: the arm lagged in real time) is off its schedule by as much as it
-        was late. path_error_*: the distance (m) from the nearest point of the path's curve, whenever it
-        was reached: how well the shape is followed, whatever the timing."""
+        takes it; return tracking figures (robot_dyn.jobs.report.path_following: path_error_* judges the
+        shape when the controller slowed the path, late_s > 0) and traces."""
         p0, R0 = self.model.ee_pose(self.client.states[-1][1])
         start = len(self.client.controller_events)
         self.client.send_cartesian_path(figure_eight(p0, radius, period, cycles, ramp, plane, rotation=R0),
@@ -135,11 +130,7 @@ class SimSession:
         t, q, _, _ = self.client.state_arrays(path.t0, path.t_end)
         p_actual = np.array([self.model.ee_pose(qi)[0] for qi in q])
         p_desired = np.array([path.sample(ti).position for ti in t])
-        err = np.linalg.norm(p_actual - p_desired, axis=1)
-        curve = np.array([path.sample(ti).position for ti in np.arange(path.t0, path.t_end, 1e-3)])
-        off_curve = cKDTree(curve).query(p_actual)[0]
-        return {"tracking_rms_m": rms(err), "tracking_max_m": float(err.max()), "samples": int(t.size),
-                "path_error_rms_m": rms(off_curve), "path_error_max_m": float(off_curve.max()),
+        return {**path_following(p_actual, p_desired), "samples": int(t.size),
                 "late_s": done["late_s"], "t": t, "p_actual": p_actual, "p_desired": p_desired, "plane": plane}
 
     # --- measuring -----------------------------------------------------------
