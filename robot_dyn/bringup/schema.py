@@ -125,6 +125,8 @@ TELEOP = {
     "keyboard_hold_s": (0.6, "keyboard: a key moves its axis this long after its last press, s"),
     "script": ("", "scripted: the waypoints file (robot_dyn.teleop.scripted.load_script)"),
     "seed": (0, "scripted and expert: the operator's noise, pace and choices"),
+    "expert_waits_for_recording": (False, "expert: start once the recorder has begun an episode (/recorder/events), as a "
+                                          "person waits for the recording light; it waits for every camera's first frame"),
     "twist_linear_scale": (0.15, "scripted: the controller's twist_linear_scale, m/s (the graph copies it)"),
     "twist_angular_scale": (0.5, "scripted: the controller's twist_angular_scale, rad/s (the graph copies it)"),
 }

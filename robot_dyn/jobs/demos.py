@@ -29,7 +29,10 @@ def record_expert_demo(task: str, seed: int, out: Path, workdir: Path, cameras: 
     camera_size: (width, height) px of the cameras, without shadows."""
     size = {"camera_width": camera_size[0], "camera_height": camera_size[1]}
     sim = {"task_seed": seed, **({**CAMERAS, **size} if cameras else {})}
-    overrides = {"sim": sim, "teleop": {"seed": seed}, "recorder": {"out_dir": str(out), "task": task}}
+    # the expert waits for the episode to begin (the recorder waits for every camera's first frame: 28 s on a busy
+    # machine once, after the expert had pushed the block home unrecorded)
+    overrides = {"sim": sim, "teleop": {"seed": seed, "expert_waits_for_recording": True},
+                 "recorder": {"out_dir": str(out), "task": task}}
     with SimSession("panda", workdir, mode="realtime", task=task, teleop="expert", recorder=True, overrides=overrides) as s:
         c = s.client
         ok, path = c.recorder("start")

@@ -9,6 +9,7 @@ message naming what to install or plug in.
 """
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -16,11 +17,12 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, Joy
+from std_msgs.msg import String
 
 from robot_dyn.bringup import schema
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.nodes import wire
-from robot_dyn.nodes.events import Events
+from robot_dyn.nodes.events import EVENTS_QOS, Events
 from robot_dyn.nodes.messages import planar_pose, pose_to_arrays, twist_msg
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
@@ -33,6 +35,7 @@ from robot_dyn.teleop.shaping import ShapingSettings, shape
 DEFAULTS = schema.defaults(schema.TELEOP)
 DESCRIPTIONS = schema.descriptions(schema.TELEOP)
 DEVICES = ("joy", "spacemouse", "keyboard", "scripted", "expert")
+RECORDING_BEGUN = re.compile(r"recording \S+ \(.*\) at t=")  # the recorder node's event as an episode begins
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # 2 s of commands: a recorder that fell behind gets them resent
 
 
@@ -91,7 +94,11 @@ class TeleopNode(Node):
             self.object_names = task.object_names
             for name in task.object_names:
                 self.create_subscription(PoseStamped, f"/task/{name}", self._object_receiver(name), 10)
-            self.event(f"expert for '{p['task']}' ready (seed {p['seed']})")
+            self.recording = not p["expert_waits_for_recording"]  # whether the expert may start
+            if not self.recording:  # the recorder's events are kept for late readers (EVENTS_QOS)
+                self.create_subscription(String, "/recorder/events", self.on_recorder_event, EVENTS_QOS)
+            self.event(f"expert for '{p['task']}' ready (seed {p['seed']})"
+                       + ("" if self.recording else ": it starts when the recorder has begun an episode"))
         else:
             if not p["script"]:
                 raise ValueError("device 'scripted' needs parameter 'script' (a waypoints file)")
@@ -109,6 +116,11 @@ class TeleopNode(Node):
         except ValueError as exc:
             self.joy = None
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
+
+    def on_recorder_event(self, msg: String) -> None:
+        if not self.recording and RECORDING_BEGUN.match(msg.data):
+            self.recording = True
+            self.event("expert starts: the recorder is recording")
 
     def on_joint_state(self, data: bytes) -> None:
         self.measured = data  # decoded when the expert looks (at rate_hz, not the states' 500 Hz)
@@ -158,7 +170,8 @@ class TeleopNode(Node):
 
     def _expert(self, now: float) -> DeviceInput | None:
         """The task's expert, looking at the measured tool tip, the desired pose and the scene's objects."""
-        if self.measured is None or self.pose is None or self.expert.done or len(self.objects) < len(self.object_names):
+        if (not self.recording or self.measured is None or self.pose is None or self.expert.done
+                or len(self.objects) < len(self.object_names)):
             return None
         if now - self.decided_at < self.decision_period - 1e-9:
             return self.decision
