@@ -14,7 +14,6 @@ from robot_dyn.object_dynamics.models import (ModelConfig, ParticleGNN, build_ed
                                               rollout_final)
 from robot_dyn.object_dynamics.training import TrainConfig, train
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

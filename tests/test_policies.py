@@ -22,7 +22,6 @@ from robot_dyn.imitation.policy import (Policy, PolicyConfig, PolicyRunner, chec
 JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ FRAMES = range(14, 34)
 SMALL = TrackingConfig(init_iterations=50, iterations=15)
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
