@@ -23,7 +23,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from robot_dyn.bringup import schema
-from robot_dyn.nodes.events import Events
+from robot_dyn.nodes.events import Events, episode_begun
 from robot_dyn.nodes.camera_messages import camera_topics
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.recording.episode_bag import RecordingError
@@ -104,7 +104,7 @@ class RecorderNode(Node):
         if self.get_parameter("use_sim_time").value and self._now() == 0.0:
             raise RecordingError("not ready: no /clock yet (the graph's time, from the sim)")
         path = self.recorder.start(task, self._now())
-        self.event(f"recording {path.name} ({task}) at t={self._now():.3f}")
+        self.event(episode_begun(path.name, task, self._now()))
         return str(path)
 
     def stop(self, success: bool) -> str:

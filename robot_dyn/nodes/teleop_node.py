@@ -9,7 +9,6 @@ message naming what to install or plug in.
 """
 from __future__ import annotations
 
-import re
 import time
 
 import numpy as np
@@ -22,7 +21,7 @@ from std_msgs.msg import String
 from robot_dyn.bringup import schema
 from robot_dyn.dynamics.rigid_body import RigidBody
 from robot_dyn.nodes import wire
-from robot_dyn.nodes.events import EVENTS_QOS, Events
+from robot_dyn.nodes.events import EPISODE_BEGUN, EVENTS_QOS, Events
 from robot_dyn.nodes.messages import planar_pose, pose_to_arrays, twist_msg
 from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
@@ -35,7 +34,6 @@ from robot_dyn.teleop.shaping import ShapingSettings, shape
 DEFAULTS = schema.defaults(schema.TELEOP)
 DESCRIPTIONS = schema.descriptions(schema.TELEOP)
 DEVICES = ("joy", "spacemouse", "keyboard", "scripted", "expert")
-RECORDING_BEGUN = re.compile(r"recording \S+ \(.*\) at t=")  # the recorder node's event as an episode begins
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # 2 s of commands: a recorder that fell behind gets them resent
 
 
@@ -118,7 +116,7 @@ class TeleopNode(Node):
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
 
     def on_recorder_event(self, msg: String) -> None:
-        if not self.recording and RECORDING_BEGUN.match(msg.data):
+        if not self.recording and EPISODE_BEGUN.match(msg.data):
             self.recording = True
             self.event("expert starts: the recorder is recording")
 
