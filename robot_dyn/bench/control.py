@@ -140,11 +140,20 @@ def graph_run(robot_name: str, workdir: Path) -> dict:
             "reference_round_trip_us_p99": sim.get("reference_round_trip_us_p99")}
 
 
+def _ordinary_process() -> None:
+    """In a child before exec: the normal policy and niceness, whatever its parent's (a graph client
+    runs under SCHED_IDLE, which its children inherit)."""
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
 class BusyCore:
-    """A process that keeps one core busy (a plain loop) while in the with-block."""
+    """A process that keeps one core busy (a plain loop) while in the with-block: an ordinary one, as
+    from another terminal (its own session, so its own autogroup, and the normal policy)."""
 
     def __enter__(self):
-        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True,
+                                        preexec_fn=_ordinary_process)
         return self
 
     def __exit__(self, *exc):
