@@ -40,7 +40,7 @@ from robot_dyn.nodes.messages import (
 from robot_dyn.bringup import schema
 from robot_dyn.nodes import wire
 from robot_dyn.nodes.events import Events
-from robot_dyn.nodes.parameters import batch_scheduling, declare_parameters, parameter_values, realtime_priority, run
+from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
 from robot_dyn.robots.tools import with_tool
 from robot_dyn.safety.obstacles import ObstacleTracker
@@ -132,10 +132,7 @@ class ControllerNode(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         diagnostics_msg(0.0, "", self.stats(DIAGNOSTICS_WINDOW))  # its first call (imports, 12 ms) before ticking
-        if self.lockstep:
-            batch_scheduling()  # a lockstep sim is a throughput computation
-        else:
-            realtime_priority(self.get_logger())
+        self.scheduling = "batch" if self.lockstep else "realtime"  # run() applies it: a lockstep sim is a throughput computation
         self.t_now = None
         self.get_logger().info(f"{self.robot.name}: outer loop at {p['rate_hz']:.0f} Hz, feedforward "
                                f"'{self.loop.config.feedforward}', goal planner '{p['goal_planner']}', safety filter '{p['safety_filter']}'")

@@ -26,7 +26,7 @@ from robot_dyn import hardware_bridge as bridge
 from robot_dyn.bringup import schema
 from robot_dyn.control.impedance import ImpedanceSettings, ReferenceRejected, validate_reference
 from robot_dyn.nodes import wire
-from robot_dyn.nodes.parameters import declare_parameters, parameter_values, realtime_priority, run
+from robot_dyn.nodes.parameters import declare_parameters, parameter_values, run
 from robot_dyn.robots import load_robot
 from robot_dyn.timing import Decimator
 
@@ -84,7 +84,7 @@ class HardwareAdapterNode(Node):
         self.create_subscription(JointTrajectory, p["input_topic"], self.on_reference, RELIABLE, raw=True)
         self.create_subscription(JointState, p["state_input_topic"] or target["state"], self.on_state, RELIABLE,
                                  raw=True)
-        realtime_priority(self.get_logger())  # in the command path, like the controller on the arm's machine
+        self.scheduling = "realtime"  # run() applies it: in the command path, like the controller on the arm's machine
         self.get_logger().info(f"forwarding {p['input_topic']} -> {output} ({p['target']})")
 
     def _check_parameters(self) -> None:

@@ -61,7 +61,7 @@ from robot_dyn import hardware_bridge as bridge, paths
 from robot_dyn.control.impedance import ImpedanceSettings
 from robot_dyn.nodes.messages import diagnostics_msg, planar_pose_msg, task_score_msgs, to_stamp
 from robot_dyn.bringup import schema
-from robot_dyn.nodes.parameters import (batch_scheduling, declare_parameters, parameter_values, realtime_priority, run,
+from robot_dyn.nodes.parameters import (declare_parameters, parameter_values, run,
                                         signed)
 from robot_dyn.nodes import camera_messages as cm
 from robot_dyn.nodes.sim_cameras import LATCHED, CameraProcess, CameraPublishers
@@ -171,10 +171,7 @@ class SimNode(Node):
         self.wall_start, self.sim_start = time.monotonic(), self.arm.time
         self.pacer.start(self.wall_start)
         diagnostics_msg(0.0, "", self.stats(DIAGNOSTICS_WINDOW))  # its first call (imports, 12 ms) before ticking
-        if self.mode == "lockstep":
-            batch_scheduling()  # a lockstep sim is a throughput computation
-        else:
-            realtime_priority(self.get_logger())
+        self.scheduling = "batch" if self.mode == "lockstep" else "realtime"  # run() applies it: a lockstep sim is a throughput computation
         self.publish_state()
         self.get_logger().info(
             f"{self.robot.name} in {p['backend']} ({p['effects_profile']} effects), {self.mode}, physics "
