@@ -150,6 +150,41 @@ def test_late_reference_stops_at_the_horizon_instead_of_keeping_its_velocity():
     np.testing.assert_allclose(tau_late, -ROBOT.damping * qd_ref, rtol=1e-9)  # brakes toward rest
 
 
+def test_a_reference_extrapolated_over_the_horizon_stays_on_the_outer_loops_path():
+    """The layer rides through a silent controller (extrapolation_horizon past the last reference)
+    only because a reference is the constant-acceleration segment that the outer loop integrates
+    between its ticks: along a figure-8, the layer's torque on the arm placed where the loop's
+    reference for horizon later puts it is the stiffness times a few urad, where a late layer
+    (stopping at the horizon's point) pulls against the arm's velocity."""
+    from robot_dyn.control.outer_loop import OuterLoop
+    from robot_dyn.control.trajectory import figure_eight
+
+    loop = OuterLoop(ROBOT)
+    loop.start(0.0, ROBOT.home)
+    p0, R0 = loop.desired_pose()
+    loop.command_cartesian_path(0.0, figure_eight(p0, 0.1, 4.0, 1, 1.0, t0=0.0, rotation=R0))
+    refs, t = [], 0.0
+    while loop.motion is not None:
+        t += 0.002
+        refs.append(loop.tick(t))
+    settings = dict(dtau_max=np.full(N, 1e9))  # the law alone, no rate limit from zero
+    horizon = ImpedanceSettings.from_robot(ROBOT).extrapolation_horizon
+    ticks = int(round(horizon / 0.002))
+    worst_on, worst_late = 0.0, 0.0
+    for k in range(0, len(refs) - ticks - 2, 25):
+        ref, ahead, beyond = refs[k], refs[k + ticks], refs[k + ticks + 2]
+        layer = make_layer(**settings)
+        layer.observe(ref.q)
+        assert layer.submit(ref.stamp, ref.stamp, ROBOT.joint_names, ref.q, ref.qd, ref.qdd)
+        tau = layer.torque(ahead.stamp, ahead.q, ahead.qd, 1e-3)
+        worst_on = max(worst_on, float(np.max(np.abs(tau))))
+        late = layer.torque(beyond.stamp, beyond.q, beyond.qd, 1e-3)
+        worst_late = max(worst_late, float(np.max(np.abs(late))))
+    assert horizon >= 0.008
+    assert worst_on < 0.02, worst_on  # Nm: 2e-5 rad against 1000 Nm/rad at most
+    assert worst_late > 50 * worst_on, (worst_late, worst_on)
+
+
 def test_reference_far_from_the_measured_position_is_rejected_as_a_discontinuity():
     layer = make_layer()
     layer.torque(0.0, ROBOT.home, np.zeros(N), 1e-3)

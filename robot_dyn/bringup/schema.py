@@ -18,7 +18,7 @@ SIM = {
     "torque_limits": ([], "Nm; empty = URDF effort limits"),
     "torque_rate_limits": ([], "Nm/s; empty = robot config"),
     "stale_timeout_s": (0.05, "a reference older than this (sim time) makes the robot layer hold position"),
-    "extrapolation_horizon_s": (0.004, "how far a reference is extrapolated between outer ticks, s"),
+    "extrapolation_horizon_s": (0.008, "how far a reference is extrapolated (its constant-acceleration segment) before it is held, s"),
     "max_position_error_rad": (0.05, "references farther than this from the measured position are rejected, rad"),
     "reference_lead_ticks": (4, "the controller's reference_lead_ticks (the graph copies it): a reference answers the state this many ticks before its stamp, for the round-trip timing"),
     "diagnostics_period_s": (1.0, "wall-clock period of /diagnostics, s"),

@@ -67,9 +67,14 @@ class ImpedanceSettings:
     tau_max: np.ndarray
     dtau_max: np.ndarray
     stale_timeout: float = 0.05
-    # How far a reference is extrapolated (q_d + qd_d t + qdd_d t^2/2) between outer ticks
-    # before it is held constant: one or two outer periods, never the whole stale timeout.
-    extrapolation_horizon: float = 0.004
+    # How far a reference is extrapolated (q_d + qd_d t + qdd_d t^2/2) before it is held constant.
+    # A reference is a constant-acceleration segment, which is what the outer loop integrates
+    # between its ticks: along a figure-8 and two joint goals the segment 8 ms on stayed within
+    # 2 urad of the loop's own reference 8 ms later (Panda; tests/test_impedance.py). So a
+    # controller held off its core rides through: with the 8 ms reference lead, a silence of up to
+    # 16 ms moves the arm as the missing references would have (4 ms, the old value, left 12 ms,
+    # and the layer held 1-2 times a minute with one core busy). Never near the stale timeout.
+    extrapolation_horizon: float = 0.008
     # A reference farther than this from the measured position (rad, any joint) is a
     # discontinuity and is rejected: a saturated spring with the torque-rate limit lags
     # enough to go unstable (steps of 0.15 rad on all joints diverged in simulation, 0.1 rad did not).
@@ -271,7 +276,7 @@ class RobotLayer:
             if self.mode != "track":
                 self.mode = "track"
                 self.events.append((now, "tracking references"))
-            if age <= s.extrapolation_horizon:
+            if age <= s.extrapolation_horizon + 1e-9:  # 1e-9: float time stamps
                 self._starved = False
                 t = max(age, 0.0)
                 q_d = ref.q + t * (ref.qd + 0.5 * t * ref.qdd)
