@@ -86,7 +86,7 @@ def pusht_in_the_graph(tmp_path):
     path_length = sum(np.hypot(a.transform.translation.x - b.transform.translation.x,
                                a.transform.translation.y - b.transform.translation.y) for a, b in zip(wrist, wrist[1:]))
     assert path_length > 0.1
-    return path
+    return demo
 
 
 def test_the_pusht_expert_in_the_graph_and_bulk_generation_in_process_give_the_same_episodes(tmp_path):
@@ -96,9 +96,13 @@ def test_the_pusht_expert_in_the_graph_and_bulk_generation_in_process_give_the_s
     fixed cameras' poses bit for bit), both solved, and the same dataset features once exported."""
     from robot_dyn.jobs.demos import record_expert_demo_in_process
 
-    graph = pusht_in_the_graph(tmp_path / "graph")
+    graph_demo = pusht_in_the_graph(tmp_path / "graph")
+    graph = graph_demo["path"]
     bulk = record_expert_demo_in_process("pusht", 7, tmp_path / "bulk", camera_size=(64, 48))
     assert bulk["success"]
+    # camera sets the graph's sim dropped: its renderer (a child process at the normal priority) fell a whole
+    # queue (2 s) behind, which a loaded machine can make it do; the bulk recording waits for every image
+    dropped = {"graph": graph_demo["stats"]["sim"]["camera_sets_skipped"], "bulk": 0}
     episodes = {}
     for name, path in (("graph", graph), ("bulk", bulk["path"])):
         with Reader(path) as reader:
@@ -110,9 +114,12 @@ def test_the_pusht_expert_in_the_graph_and_bulk_generation_in_process_give_the_s
                 if c.topic in ("/joint_states", "/cameras/wrist/color/image_raw"):
                     stamps.setdefault(c.topic, []).append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
         episodes[name] = ({t: c.msgtype for t, c in connections.items()}, first, episode_facts(path))
-        # the same clocks: a state every 2 ms, a camera set every 0.1 s
+        # the same clocks: a state every 2 ms, a camera set every 0.1 s, but for the sets the sim counted as dropped
         assert set(np.diff(stamps["/joint_states"])) == {2_000_000}, name
-        assert set(np.diff(stamps["/cameras/wrist/color/image_raw"][1:])) == {100_000_000}, name
+        gaps = np.diff(stamps["/cameras/wrist/color/image_raw"][1:])
+        assert set(gaps % 100_000_000) == {0}, name
+        missing = int(gaps.sum() // 100_000_000) - len(gaps)
+        assert missing <= dropped[name], (name, missing, dropped[name])
     (graph_types, graph_first, graph_facts), (bulk_types, bulk_first, bulk_facts) = episodes["graph"], episodes["bulk"]
     assert graph_types == bulk_types
     events = {"/controller/events", "/robot_layer/events", "/teleop/events"}  # the nodes' logs: graph only
