@@ -15,7 +15,6 @@ from robot_dyn.object_dynamics.models import (ModelConfig, ParticleGNN, build_ed
 from robot_dyn.object_dynamics.training import TrainConfig, train
 
 
-
 @pytest.fixture(scope="module")
 def pushes_folder(tmp_path_factory):
     """Four simulated pushes (about 10 s): three to train on, one held out."""

@@ -22,8 +22,6 @@ from robot_dyn.imitation.policy import (Policy, PolicyConfig, PolicyRunner, chec
 JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 
 
-
-
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory):
     """A LeRobot export of three identical 1 s 'insert' episodes on the panda (10 frames each at 10 Hz, one

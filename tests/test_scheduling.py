@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 CHILD = r"""
-import json, logging, os, subprocess, sys, threading
+import json, os, subprocess, sys, threading
 from robot_dyn.nodes.parameters import realtime_priority
 
 warnings = []

@@ -140,20 +140,14 @@ def graph_run(robot_name: str, workdir: Path) -> dict:
             "reference_round_trip_us_p99": sim.get("reference_round_trip_us_p99")}
 
 
-def _ordinary_process() -> None:
-    """In a child before exec: the normal policy and niceness, whatever its parent's (a graph client
-    runs under SCHED_IDLE, which its children inherit)."""
-    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    os.setpriority(os.PRIO_PROCESS, 0, 0)
-
-
 class BusyCore:
     """A process that keeps one core busy (a plain loop) while in the with-block: an ordinary one, as
-    from another terminal (its own session, so its own autogroup, and the normal policy)."""
+    from another terminal (its own session, so its own autogroup). Enter it before a SimSession: the
+    session's graph client runs under SCHED_IDLE, and a loop started under it inherited that and
+    hardly competed."""
 
     def __enter__(self):
-        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True,
-                                        preexec_fn=_ordinary_process)
+        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
         return self
 
     def __exit__(self, *exc):
@@ -182,7 +176,7 @@ def realtime_run(robot_name: str, workdir: Path, seconds: float, busy: bool, hol
     holding (the controller with its MPC process)."""
     from robot_dyn.jobs.session import SimSession
 
-    with SimSession(robot_name, workdir, mode="realtime") as s, (BusyCore() if busy else contextlib.nullcontext()):
+    with BusyCore() if busy else contextlib.nullcontext(), SimSession(robot_name, workdir, mode="realtime") as s:
         before = s.client.next_diagnostics("sim: robot layer")
         start, goals, late_s, tracking = s.client.sim_time, 0, 0.0, []
         while s.client.sim_time - start < seconds:

@@ -77,8 +77,9 @@ def realtime_priority(log) -> None:
     weighs this process against others of its own session (Linux's autogroups), so a busy process
     started from another terminal took its core's share regardless: with such a process keeping one
     core busy, niceness -10 left the robot layer without a reference 29 times in 60 s of motion and
-    0.43 % of references late (Panda); SCHED_FIFO, 0-2 times (0 with the 8 ms extrapolation). SCHED_RESET_ON_FORK: the processes and threads this one starts afterwards (an MPC
-    solve, a camera renderer) run at the normal policy, and never hold up the loop. The kernel
+    0.43 % of references late (Panda); SCHED_FIFO, 0-2 times (0 with the 8 ms extrapolation).
+    SCHED_RESET_ON_FORK: the processes and threads this one starts afterwards (an MPC solve, a
+    camera renderer) run at the normal policy, and never hold up the loop. The kernel
     keeps 5 % of every second for normal tasks (sched_rt_runtime_us), so a runaway loop cannot lock
     a core. Where FIFO is not permitted, niceness -10; where that is not either, say so once and go
     on at the normal priority."""
